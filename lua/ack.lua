@@ -1,0 +1,57 @@
+--[[
+ack.lua: finish a claimed batch (reply sent, or failed for good).
+
+Guarantees: only the holder of the matching token acts; a stale token changes
+nothing. The in-flight batch is dropped, the lock released, the reply appended to
+history (when history is there; a missing one is hydrated from the database on the
+next message), and the conversation either leaves the agenda or, when messages
+arrived meanwhile, is rescheduled at their own deadline: they are the next batch,
+answered after this one.
+
+KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
+KEYS[2] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch, JSON
+KEYS[3] conv:{channel}:{account}:{contact}:lock      STRING claim token
+KEYS[4] conv:{channel}:{account}:{contact}:state     HASH   batch, claims, supersedes, inflight_started
+KEYS[5] conv:{channel}:{account}:{contact}:msgs      LIST   messages collected since the claim
+KEYS[6] conv:{channel}:{account}:{contact}:deadline  STRING unix ms the collecting batch is due
+KEYS[7] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON
+
+ARGV[1] now            unix ms
+ARGV[2] member         agenda member: {channel}:{account}:{contact}
+ARGV[3] token          the claim token
+ARGV[4] history_limit  entries kept in history
+ARGV[5] ttl_ms         lifetime of the conversation's keys
+ARGV[6..] reply        entries to append to history (our reply's parts), JSON; may be none
+
+Reply: {status, next_due_ms}
+  status 0 = stale token, nothing changed; 1 = done, off the agenda;
+         2 = rescheduled at next_due_ms for the messages that arrived meanwhile
+]]
+local rcall = redis.call
+local agenda, inflight, lock, state, msgs, deadline_key, history =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local now, member, token = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+if rcall('GET', lock) ~= token then
+  return {0, 0}
+end
+
+rcall('DEL', inflight, lock)
+rcall('HDEL', state, 'batch', 'claims', 'supersedes', 'inflight_started')
+if #ARGV >= 6 and rcall('EXISTS', history) == 1 then
+  for i = 6, #ARGV do
+    rcall('RPUSH', history, ARGV[i])
+  end
+  rcall('LTRIM', history, -limit, -1)
+  rcall('PEXPIRE', history, ttl)
+end
+
+if rcall('LLEN', msgs) > 0 then
+  local due = tonumber(rcall('GET', deadline_key)) or now
+  rcall('ZADD', agenda, due, member)
+  return {2, due}
+end
+rcall('ZREM', agenda, member)
+rcall('DEL', deadline_key)
+return {1, 0}

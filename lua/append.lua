@@ -1,0 +1,118 @@
+--[[
+append.lua: add one stored message to its conversation, atomically.
+
+Guarantees: the message lands in history (platform order: timestamp, then id) and,
+when it triggers a reply, in the batch being collected (same order). The batch
+deadline slides to now + window, never past the batch's first message + max wait,
+to now + grace after a menu choice, and to now when the batch is full. The
+conversation is put on the agenda at its deadline unless a worker holds its lock
+(then the lease end stays its score and ack.lua reschedules it). A claimer sees the
+message in exactly one batch: this one, or the next.
+
+KEYS[1] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON, oldest first
+KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON, oldest first
+KEYS[3] conv:{channel}:{account}:{contact}:deadline  STRING unix ms when the batch is due
+KEYS[4] conv:{channel}:{account}:{contact}:state     HASH   started = ms of the batch's first message
+KEYS[5] conv:{channel}:{account}:{contact}:lock      STRING claim token (read only here)
+KEYS[6] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch (read only here)
+KEYS[7] conv:deadlines                               ZSET   member = conversation, score = due ms
+
+ARGV[1]  now            unix ms
+ARGV[2]  entry          the message as JSON: {"id":<db id>,"ts":<platform ms>,...}
+ARGV[3]  id             the entry's db id (integer)
+ARGV[4]  ts             the entry's platform timestamp, unix ms
+ARGV[5]  mode           0 = history only (reaction), 1 = message, 2 = menu choice
+ARGV[6]  window_ms      sliding window
+ARGV[7]  max_wait_ms    cap after the batch's first message
+ARGV[8]  max_messages   batch size that is due at once
+ARGV[9]  grace_ms       delay after a menu choice
+ARGV[10] ttl_ms         lifetime of the conversation's keys
+ARGV[11] history_limit  entries kept in history
+ARGV[12] member         agenda member: {channel}:{account}:{contact}
+ARGV[13] reconcile      1 = skip if the id is already in msgs or inflight (re-batching)
+
+Reply: {status, deadline_ms, batch_len}
+  status 0 = appended; 1 = appended, history was missing: hydrate it from the
+         database (hydrate.lua); 2 = already tracked, nothing changed
+  deadline_ms = when the batch is due (0 in mode 0 or status 2)
+  batch_len   = messages in the collecting batch
+]]
+local rcall = redis.call
+local history, msgs, deadline_key, state, lock, inflight, agenda =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local now = tonumber(ARGV[1])
+local entry = ARGV[2]
+local id = tonumber(ARGV[3])
+local ts = tonumber(ARGV[4])
+local mode = tonumber(ARGV[5])
+local window, max_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
+local max_messages, grace = tonumber(ARGV[8]), tonumber(ARGV[9])
+local ttl, history_limit = tonumber(ARGV[10]), tonumber(ARGV[11])
+local member = ARGV[12]
+local reconcile = ARGV[13] == '1'
+
+-- true when list `key` holds an entry with this id
+local function contains(key)
+  for _, raw in ipairs(rcall('LRANGE', key, 0, -1)) do
+    if cjson.decode(raw).id == id then return true end
+  end
+  return false
+end
+
+-- insert the entry where (ts, id) puts it; webhooks can arrive out of order, but
+-- almost never do, so look at the tail first and walk back only when needed
+local function insert_ordered(key)
+  local n = rcall('LLEN', key)
+  for i = n - 1, 0, -1 do
+    local raw = rcall('LINDEX', key, i)
+    local e = cjson.decode(raw)
+    if e.ts < ts or (e.ts == ts and e.id < id) then
+      if i == n - 1 then
+        rcall('RPUSH', key, entry)
+      else
+        rcall('LINSERT', key, 'AFTER', raw, entry)
+      end
+      return
+    end
+  end
+  rcall('LPUSH', key, entry)
+end
+
+if reconcile and (contains(msgs) or contains(inflight)) then
+  return {2, 0, rcall('LLEN', msgs)}
+end
+
+local status = 0
+if rcall('EXISTS', history) == 0 then
+  status = 1
+end
+if not (reconcile and contains(history)) then
+  insert_ordered(history)
+  rcall('LTRIM', history, -history_limit, -1)
+end
+rcall('PEXPIRE', history, ttl)
+
+if mode == 0 then
+  return {status, 0, rcall('LLEN', msgs)}
+end
+
+local started = tonumber(rcall('HGET', state, 'started'))
+if rcall('LLEN', msgs) == 0 or not started then
+  started = now
+  rcall('HSET', state, 'started', now)
+end
+insert_ordered(msgs)
+local len = rcall('LLEN', msgs)
+
+local due = now + window
+if mode == 2 and now + grace < due then due = now + grace end
+if started + max_wait < due then due = started + max_wait end
+if len >= max_messages then due = now end
+
+rcall('SET', deadline_key, due, 'PX', ttl)
+rcall('PEXPIRE', msgs, ttl)
+rcall('PEXPIRE', state, ttl)
+if rcall('EXISTS', lock) == 0 then
+  rcall('ZADD', agenda, due, member)
+end
+return {status, due, len}

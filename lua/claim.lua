@@ -1,0 +1,111 @@
+--[[
+claim.lua: take one due conversation's batch, atomically.
+
+Guarantees: at most one claimer holds a conversation (SET NX PX with a token). The
+collecting batch moves to in-flight, where it stays until ack.lua (sent) or
+requeue.lua (handed back), so a crashed worker loses nothing: the agenda score is
+pushed to the lease's end, and when the lease runs out the batch is due again and
+the next claim resumes it under the same batch id. A resumed batch takes the
+newer messages too if their own deadline has passed; otherwise they stay for the
+next batch. A conversation whose lock is held is pushed back to the lock's expiry
+instead of being returned again and again.
+
+KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
+KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON
+KEYS[3] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch, JSON
+KEYS[4] conv:{channel}:{account}:{contact}:lock      STRING claim token
+KEYS[5] conv:{channel}:{account}:{contact}:state     HASH   batch, started, inflight_started, claims, supersedes
+KEYS[6] conv:{channel}:{account}:{contact}:deadline  STRING unix ms the collecting batch is due
+
+ARGV[1] now       unix ms
+ARGV[2] member    agenda member: {channel}:{account}:{contact}
+ARGV[3] token     fresh random claim token (also the batch id of a new batch)
+ARGV[4] lease_ms  how long the claim holds without a heartbeat
+ARGV[5] ttl_ms    lifetime of the conversation's keys
+
+Reply:
+  {0}                      not due (no score, or score in the future): someone else has it
+  {1, retry_at_ms}         locked by another worker; rescheduled at the lock's expiry
+  {2}                      nothing to answer; removed from the agenda
+  {3, batch_id, claims, supersedes, started_ms, due_ms, entry...}
+                           claimed: the agenda score that made it due, then the
+                           in-flight entries, oldest first
+]]
+local rcall = redis.call
+local agenda, msgs, inflight, lock, state, deadline_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now, member, token = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local lease, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local score = rcall('ZSCORE', agenda, member)
+if not score or tonumber(score) > now then
+  return {0}
+end
+
+if rcall('EXISTS', lock) == 1 then
+  local pttl = rcall('PTTL', lock)
+  if pttl < 0 then pttl = lease end
+  rcall('ZADD', agenda, now + pttl, member)
+  return {1, now + pttl}
+end
+
+local n_msgs, n_inflight = rcall('LLEN', msgs), rcall('LLEN', inflight)
+if n_msgs == 0 and n_inflight == 0 then
+  rcall('ZREM', agenda, member)
+  rcall('DEL', deadline_key)
+  rcall('HDEL', state, 'batch', 'claims', 'supersedes', 'inflight_started')
+  return {2}
+end
+
+if n_inflight == 0 then
+  -- a fresh batch: the collecting list becomes the in-flight list as it is
+  rcall('RENAME', msgs, inflight)
+  rcall('HSET', state, 'inflight_started', rcall('HGET', state, 'started') or now)
+  rcall('HDEL', state, 'started')
+  rcall('DEL', deadline_key)
+elseif n_msgs > 0 then
+  -- resuming a crashed worker's batch: newer messages join it only if their own
+  -- window has passed, so nobody is answered before they stopped typing
+  local due = tonumber(rcall('GET', deadline_key))
+  if not due or due <= now then
+    local all = {}
+    for _, key in ipairs({inflight, msgs}) do
+      for _, raw in ipairs(rcall('LRANGE', key, 0, -1)) do
+        local e = cjson.decode(raw)
+        all[#all + 1] = {e.ts, e.id, raw}
+      end
+    end
+    table.sort(all, function(a, b)
+      if a[1] ~= b[1] then return a[1] < b[1] end
+      return a[2] < b[2]
+    end)
+    rcall('DEL', inflight, msgs, deadline_key)
+    for _, e in ipairs(all) do
+      rcall('RPUSH', inflight, e[3])
+    end
+    rcall('HDEL', state, 'started')
+  end
+end
+
+local batch = rcall('HGET', state, 'batch')
+if not batch then
+  batch = token
+  rcall('HSET', state, 'batch', batch)
+end
+if not rcall('HGET', state, 'inflight_started') then
+  rcall('HSET', state, 'inflight_started', now)
+end
+local claims = rcall('HINCRBY', state, 'claims', 1)
+local supersedes = tonumber(rcall('HGET', state, 'supersedes') or '0')
+local started = tonumber(rcall('HGET', state, 'inflight_started'))
+
+rcall('SET', lock, token, 'PX', lease)
+rcall('ZADD', agenda, now + lease, member)
+rcall('PEXPIRE', inflight, ttl)
+rcall('PEXPIRE', state, ttl)
+
+local reply = {3, batch, claims, supersedes, started, tonumber(score)}
+for _, raw in ipairs(rcall('LRANGE', inflight, 0, -1)) do
+  reply[#reply + 1] = raw
+end
+return reply

@@ -1,0 +1,31 @@
+--[[
+extend.lua: heartbeat of a claimed batch.
+
+Guarantees: only the holder of the matching token extends the lock and pushes the
+agenda score to the new lease end; a late worker whose lease was taken over
+changes nothing. Tells the holder how many messages arrived since its claim, so it
+can supersede its unsent reply.
+
+KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
+KEYS[2] conv:{channel}:{account}:{contact}:lock      STRING claim token
+KEYS[3] conv:{channel}:{account}:{contact}:msgs      LIST   messages collected since the claim
+
+ARGV[1] now       unix ms
+ARGV[2] member    agenda member: {channel}:{account}:{contact}
+ARGV[3] token     the claim token
+ARGV[4] lease_ms  new lease, from now
+
+Reply: {status, pending}
+  status 0 = lost (token does not match; nothing changed), 1 = extended
+  pending = messages waiting in msgs
+]]
+local rcall = redis.call
+local agenda, lock, msgs = KEYS[1], KEYS[2], KEYS[3]
+local now, member, token, lease = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+
+if rcall('GET', lock) ~= token then
+  return {0, rcall('LLEN', msgs)}
+end
+rcall('PEXPIRE', lock, lease)
+rcall('ZADD', agenda, now + lease, member)
+return {1, rcall('LLEN', msgs)}

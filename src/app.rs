@@ -1,0 +1,267 @@
+//! Builds every part from the [`Config`] and runs them until shutdown.
+//!
+//! Shutdown order: stop accepting webhooks and stop claiming; let batches in flight
+//! finish for SHUTDOWN_DRAIN_SECONDS; then hand back whatever is still generating
+//! (due at once for another instance); close the pools.
+
+use crate::batch::{BatchError, Batcher, Policy, RedisHealth};
+use crate::channel::Channel;
+use crate::channel::whatsapp::{WhatsApp, WhatsAppSettings};
+use crate::config::{Config, ConfigError};
+use crate::http::{HttpState, Routes};
+use crate::ingest::Ingest;
+use crate::message::ChannelKind;
+use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
+use crate::responder::{BuiltinResponder, Responder};
+use crate::scanner::{Scanner, Wake};
+use crate::store::{Store, StoreError};
+use crate::worker::{RetryPolicy, Worker, WorkerSettings};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// PostgreSQL is unreachable or a migration failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Redis URL is unusable.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The HTTP client for platform APIs could not be built.
+    #[error("http client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Every long-lived part of a lull process.
+pub struct App {
+    config: Config,
+    store: Store,
+    batcher: Batcher,
+    redis: Arc<RedisHealth>,
+    wake: Arc<Wake>,
+    metrics: Arc<Metrics>,
+    channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    responder: Arc<dyn Responder>,
+}
+
+impl App {
+    /// Connects to PostgreSQL (creating the database and applying migrations) and to
+    /// Redis (which may still be down), and builds the channels and the responder.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        config.validate()?;
+        // reqwest is built without a default TLS provider; install ring once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = Store::connect(&config.database_url, config.database_pool_size).await?;
+        store.migrate().await?;
+        let policy = Policy::from_config(&config)?;
+        let batcher = Batcher::connect(
+            &config.redis_url,
+            config.redis_pool_size,
+            config.redis_timeout()?,
+            &config.redis_key_prefix,
+            config.redis_shards,
+            policy,
+        )
+        .await?;
+        let http = reqwest::Client::builder()
+            .timeout(config.send_timeout()?)
+            .build()?;
+        let whatsapp = WhatsApp::new(
+            WhatsAppSettings {
+                app_secret: config.whatsapp_app_secret.clone(),
+                verify_token: config.whatsapp_verify_token.clone(),
+                token: config.whatsapp_token.clone(),
+                graph_api_base: config.graph_api_base.clone(),
+                typing_indicator: config.typing_indicator,
+            },
+            http,
+        );
+        if config.whatsapp_app_secret.is_none() {
+            tracing::warn!(
+                "WHATSAPP_APP_SECRET is not set: unsigned WhatsApp webhooks are accepted"
+            );
+        }
+        if whatsapp.dry_run() {
+            tracing::warn!(
+                "WHATSAPP_TOKEN is not set: dry run, replies are logged instead of sent"
+            );
+        }
+        if config.admin_token.is_none() {
+            tracing::warn!(
+                "ADMIN_TOKEN is not set: /admin is open to anyone who can reach this port"
+            );
+        }
+        let mut channels: HashMap<ChannelKind, Arc<dyn Channel>> = HashMap::new();
+        channels.insert(ChannelKind::WhatsApp, Arc::new(whatsapp));
+        let responder = Arc::new(BuiltinResponder::new(Duration::from_millis(
+            config.responder_delay_ms,
+        )));
+        Ok(Self {
+            config,
+            store,
+            batcher,
+            redis: Arc::default(),
+            wake: Arc::default(),
+            metrics: Arc::default(),
+            channels,
+            responder,
+        })
+    }
+
+    /// Replaces the responder (an LLM, or a test's).
+    pub fn with_responder(mut self, responder: Arc<dyn Responder>) -> Self {
+        self.responder = responder;
+        self
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The Redis side.
+    pub fn batcher(&self) -> &Batcher {
+        &self.batcher
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Store + batch, as the webhook uses it.
+    pub fn ingest(&self) -> Ingest {
+        Ingest::new(
+            self.store.clone(),
+            self.batcher.clone(),
+            self.redis.clone(),
+            self.wake.clone(),
+            self.metrics.clone(),
+        )
+    }
+
+    /// The batch processor.
+    pub fn worker(&self) -> Result<Arc<Worker>, ConfigError> {
+        let c = &self.config;
+        let lease = c.lock_ttl()?;
+        let window = c.window()?;
+        // Often enough to notice new messages (supersede) and never let the lease lapse.
+        let heartbeat = (lease / 3).min((window / 2).max(Duration::from_millis(50)));
+        Ok(Arc::new(Worker::new(
+            self.store.clone(),
+            self.batcher.clone(),
+            self.channels.clone(),
+            self.responder.clone(),
+            WorkerSettings {
+                supersede: c.batch_supersede,
+                max_supersedes: c.batch_max_supersedes.into(),
+                max_wait: c.max_wait()?,
+                typing_indicator: c.typing_indicator,
+                heartbeat,
+                retry: RetryPolicy {
+                    max_attempts: c.send_max_attempts,
+                    base: Duration::from_millis(c.send_retry_base_ms),
+                    max_delay: Duration::from_secs(30),
+                },
+            },
+            self.metrics.clone(),
+        )))
+    }
+
+    /// The claim loop.
+    pub fn scanner(&self) -> Result<Scanner, ConfigError> {
+        Ok(Scanner::new(
+            self.batcher.clone(),
+            self.worker()?,
+            self.config.worker_concurrency,
+            self.config.scan_interval()?,
+            self.wake.clone(),
+            self.redis.clone(),
+        ))
+    }
+
+    /// The reconciler.
+    pub fn reconciler(&self) -> Result<Reconciler, ConfigError> {
+        Ok(Reconciler::new(
+            self.store.clone(),
+            self.batcher.clone(),
+            self.ingest(),
+            self.config.reconcile_min_age(),
+            self.config.reconcile_interval()?,
+            self.metrics.clone(),
+        ))
+    }
+
+    /// The HTTP router.
+    pub fn routes(&self) -> Arc<Routes> {
+        Arc::new(Routes::new(HttpState {
+            channels: self.channels.clone(),
+            ingest: self.ingest(),
+            store: self.store.clone(),
+            batcher: self.batcher.clone(),
+            redis: self.redis.clone(),
+            metrics: self.metrics.clone(),
+            max_body_bytes: self.config.max_body_bytes,
+            admin_token: self.config.admin_token.clone(),
+        }))
+    }
+
+    /// Runs the claim loop, the reconciler and, given a listener, the webhook server,
+    /// until `shutdown` resolves; then drains as the module doc says.
+    pub async fn run(
+        self,
+        listener: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let drain = self.config.shutdown_drain()?;
+        let stop = CancellationToken::new();
+        let hand_back = CancellationToken::new();
+        let http = listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "listening for webhooks");
+            }
+            tokio::spawn(crate::http::serve(
+                listener,
+                self.routes(),
+                stop.clone().cancelled_owned(),
+                drain,
+            ))
+        });
+        let scanner = tokio::spawn(self.scanner()?.run(stop.clone(), hand_back.clone()));
+        let reconciler = tokio::spawn(self.reconciler()?.run(stop.clone()));
+
+        shutdown.await;
+        tracing::info!(
+            drain_s = drain.as_secs_f64(),
+            "shutting down: no new webhooks or claims"
+        );
+        stop.cancel();
+        let timer = tokio::spawn({
+            let hand_back = hand_back.clone();
+            async move {
+                tokio::time::sleep(drain).await;
+                tracing::warn!("drain time over: handing back batches still in flight");
+                hand_back.cancel();
+            }
+        });
+        let _ = scanner.await;
+        timer.abort();
+        if let Some(http) = http {
+            let _ = http.await;
+        }
+        let _ = reconciler.await;
+        self.batcher.quit().await;
+        self.store.pool().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

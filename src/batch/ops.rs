@@ -1,0 +1,457 @@
+//! One typed wrapper per script: the KEYS and ARGV it passes, and its reply decoded.
+//!
+//! Building a call is pure, so a unit test checks each against the arity its
+//! script's header documents; [`super::Batcher`] runs them.
+
+use super::BatchError;
+use super::keys::ConversationKeys;
+use super::policy::{Policy, ms};
+use crate::message::{Entry, MessageKind};
+use fred::types::Value;
+
+/// A script call: its KEYS and ARGV.
+pub(crate) struct Call {
+    pub keys: Vec<String>,
+    pub args: Vec<Value>,
+}
+
+/// How a stored message takes part in batching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendMode {
+    /// History only: does not start or extend a batch (reactions, by default).
+    HistoryOnly = 0,
+    /// A message: joins the batch and slides its deadline.
+    Message = 1,
+    /// A menu choice: joins the batch, due after the choice grace.
+    Choice = 2,
+}
+
+impl AppendMode {
+    /// The mode a message of this kind gets under the policy.
+    pub fn for_kind(kind: MessageKind, policy: &Policy) -> Self {
+        match kind {
+            MessageKind::Choice => AppendMode::Choice,
+            MessageKind::Reaction if !policy.reactions_trigger => AppendMode::HistoryOnly,
+            MessageKind::Reply => AppendMode::HistoryOnly,
+            _ => AppendMode::Message,
+        }
+    }
+
+    /// Whether a message appended this way needs a reply.
+    pub fn answerable(self) -> bool {
+        self != AppendMode::HistoryOnly
+    }
+}
+
+/// What append.lua did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// History was missing: hydrate it from the database.
+    pub hydrate: bool,
+    /// The id was already in the batch or in flight (reconcile mode): nothing changed.
+    pub tracked: bool,
+    /// When the batch is due, unix ms (0 for history only).
+    pub deadline_ms: i64,
+    /// Messages in the collecting batch.
+    pub batch_len: i64,
+}
+
+/// What claim.lua did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// Not due, or another claimer took it first.
+    NotDue,
+    /// Locked by a live worker; retried at this time.
+    Locked {
+        /// Unix ms of the lock's expiry.
+        retry_at_ms: i64,
+    },
+    /// Nothing to answer; removed from the agenda.
+    Empty,
+    /// Claimed: the batch is ours until ack or requeue.
+    Claimed(Claim),
+}
+
+/// A claimed batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The batch id (same across crash resumes and supersedes).
+    pub batch_id: String,
+    /// The claim token: ack, extend and requeue need it.
+    pub token: String,
+    /// How many times this batch has been claimed (1 unless resumed or superseded).
+    pub claims: i64,
+    /// How many times this batch has been superseded.
+    pub supersedes: i64,
+    /// Unix ms of the batch's first message (for the max-wait cap).
+    pub started_ms: i64,
+    /// The agenda score that made it due, unix ms (claim lag = claim time - this).
+    pub due_ms: i64,
+    /// The messages, oldest first.
+    pub entries: Vec<Entry>,
+}
+
+/// What extend.lua did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtendOutcome {
+    /// The lease is still ours (and now extended).
+    pub held: bool,
+    /// Messages that arrived since the claim.
+    pub pending: i64,
+}
+
+/// Why a batch is given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequeueMode {
+    /// Shutdown: due at once, for any instance.
+    HandBack = 0,
+    /// New messages arrived: due at their deadline, capped by max wait.
+    Supersede = 1,
+}
+
+/// What ack.lua did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The token no longer matches: another worker owns the batch; nothing changed.
+    Stale,
+    /// Done; the conversation left the agenda.
+    Done,
+    /// Done; messages that arrived meanwhile are due at this time.
+    Rescheduled {
+        /// Unix ms.
+        next_due_ms: i64,
+    },
+}
+
+fn int(v: i64) -> Value {
+    Value::Integer(v)
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::String(s.into().into())
+}
+
+pub(crate) fn append_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: i64,
+    entry: &Entry,
+    mode: AppendMode,
+    reconcile: bool,
+) -> Result<Call, BatchError> {
+    Ok(Call {
+        keys: vec![
+            keys.history.clone(),
+            keys.msgs.clone(),
+            keys.deadline.clone(),
+            keys.state.clone(),
+            keys.lock.clone(),
+            keys.inflight.clone(),
+            keys.agenda.clone(),
+        ],
+        args: vec![
+            int(now),
+            text(serde_json::to_string(entry)?),
+            int(entry.id),
+            int(entry.ts),
+            int(mode as i64),
+            int(ms(policy.window)),
+            int(ms(policy.max_wait)),
+            int(policy.max_messages.into()),
+            int(ms(policy.choice_grace)),
+            int(ms(policy.ttl)),
+            int(policy.history_limit.into()),
+            text(&keys.member),
+            int(reconcile.into()),
+        ],
+    })
+}
+
+pub(crate) fn hydrate_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    rows: &[Entry],
+) -> Result<Call, BatchError> {
+    let mut args = vec![int(ms(policy.ttl)), int(policy.history_limit.into())];
+    for row in rows {
+        args.push(text(serde_json::to_string(row)?));
+    }
+    Ok(Call {
+        keys: vec![keys.history.clone()],
+        args,
+    })
+}
+
+pub(crate) fn claim_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
+    Call {
+        keys: vec![
+            keys.agenda.clone(),
+            keys.msgs.clone(),
+            keys.inflight.clone(),
+            keys.lock.clone(),
+            keys.state.clone(),
+            keys.deadline.clone(),
+        ],
+        args: vec![
+            int(now),
+            text(&keys.member),
+            text(token),
+            int(ms(policy.lease)),
+            int(ms(policy.ttl)),
+        ],
+    }
+}
+
+pub(crate) fn extend_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
+    Call {
+        keys: vec![keys.agenda.clone(), keys.lock.clone(), keys.msgs.clone()],
+        args: vec![
+            int(now),
+            text(&keys.member),
+            text(token),
+            int(ms(policy.lease)),
+        ],
+    }
+}
+
+pub(crate) fn requeue_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: i64,
+    token: &str,
+    mode: RequeueMode,
+) -> Call {
+    Call {
+        keys: vec![
+            keys.agenda.clone(),
+            keys.msgs.clone(),
+            keys.inflight.clone(),
+            keys.lock.clone(),
+            keys.state.clone(),
+            keys.deadline.clone(),
+        ],
+        args: vec![
+            int(now),
+            text(&keys.member),
+            text(token),
+            int(mode as i64),
+            int(ms(policy.max_wait)),
+            int(ms(policy.ttl)),
+        ],
+    }
+}
+
+pub(crate) fn ack_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: i64,
+    token: &str,
+    reply: &[Entry],
+) -> Result<Call, BatchError> {
+    let mut args = vec![
+        int(now),
+        text(&keys.member),
+        text(token),
+        int(policy.history_limit.into()),
+        int(ms(policy.ttl)),
+    ];
+    for entry in reply {
+        args.push(text(serde_json::to_string(entry)?));
+    }
+    Ok(Call {
+        keys: vec![
+            keys.agenda.clone(),
+            keys.inflight.clone(),
+            keys.lock.clone(),
+            keys.state.clone(),
+            keys.msgs.clone(),
+            keys.deadline.clone(),
+            keys.history.clone(),
+        ],
+        args,
+    })
+}
+
+fn bad(script: &'static str, detail: impl Into<String>) -> BatchError {
+    BatchError::Reply {
+        script,
+        detail: detail.into(),
+    }
+}
+
+fn ints<const N: usize>(script: &'static str, reply: &[Value]) -> Result<[i64; N], BatchError> {
+    let mut out = [0; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = reply
+            .get(i)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad(script, format!("item {i} is not an integer: {reply:?}")))?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode_append(reply: Vec<Value>) -> Result<AppendOutcome, BatchError> {
+    let [status, deadline_ms, batch_len] = ints::<3>("append.lua", &reply)?;
+    Ok(AppendOutcome {
+        hydrate: status == 1,
+        tracked: status == 2,
+        deadline_ms,
+        batch_len,
+    })
+}
+
+pub(crate) fn decode_claim(reply: Vec<Value>, token: &str) -> Result<ClaimOutcome, BatchError> {
+    let [status] = ints::<1>("claim.lua", &reply)?;
+    match status {
+        0 => Ok(ClaimOutcome::NotDue),
+        1 => {
+            let [_, retry_at_ms] = ints::<2>("claim.lua", &reply)?;
+            Ok(ClaimOutcome::Locked { retry_at_ms })
+        }
+        2 => Ok(ClaimOutcome::Empty),
+        3 => {
+            let batch_id = reply
+                .get(1)
+                .and_then(Value::as_string)
+                .ok_or_else(|| bad("claim.lua", "no batch id"))?;
+            let [claims, supersedes, started_ms, due_ms] = ints::<4>("claim.lua", &reply[2..])?;
+            let entries = reply[6..]
+                .iter()
+                .map(|v| {
+                    let raw = v
+                        .as_str()
+                        .ok_or_else(|| bad("claim.lua", "entry is not a string"))?;
+                    Ok(serde_json::from_str(&raw)?)
+                })
+                .collect::<Result<Vec<Entry>, BatchError>>()?;
+            Ok(ClaimOutcome::Claimed(Claim {
+                batch_id,
+                token: token.to_owned(),
+                claims,
+                supersedes,
+                started_ms,
+                due_ms,
+                entries,
+            }))
+        }
+        other => Err(bad("claim.lua", format!("unknown status {other}"))),
+    }
+}
+
+pub(crate) fn decode_extend(reply: Vec<Value>) -> Result<ExtendOutcome, BatchError> {
+    let [status, pending] = ints::<2>("extend.lua", &reply)?;
+    Ok(ExtendOutcome {
+        held: status == 1,
+        pending,
+    })
+}
+
+pub(crate) fn decode_requeue(reply: Vec<Value>) -> Result<Option<i64>, BatchError> {
+    let [status, due] = ints::<2>("requeue.lua", &reply)?;
+    Ok((status == 1).then_some(due))
+}
+
+pub(crate) fn decode_ack(reply: Vec<Value>) -> Result<AckOutcome, BatchError> {
+    let [status, due] = ints::<2>("ack.lua", &reply)?;
+    match status {
+        0 => Ok(AckOutcome::Stale),
+        1 => Ok(AckOutcome::Done),
+        2 => Ok(AckOutcome::Rescheduled { next_due_ms: due }),
+        other => Err(bad("ack.lua", format!("unknown status {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::keys::KeySpace;
+    use crate::batch::scripts::Scripts;
+    use crate::message::Direction;
+    use std::time::Duration;
+
+    fn policy() -> Policy {
+        Policy {
+            window: Duration::from_secs(30),
+            max_wait: Duration::from_secs(120),
+            max_messages: 50,
+            choice_grace: Duration::from_secs(1),
+            ttl: Duration::from_secs(3600),
+            history_limit: 200,
+            lease: Duration::from_secs(20),
+            reactions_trigger: false,
+        }
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            id: 1,
+            ts: 1_767_261_660_000,
+            dir: Direction::Inbound,
+            kind: MessageKind::Text,
+            ext: "wamid.1".into(),
+            text: "hello".into(),
+        }
+    }
+
+    fn assert_arity(script: &crate::batch::scripts::LuaScript, call: &Call, variadic: bool) {
+        let (keys, argv) = script.documented_arity();
+        assert_eq!(call.keys.len(), keys, "{} KEYS", script.name);
+        if variadic {
+            assert!(call.args.len() >= argv - 1, "{} ARGV", script.name);
+        } else {
+            assert_eq!(call.args.len(), argv, "{} ARGV", script.name);
+        }
+    }
+
+    #[test]
+    fn every_wrapper_passes_the_keys_and_argv_its_script_documents() {
+        let scripts = Scripts::new();
+        let keys = KeySpace::new("conv:", 1, false).for_member("whatsapp:1:2");
+        let p = policy();
+        let e = entry();
+        assert_arity(
+            &scripts.append,
+            &append_call(&keys, &p, 1, &e, AppendMode::Message, false).unwrap(),
+            false,
+        );
+        assert_arity(
+            &scripts.hydrate,
+            &hydrate_call(&keys, &p, std::slice::from_ref(&e)).unwrap(),
+            true,
+        );
+        assert_arity(&scripts.claim, &claim_call(&keys, &p, 1, "t"), false);
+        assert_arity(&scripts.extend, &extend_call(&keys, &p, 1, "t"), false);
+        assert_arity(
+            &scripts.requeue,
+            &requeue_call(&keys, &p, 1, "t", RequeueMode::HandBack),
+            false,
+        );
+        assert_arity(
+            &scripts.ack,
+            &ack_call(&keys, &p, 1, "t", &[e]).unwrap(),
+            true,
+        );
+    }
+
+    #[test]
+    fn reactions_only_reach_history_unless_the_policy_counts_them() {
+        let mut p = policy();
+        assert_eq!(
+            AppendMode::for_kind(MessageKind::Reaction, &p),
+            AppendMode::HistoryOnly
+        );
+        p.reactions_trigger = true;
+        assert_eq!(
+            AppendMode::for_kind(MessageKind::Reaction, &p),
+            AppendMode::Message
+        );
+        assert_eq!(
+            AppendMode::for_kind(MessageKind::Choice, &p),
+            AppendMode::Choice
+        );
+        assert_eq!(
+            AppendMode::for_kind(MessageKind::Text, &p),
+            AppendMode::Message
+        );
+    }
+}

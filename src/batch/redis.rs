@@ -1,0 +1,272 @@
+//! [`Batcher`]: the Redis pool, the key layout, the scripts and the policy, and one
+//! method per script call.
+
+use super::BatchError;
+use super::keys::{ConversationKeys, KeySpace};
+use super::ops::{
+    self, AckOutcome, AppendMode, AppendOutcome, Call, ClaimOutcome, ExtendOutcome, RequeueMode,
+};
+use super::policy::Policy;
+use super::scripts::{LuaScript, Scripts};
+use crate::message::{Conversation, Entry};
+use fred::clients::Pool;
+use fred::interfaces::{ClientLike, KeysInterface, ListInterface, SortedSetsInterface};
+use fred::types::Value;
+use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
+use std::time::Duration;
+
+/// Batch state in Redis, reached only through the Lua scripts.
+#[derive(Clone)]
+pub struct Batcher {
+    pool: Pool,
+    keys: KeySpace,
+    scripts: Scripts,
+    policy: Policy,
+}
+
+/// A conversation on the agenda, for the admin page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WaitingConversation {
+    /// `{channel}:{account}:{contact}`.
+    pub conversation: String,
+    /// When it is due (or when its lease ends, if claimed), unix ms.
+    pub due_ms: i64,
+    /// Messages collecting.
+    pub collecting: i64,
+    /// Messages in flight (claimed, not yet answered).
+    pub in_flight: i64,
+}
+
+impl Batcher {
+    /// Connects to Redis (standalone or cluster, by URL scheme). Does not fail when
+    /// Redis is down: fred keeps reconnecting, and the webhook keeps storing messages.
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+        keys_prefix: &str,
+        shards: u16,
+        policy: Policy,
+    ) -> Result<Self, BatchError> {
+        let config = RedisConfig::from_url(url)?;
+        let cluster = config.server.is_clustered();
+        let pool = fred::types::Builder::from_config(config)
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+                c.max_command_attempts = 2;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build_pool(pool_size)?;
+        pool.connect();
+        if tokio::time::timeout(timeout, pool.wait_for_connect())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Redis not reachable yet; messages are kept in the database until it is"
+            );
+        }
+        Ok(Self {
+            pool,
+            keys: KeySpace::new(keys_prefix, shards, cluster),
+            scripts: Scripts::new(),
+            policy,
+        })
+    }
+
+    /// The key layout.
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// The batching policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The pool, for tests and the admin page.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Closes the connections.
+    pub async fn quit(&self) {
+        let _ = self.pool.quit().await;
+    }
+
+    /// PING: is Redis answering?
+    pub async fn ping(&self) -> Result<(), BatchError> {
+        self.pool.next().ping::<()>(None).await?;
+        Ok(())
+    }
+
+    async fn run(&self, script: &LuaScript, call: Call) -> Result<Vec<Value>, BatchError> {
+        let reply: Value = script
+            .script
+            .evalsha_with_reload(self.pool.next(), call.keys, call.args)
+            .await?;
+        Ok(reply.into_array())
+    }
+
+    /// append.lua: adds a stored message to history and, by `mode`, to the batch.
+    pub async fn append(
+        &self,
+        conversation: &Conversation,
+        entry: &Entry,
+        mode: AppendMode,
+        reconcile: bool,
+        now: i64,
+    ) -> Result<AppendOutcome, BatchError> {
+        let keys = self.keys.conversation(conversation);
+        let call = ops::append_call(&keys, &self.policy, now, entry, mode, reconcile)?;
+        ops::decode_append(self.run(&self.scripts.append, call).await?)
+    }
+
+    /// hydrate.lua: merges database rows into history; returns how many were missing.
+    pub async fn hydrate(
+        &self,
+        conversation: &Conversation,
+        rows: &[Entry],
+    ) -> Result<i64, BatchError> {
+        let keys = self.keys.conversation(conversation);
+        let call = ops::hydrate_call(&keys, &self.policy, rows)?;
+        let reply: Value = self
+            .scripts
+            .hydrate
+            .script
+            .evalsha_with_reload(self.pool.next(), call.keys, call.args)
+            .await?;
+        reply.as_i64().ok_or_else(|| BatchError::Reply {
+            script: "hydrate.lua",
+            detail: format!("{reply:?}"),
+        })
+    }
+
+    /// claim.lua: claims one conversation if it is due, with a fresh token.
+    pub async fn claim(
+        &self,
+        member: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<ClaimOutcome, BatchError> {
+        let keys = self.keys.for_member(member);
+        let call = ops::claim_call(&keys, &self.policy, now, token);
+        ops::decode_claim(self.run(&self.scripts.claim, call).await?, token)
+    }
+
+    /// extend.lua: heartbeat; tells whether the lease is still ours and what is pending.
+    pub async fn extend(
+        &self,
+        keys: &ConversationKeys,
+        token: &str,
+        now: i64,
+    ) -> Result<ExtendOutcome, BatchError> {
+        let call = ops::extend_call(keys, &self.policy, now, token);
+        ops::decode_extend(self.run(&self.scripts.extend, call).await?)
+    }
+
+    /// requeue.lua: gives the batch back; `None` when the token no longer matches.
+    pub async fn requeue(
+        &self,
+        keys: &ConversationKeys,
+        token: &str,
+        mode: RequeueMode,
+        now: i64,
+    ) -> Result<Option<i64>, BatchError> {
+        let call = ops::requeue_call(keys, &self.policy, now, token, mode);
+        ops::decode_requeue(self.run(&self.scripts.requeue, call).await?)
+    }
+
+    /// ack.lua: finishes the batch, appending `reply` to history.
+    pub async fn ack(
+        &self,
+        keys: &ConversationKeys,
+        token: &str,
+        reply: &[Entry],
+        now: i64,
+    ) -> Result<AckOutcome, BatchError> {
+        let call = ops::ack_call(keys, &self.policy, now, token, reply)?;
+        ops::decode_ack(self.run(&self.scripts.ack, call).await?)
+    }
+
+    /// Members of one shard's agenda due by `now`, earliest first.
+    pub async fn due(&self, shard: u16, now: i64, limit: i64) -> Result<Vec<String>, BatchError> {
+        let members: Vec<String> = self
+            .pool
+            .next()
+            .zrangebyscore(
+                self.keys.agenda(shard),
+                "-inf",
+                now as f64,
+                false,
+                Some((0, limit)),
+            )
+            .await?;
+        Ok(members)
+    }
+
+    /// The earliest score on one shard's agenda.
+    pub async fn next_due(&self, shard: u16) -> Result<Option<i64>, BatchError> {
+        let first: Vec<(String, f64)> = self
+            .pool
+            .next()
+            .zrange(self.keys.agenda(shard), 0, 0, None, false, None, true)
+            .await?;
+        Ok(first.first().map(|(_, score)| *score as i64))
+    }
+
+    /// The conversation's history (oldest first); empty when the key is missing.
+    pub async fn history(&self, keys: &ConversationKeys) -> Result<Vec<Entry>, BatchError> {
+        let raw: Vec<String> = self.pool.next().lrange(&keys.history, 0, -1).await?;
+        raw.iter()
+            .map(|r| serde_json::from_str(r).map_err(BatchError::from))
+            .collect()
+    }
+
+    /// Every conversation on the agenda with its counts, earliest first (admin page).
+    pub async fn waiting(&self, limit: i64) -> Result<Vec<WaitingConversation>, BatchError> {
+        let mut out = Vec::new();
+        for (_, agenda) in self.keys.agendas() {
+            let members: Vec<(String, f64)> = self
+                .pool
+                .next()
+                .zrange(&agenda, 0, limit - 1, None, false, None, true)
+                .await?;
+            for (member, score) in members {
+                let keys = self.keys.for_member(&member);
+                let collecting: i64 = self.pool.next().llen(&keys.msgs).await?;
+                let in_flight: i64 = self.pool.next().llen(&keys.inflight).await?;
+                out.push(WaitingConversation {
+                    conversation: member,
+                    due_ms: score as i64,
+                    collecting,
+                    in_flight,
+                });
+            }
+        }
+        out.sort_by_key(|w| w.due_ms);
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// Deletes the keys of one conversation (tests and admin); not part of the flow.
+    pub async fn forget(&self, keys: &ConversationKeys) -> Result<(), BatchError> {
+        let client = self.pool.next();
+        for key in [
+            &keys.history,
+            &keys.msgs,
+            &keys.inflight,
+            &keys.deadline,
+            &keys.lock,
+            &keys.state,
+        ] {
+            client.del::<(), _>(key).await?;
+        }
+        client
+            .zrem::<(), _, _>(&keys.agenda, keys.member.clone())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Platforms: parse their webhooks into [`InboundMessage`]s and send replies through
+//! their APIs. One file per platform; everything above this module is platform-blind.
+
+pub mod meta;
+pub mod whatsapp;
+
+use crate::message::{ChannelKind, Conversation, InboundMessage};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// What one webhook POST held, once parsed.
+#[derive(Debug, Default)]
+pub struct ParsedWebhook {
+    /// Messages people sent, in payload order.
+    pub messages: Vec<InboundMessage>,
+    /// Delivery statuses of our own messages: acknowledged, logged, not batched.
+    pub statuses: usize,
+    /// Items skipped with a reason (already logged by the parser).
+    pub skipped: usize,
+}
+
+/// Why a webhook body was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON at all.
+    #[error("malformed JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not a webhook of this platform.
+    #[error("not a {channel} webhook: {reason}")]
+    Shape {
+        /// The platform the body was posted to.
+        channel: ChannelKind,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why a send failed, classified for the retry loop.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying: rate limits, 5xx, timeouts, transient platform codes.
+    #[error("retryable send error (http {status:?}, code {code:?}): {message}")]
+    Retryable {
+        /// HTTP status, when there was a response.
+        status: Option<u16>,
+        /// The platform's error code.
+        code: Option<i64>,
+        /// The platform's message (never a secret).
+        message: String,
+        /// How long the platform asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// Will fail again: window closed, undeliverable, bad token, other 4xx.
+    #[error("permanent send error (http {status:?}, code {code:?}): {message}")]
+    Permanent {
+        /// HTTP status, when there was a response.
+        status: Option<u16>,
+        /// The platform's error code.
+        code: Option<i64>,
+        /// The platform's message (never a secret).
+        message: String,
+    },
+}
+
+impl SendError {
+    /// The platform's error code, if any, for the batch record.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            SendError::Retryable { code, .. } | SendError::Permanent { code, .. } => *code,
+        }
+    }
+
+    /// The platform's message, for the batch record.
+    pub fn message(&self) -> &str {
+        match self {
+            SendError::Retryable { message, .. } | SendError::Permanent { message, .. } => message,
+        }
+    }
+}
+
+/// Why a webhook request was refused before parsing.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A secret is configured and the request carries no signature or token.
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    /// The signature or token does not match.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// Why a GET verification handshake was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// A parameter is missing (400).
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// Wrong mode or token (403).
+    #[error("verification refused")]
+    Refused,
+}
+
+/// A platform lull can receive from and reply through.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    /// Which platform this is.
+    fn kind(&self) -> ChannelKind;
+
+    /// Answers the platform's GET subscription handshake; `query` is the raw query string.
+    fn handshake(&self, query: &str) -> Result<String, HandshakeError>;
+
+    /// Checks the request's signature or secret token over the exact body bytes.
+    fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), VerifyError>;
+
+    /// Parses a webhook body (already verified) into messages and statuses.
+    fn parse(&self, body: &[u8]) -> Result<ParsedWebhook, ParseError>;
+
+    /// Splits a reply into parts the platform accepts (its length limit).
+    fn split(&self, text: &str) -> Vec<String>;
+
+    /// Sends one part; returns the platform's id for it. In dry-run mode (no token)
+    /// the part is logged instead and a `dry-run:` id returned.
+    async fn send_part(&self, to: &Conversation, text: &str) -> Result<String, SendError>;
+
+    /// Marks `message_id` read and shows the typing indicator. Best effort.
+    async fn mark_read_typing(&self, to: &Conversation, message_id: &str) -> Result<(), SendError>;
+}

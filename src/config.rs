@@ -1,0 +1,357 @@
+//! Every setting, in one struct, read once from flags and the environment.
+//!
+//! The environment names are the seed's (`BATCH_WINDOW_SECONDS`, `SCANNER_INTERVAL`...)
+//! so that existing deployments keep working. Values are validated at start: a bad
+//! one stops the process with a message that names the variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::time::Duration;
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// `lull`: one reply per burst of chat messages.
+#[derive(Debug, Parser)]
+#[command(name = "lull", version, about)]
+pub struct Cli {
+    /// What to run (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// The commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Webhook listener, claim loop and reconciler in one process.
+    Serve,
+    /// Claim loop and reconciler only (no webhook listener).
+    Worker,
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the service.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Redis URL; `redis-cluster://host:port` for a Redis Cluster.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Agenda shards (`conv:{N}:deadlines`); more than 1 spreads a Redis Cluster's load.
+    #[arg(long, env = "REDIS_SHARDS", default_value_t = 1)]
+    pub redis_shards: u16,
+    /// Prefix of every Redis key, so tenants and tests can share a Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "conv:")]
+    pub redis_key_prefix: String,
+    /// Connections in the Redis pool.
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 4)]
+    pub redis_pool_size: usize,
+    /// Per-command Redis timeout, seconds.
+    #[arg(long, env = "REDIS_TIMEOUT_SECONDS", default_value_t = 2.0)]
+    pub redis_timeout_seconds: f64,
+
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/lull"
+    )]
+    pub database_url: String,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: u32,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Largest webhook body accepted, bytes (Meta sends up to 3 MB).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Silence after the last message before the batch is answered, seconds.
+    #[arg(long, env = "BATCH_WINDOW_SECONDS", default_value_t = 30.0)]
+    pub batch_window_seconds: f64,
+    /// A batch is answered no later than this after its first message, seconds.
+    #[arg(long, env = "BATCH_MAX_WAIT_SECONDS", default_value_t = 120.0)]
+    pub batch_max_wait_seconds: f64,
+    /// A batch with this many messages is answered at once.
+    #[arg(long, env = "BATCH_MAX_MESSAGES", default_value_t = 50)]
+    pub batch_max_messages: u32,
+    /// After a menu choice (button or list reply) the batch is due this soon, ms.
+    #[arg(long, env = "BATCH_CHOICE_GRACE_MS", default_value_t = 1000)]
+    pub batch_choice_grace_ms: u64,
+    /// New messages during generation cancel the unsent reply and join the batch.
+    #[arg(long, env = "BATCH_SUPERSEDE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_supersede: bool,
+    /// Supersedes allowed per batch before its reply goes out anyway.
+    #[arg(long, env = "BATCH_MAX_SUPERSEDES", default_value_t = 3)]
+    pub batch_max_supersedes: u32,
+    /// Reactions start and extend batches like messages do.
+    #[arg(long, env = "BATCH_REACTIONS_TRIGGER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub batch_reactions_trigger: bool,
+
+    /// Lifetime of a conversation's Redis keys after its last message, hours.
+    #[arg(long, env = "CACHE_TTL_HOURS", default_value_t = 1.0)]
+    pub cache_ttl_hours: f64,
+    /// Messages kept in history (Redis) and given to the responder.
+    #[arg(long, env = "HISTORY_LIMIT", default_value_t = 200)]
+    pub history_limit: u32,
+    /// Longest sleep of the claim loop, seconds.
+    #[arg(long, env = "SCANNER_INTERVAL", default_value_t = 0.5)]
+    pub scanner_interval: f64,
+    /// Lease of a claimed batch, seconds; heartbeats extend it.
+    #[arg(long, env = "LOCK_TTL_SECONDS", default_value_t = 20.0)]
+    pub lock_ttl_seconds: f64,
+    /// Batches generated and sent at once by one process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32)]
+    pub worker_concurrency: usize,
+    /// How often the reconciler looks for stored messages Redis lost, seconds.
+    #[arg(long, env = "RECONCILE_INTERVAL_SECONDS", default_value_t = 30.0)]
+    pub reconcile_interval_seconds: f64,
+    /// A stored message is reconciled only when older than this, seconds
+    /// (0: window + lock TTL, enough for a live worker to have claimed it).
+    #[arg(long, env = "RECONCILE_MIN_AGE_SECONDS", default_value_t = 0.0)]
+    pub reconcile_min_age_seconds: f64,
+    /// On SIGTERM, time given to batches in flight before they are handed back, seconds.
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 10.0)]
+    pub shutdown_drain_seconds: f64,
+
+    /// Mark the last message read and show typing when a batch is claimed.
+    #[arg(long, env = "TYPING_INDICATOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub typing_indicator: bool,
+    /// Send attempts per reply part before the batch is marked failed.
+    #[arg(long, env = "SEND_MAX_ATTEMPTS", default_value_t = 5)]
+    pub send_max_attempts: u32,
+    /// First retry delay, ms (doubles each attempt, with jitter).
+    #[arg(long, env = "SEND_RETRY_BASE_MS", default_value_t = 500)]
+    pub send_retry_base_ms: u64,
+    /// Timeout of one platform API request, seconds.
+    #[arg(long, env = "SEND_TIMEOUT_SECONDS", default_value_t = 15.0)]
+    pub send_timeout_seconds: f64,
+
+    /// Meta app secret: webhooks must carry a valid X-Hub-Signature-256.
+    #[arg(long, env = "WHATSAPP_APP_SECRET", hide_env_values = true)]
+    pub whatsapp_app_secret: Option<Secret>,
+    /// Token Meta echoes in the GET verification handshake.
+    #[arg(long, env = "WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
+    pub whatsapp_verify_token: Option<Secret>,
+    /// Cloud API access token; without it replies are logged (dry run).
+    #[arg(long, env = "WHATSAPP_TOKEN", hide_env_values = true)]
+    pub whatsapp_token: Option<Secret>,
+    /// Graph API base URL (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "GRAPH_API_BASE",
+        default_value = "https://graph.facebook.com/v23.0"
+    )]
+    pub graph_api_base: String,
+
+    /// Bearer token for the admin page and its API; unset leaves them open.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Simulated generation time of the built-in responder, ms (demos and tests).
+    #[arg(long, env = "RESPONDER_DELAY_MS", default_value_t = 0)]
+    pub responder_delay_ms: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// A setting that cannot be used, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn seconds(var: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError {
+            var,
+            reason: format!("must be a positive number of seconds, got {value}"),
+        })
+    }
+}
+
+fn positive(var: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError {
+            var,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks every value once at start; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.window()?;
+        self.max_wait()?;
+        self.cache_ttl()?;
+        self.scan_interval()?;
+        self.lock_ttl()?;
+        self.reconcile_interval()?;
+        self.shutdown_drain()?;
+        self.send_timeout()?;
+        self.redis_timeout()?;
+        if self.reconcile_min_age_seconds < 0.0 || !self.reconcile_min_age_seconds.is_finite() {
+            return Err(ConfigError {
+                var: "RECONCILE_MIN_AGE_SECONDS",
+                reason: "must be 0 or more".into(),
+            });
+        }
+        positive("REDIS_SHARDS", self.redis_shards.into())?;
+        positive("REDIS_POOL_SIZE", self.redis_pool_size as u64)?;
+        positive("DATABASE_POOL_SIZE", self.database_pool_size.into())?;
+        positive("BATCH_MAX_MESSAGES", self.batch_max_messages.into())?;
+        positive("HISTORY_LIMIT", self.history_limit.into())?;
+        positive("WORKER_CONCURRENCY", self.worker_concurrency as u64)?;
+        positive("SEND_MAX_ATTEMPTS", self.send_max_attempts.into())?;
+        positive("MAX_BODY_BYTES", self.max_body_bytes as u64)?;
+        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(['{', '}']) {
+            return Err(ConfigError {
+                var: "REDIS_KEY_PREFIX",
+                reason: "must be non-empty and hold no '{' or '}' (lull adds the hash tags)".into(),
+            });
+        }
+        for (var, url, schemes) in [
+            (
+                "REDIS_URL",
+                &self.redis_url,
+                &["redis", "rediss", "redis-cluster", "rediss-cluster"][..],
+            ),
+            (
+                "DATABASE_URL",
+                &self.database_url,
+                &["postgres", "postgresql"][..],
+            ),
+            (
+                "GRAPH_API_BASE",
+                &self.graph_api_base,
+                &["http", "https"][..],
+            ),
+        ] {
+            let parsed = url::Url::parse(url).map_err(|e| ConfigError {
+                var,
+                reason: format!("not a URL: {e}"),
+            })?;
+            if !schemes.contains(&parsed.scheme()) {
+                return Err(ConfigError {
+                    var,
+                    reason: format!("scheme must be one of {schemes:?}"),
+                });
+            }
+        }
+        if self.lock_ttl()? < Duration::from_millis(300) {
+            return Err(ConfigError {
+                var: "LOCK_TTL_SECONDS",
+                reason: "must be at least 0.3 (heartbeats run at a third of it)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// BATCH_WINDOW_SECONDS.
+    pub fn window(&self) -> Result<Duration, ConfigError> {
+        seconds("BATCH_WINDOW_SECONDS", self.batch_window_seconds)
+    }
+    /// BATCH_MAX_WAIT_SECONDS.
+    pub fn max_wait(&self) -> Result<Duration, ConfigError> {
+        seconds("BATCH_MAX_WAIT_SECONDS", self.batch_max_wait_seconds)
+    }
+    /// CACHE_TTL_HOURS.
+    pub fn cache_ttl(&self) -> Result<Duration, ConfigError> {
+        seconds("CACHE_TTL_HOURS", self.cache_ttl_hours * 3600.0)
+    }
+    /// SCANNER_INTERVAL.
+    pub fn scan_interval(&self) -> Result<Duration, ConfigError> {
+        seconds("SCANNER_INTERVAL", self.scanner_interval)
+    }
+    /// LOCK_TTL_SECONDS.
+    pub fn lock_ttl(&self) -> Result<Duration, ConfigError> {
+        seconds("LOCK_TTL_SECONDS", self.lock_ttl_seconds)
+    }
+    /// RECONCILE_INTERVAL_SECONDS.
+    pub fn reconcile_interval(&self) -> Result<Duration, ConfigError> {
+        seconds(
+            "RECONCILE_INTERVAL_SECONDS",
+            self.reconcile_interval_seconds,
+        )
+    }
+    /// SHUTDOWN_DRAIN_SECONDS.
+    pub fn shutdown_drain(&self) -> Result<Duration, ConfigError> {
+        seconds("SHUTDOWN_DRAIN_SECONDS", self.shutdown_drain_seconds)
+    }
+    /// SEND_TIMEOUT_SECONDS.
+    pub fn send_timeout(&self) -> Result<Duration, ConfigError> {
+        seconds("SEND_TIMEOUT_SECONDS", self.send_timeout_seconds)
+    }
+    /// REDIS_TIMEOUT_SECONDS.
+    pub fn redis_timeout(&self) -> Result<Duration, ConfigError> {
+        seconds("REDIS_TIMEOUT_SECONDS", self.redis_timeout_seconds)
+    }
+    /// RECONCILE_MIN_AGE_SECONDS, or window + lock TTL when 0.
+    pub fn reconcile_min_age(&self) -> Duration {
+        if self.reconcile_min_age_seconds > 0.0 {
+            Duration::from_secs_f64(self.reconcile_min_age_seconds)
+        } else {
+            Duration::from_secs_f64(self.batch_window_seconds + self.lock_ttl_seconds)
+        }
+    }
+}
+
+impl Default for Config {
+    /// The documented defaults, as if no flag or variable were set.
+    fn default() -> Self {
+        Cli::parse_from(["lull"]).config
+    }
+}

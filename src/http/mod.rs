@@ -1,0 +1,70 @@
+//! The hyper listener: webhooks, health, metrics and the admin page.
+//!
+//! `serve` takes an already-bound listener and a shutdown future (tests bind port
+//! 0). On shutdown it stops accepting, lets open requests finish within the drain
+//! time, then returns.
+
+mod admin;
+mod response;
+mod routes;
+mod webhook;
+
+pub use routes::{HttpState, Routes};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then drains open
+/// connections for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        continue;
+                    }
+                };
+                let routes = routes.clone();
+                let service = service_fn(move |request| {
+                    let routes = routes.clone();
+                    async move { Ok::<_, std::convert::Infallible>(routes.handle(request).await) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("listener closed; draining open requests");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain time over; closing open connections");
+    }
+}

@@ -1,0 +1,105 @@
+//! Routing: one match on method and path.
+
+use super::response::{self, Body};
+use super::{admin, webhook};
+use crate::batch::{Batcher, RedisHealth};
+use crate::channel::Channel;
+use crate::config::Secret;
+use crate::ingest::Ingest;
+use crate::message::ChannelKind;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the handlers need.
+pub struct HttpState {
+    /// Configured channels.
+    pub channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    /// Store + batch.
+    pub ingest: Ingest,
+    /// Database (readiness, admin).
+    pub store: Store,
+    /// Redis (readiness, admin).
+    pub batcher: Batcher,
+    /// Redis outage tracker.
+    pub redis: Arc<RedisHealth>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Largest webhook body.
+    pub max_body_bytes: usize,
+    /// Bearer token for /admin; open when unset.
+    pub admin_token: Option<Secret>,
+}
+
+/// The router.
+pub struct Routes {
+    state: HttpState,
+}
+
+impl Routes {
+    /// Builds the router.
+    pub fn new(state: HttpState) -> Self {
+        Self { state }
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let method = request.method().clone();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (&method, segments.as_slice()) {
+            (_, ["api", name, "webhook"]) => {
+                let Some(channel) =
+                    ChannelKind::parse(name).and_then(|k| self.state.channels.get(&k))
+                else {
+                    return response::error(StatusCode::NOT_FOUND, "unknown channel");
+                };
+                match method {
+                    Method::GET => webhook::handshake(channel.as_ref(), &query),
+                    Method::POST => webhook::receive(&self.state, channel.as_ref(), request).await,
+                    _ => response::error(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST"),
+                }
+            }
+            (&Method::GET, ["healthz"]) => response::text(StatusCode::OK, "ok"),
+            (&Method::GET, ["readyz"]) => self.ready().await,
+            (&Method::GET, ["metrics"]) => response::with_type(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.state.metrics.render(),
+            ),
+            (&Method::GET, ["admin", rest @ ..]) => {
+                admin::handle(&self.state, rest, &request).await
+            }
+            _ => response::error(StatusCode::NOT_FOUND, "no such route"),
+        }
+    }
+
+    /// 200 when webhooks can be stored (PostgreSQL answers); "degraded" when Redis
+    /// does not (messages are kept and batched later); 503 without PostgreSQL.
+    async fn ready(&self) -> Response<Body> {
+        let postgres = self.state.store.ping().await.is_ok();
+        let redis = self.state.batcher.ping().await.is_ok();
+        if redis {
+            self.state.redis.ok();
+        }
+        let status = match (postgres, redis) {
+            (true, true) => "ok",
+            (true, false) => "degraded",
+            (false, _) => "unavailable",
+        };
+        let code = if postgres {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let up = |ok: bool| if ok { "up" } else { "down" };
+        response::json(
+            code,
+            &serde_json::json!({ "status": status, "postgres": up(postgres), "redis": up(redis) }),
+        )
+    }
+}

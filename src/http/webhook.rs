@@ -1,0 +1,115 @@
+//! `GET/POST /api/{channel}/webhook`: handshake, then verify → parse → store → batch.
+
+use super::response::{self, Body};
+use super::routes::HttpState;
+use crate::channel::{Channel, HandshakeError, ParseError};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Longest time a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The platform's GET subscription handshake.
+pub fn handshake(channel: &dyn Channel, query: &str) -> Response<Body> {
+    match channel.handshake(query) {
+        Ok(challenge) => response::text(StatusCode::OK, challenge),
+        Err(error @ HandshakeError::Missing(_)) => {
+            response::error(StatusCode::BAD_REQUEST, &error.to_string())
+        }
+        Err(error @ HandshakeError::Refused) => {
+            tracing::warn!(
+                channel = channel.kind().as_str(),
+                "webhook verification refused"
+            );
+            response::error(StatusCode::FORBIDDEN, &error.to_string())
+        }
+    }
+}
+
+async fn read_body(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<(http::HeaderMap, Bytes), Response<Body>> {
+    let (parts, body) = request.into_parts();
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await;
+    match collected {
+        Err(_) => Err(response::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received in time",
+        )),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(response::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body larger than {limit} bytes"),
+        )),
+        Ok(Err(_)) => Err(response::error(
+            StatusCode::BAD_REQUEST,
+            "body could not be read",
+        )),
+        Ok(Ok(body)) => Ok((parts.headers, body.to_bytes())),
+    }
+}
+
+/// A webhook POST. Answers 200 only once every new message is committed.
+pub async fn receive(
+    state: &HttpState,
+    channel: &dyn Channel,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let name = channel.kind().as_str();
+    let span = tracing::info_span!("webhook", channel = name);
+    let response = async {
+        let (headers, body) = match read_body(request, state.max_body_bytes).await {
+            Ok(read) => read,
+            Err(response) => {
+                tracing::warn!(status = response.status().as_u16(), "webhook body refused");
+                return response;
+            }
+        };
+        if let Err(error) = channel.verify(&headers, &body) {
+            tracing::warn!(%error, bytes = body.len(), "webhook refused: signature check failed");
+            return response::error(StatusCode::UNAUTHORIZED, &error.to_string());
+        }
+        let parsed = match channel.parse(&body) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                let reason = match &error {
+                    ParseError::Json(_) => "malformed JSON".to_owned(),
+                    ParseError::Shape { .. } => error.to_string(),
+                };
+                tracing::warn!(%error, bytes = body.len(), "webhook refused: unreadable body");
+                return response::error(StatusCode::BAD_REQUEST, &reason);
+            }
+        };
+        let (statuses, skipped, count) = (parsed.statuses, parsed.skipped, parsed.messages.len());
+        if count == 0 {
+            tracing::debug!(statuses, skipped, "webhook without messages acknowledged");
+            return response::json(StatusCode::OK, &serde_json::json!({ "stored": 0, "duplicates": 0 }));
+        }
+        match state.ingest.ingest(parsed.messages).await {
+            Ok(report) => response::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "stored": report.stored,
+                    "duplicates": report.duplicates,
+                    "statuses": statuses,
+                    "skipped": skipped,
+                }),
+            ),
+            Err(error) => {
+                tracing::error!(%error, messages = count, "messages not stored; asking the platform to retry");
+                response::error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    state.metrics.inc(
+        "lull_webhook_requests_total",
+        &[("channel", name), ("status", response.status().as_str())],
+    );
+    response
+}

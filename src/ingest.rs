@@ -1,0 +1,169 @@
+//! A parsed webhook's messages: PostgreSQL first, then their Redis batch.
+//!
+//! The platform gets its 200 only once the rows are committed; a duplicate (the
+//! platform retrying) is committed once and batched once, because only a new row
+//! goes on to Redis. A Redis failure does not fail the request: the row is safe and
+//! the reconciler batches it when Redis is back.
+
+use crate::batch::{AppendMode, AppendOutcome, BatchError, Batcher, RedisHealth};
+use crate::message::{Conversation, Entry, InboundMessage};
+use crate::metrics::Metrics;
+use crate::scanner::Wake;
+use crate::store::{Store, StoreError};
+use crate::time::now_ms;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// What happened to one webhook's messages.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    /// New rows.
+    pub stored: usize,
+    /// Platform retries, ignored.
+    pub duplicates: usize,
+    /// New rows now in a Redis batch or history.
+    pub batched: usize,
+}
+
+/// Stores and batches inbound messages.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Store,
+    batcher: Batcher,
+    redis: Arc<RedisHealth>,
+    wake: Arc<Wake>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// Wires the parts together.
+    pub fn new(
+        store: Store,
+        batcher: Batcher,
+        redis: Arc<RedisHealth>,
+        wake: Arc<Wake>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            batcher,
+            redis,
+            wake,
+            metrics,
+        }
+    }
+
+    /// Stores every message (one statement), then batches each new one. Fails only
+    /// when PostgreSQL does: the caller answers 503 so the platform retries.
+    pub async fn ingest(&self, messages: Vec<InboundMessage>) -> Result<IngestReport, StoreError> {
+        let policy = self.batcher.policy().clone();
+        let rows: Vec<(InboundMessage, bool)> = messages
+            .into_iter()
+            .map(|m| {
+                let answerable = AppendMode::for_kind(m.kind, &policy).answerable();
+                (m, answerable)
+            })
+            .collect();
+        let stored = self.store.insert_inbound(&rows).await?;
+        let mut report = IngestReport::default();
+        for ((message, _), entry) in rows.iter().zip(stored) {
+            let channel = message.conversation.channel.as_str();
+            let span = tracing::info_span!(
+                "message",
+                channel,
+                conversation = %message.conversation,
+                message_id = %message.external_id,
+            );
+            let Some(entry) = entry else {
+                report.duplicates += 1;
+                self.metrics
+                    .inc("lull_messages_duplicate_total", &[("channel", channel)]);
+                span.in_scope(|| tracing::info!("duplicate ignored"));
+                continue;
+            };
+            report.stored += 1;
+            self.metrics
+                .inc("lull_messages_stored_total", &[("channel", channel)]);
+            span.in_scope(|| {
+                tracing::info!(
+                    db_id = entry.id,
+                    kind = message.kind.as_str(),
+                    "message stored"
+                )
+            });
+            let mode = AppendMode::for_kind(message.kind, &policy);
+            if self
+                .batch(&message.conversation, &entry, mode, false)
+                .instrument(span)
+                .await
+                .is_ok()
+            {
+                report.batched += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Appends one stored message to its conversation in Redis, hydrating history
+    /// from PostgreSQL when Redis had none. `reconcile` skips messages Redis still
+    /// tracks. Errors are counted and logged once per outage.
+    pub async fn batch(
+        &self,
+        conversation: &Conversation,
+        entry: &Entry,
+        mode: AppendMode,
+        reconcile: bool,
+    ) -> Result<AppendOutcome, BatchError> {
+        let result = self.append(conversation, entry, mode, reconcile).await;
+        match &result {
+            Ok(_) => self.redis.ok(),
+            Err(error) => {
+                self.metrics.inc("lull_redis_errors_total", &[]);
+                self.redis.failed(error);
+            }
+        }
+        result
+    }
+
+    async fn append(
+        &self,
+        conversation: &Conversation,
+        entry: &Entry,
+        mode: AppendMode,
+        reconcile: bool,
+    ) -> Result<AppendOutcome, BatchError> {
+        let outcome = self
+            .batcher
+            .append(conversation, entry, mode, reconcile, now_ms())
+            .await?;
+        if outcome.tracked {
+            return Ok(outcome);
+        }
+        if outcome.hydrate {
+            // History went missing (new session, TTL, Redis restart): refill it from
+            // the database. A database error here only costs context, not the message.
+            match self
+                .store
+                .recent_history(conversation, self.batcher.policy().history_limit)
+                .await
+            {
+                Ok(rows) => {
+                    let added = self.batcher.hydrate(conversation, &rows).await?;
+                    tracing::info!(rows = rows.len(), added, "new session hydrated");
+                }
+                Err(error) => tracing::warn!(%error, "history not hydrated"),
+            }
+        }
+        if outcome.deadline_ms > 0 {
+            tracing::info!(
+                deadline_ms = outcome.deadline_ms,
+                batch_len = outcome.batch_len,
+                "message appended to batch"
+            );
+            self.wake.due_at(outcome.deadline_ms);
+        } else {
+            tracing::info!("message added to history only");
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,33 @@
+//! lull: answer a burst of chat messages with one reply.
+//!
+//! # Layout
+//!
+//! The flow of DESIGN.md, module by module:
+//!
+//! - [`config`]: every setting, one struct, read once from flags and the environment.
+//! - [`http`]: the hyper listener: webhook verification, routing, admin, health, metrics.
+//! - [`channel`]: per platform, parse a webhook into [`message::InboundMessage`]s, send replies.
+//! - [`ingest`]: a parsed message goes to PostgreSQL first, then to its Redis batch.
+//! - [`store`]: PostgreSQL: idempotent insert, history, reply batches, reconcile query.
+//! - [`batch`]: the Redis side: key layout and one typed wrapper per Lua script in `lua/`.
+//! - [`scanner`]: the claim loop: claims due conversations and runs [`worker`] on each.
+//! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
+//! - [`responder`]: history + batch → reply text.
+//! - [`reconcile`]: finds stored messages Redis lost and batches them again.
+//! - [`app`]: builds all of the above from a [`config::Config`] and runs it until shutdown.
+
+pub mod app;
+pub mod batch;
+pub mod channel;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod message;
+pub mod metrics;
+pub mod reconcile;
+pub mod responder;
+pub mod scanner;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod worker;

@@ -1,0 +1,206 @@
+//! The message model shared by every channel: what a webhook parses into, what the
+//! batch lists in Redis hold, and what a reply is built from.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A messaging platform lull speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    /// WhatsApp Cloud API.
+    WhatsApp,
+    /// Instagram messaging.
+    Instagram,
+    /// Telegram Bot API.
+    Telegram,
+}
+
+impl ChannelKind {
+    /// The name used in keys, URLs, metrics and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::WhatsApp => "whatsapp",
+            ChannelKind::Instagram => "instagram",
+            ChannelKind::Telegram => "telegram",
+        }
+    }
+
+    /// Parses the name written by [`ChannelKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "whatsapp" => Some(ChannelKind::WhatsApp),
+            "instagram" => Some(ChannelKind::Instagram),
+            "telegram" => Some(ChannelKind::Telegram),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One conversation: a contact talking to one of our accounts on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Conversation {
+    /// The platform.
+    pub channel: ChannelKind,
+    /// Our side: WhatsApp phone_number_id, Instagram account id, Telegram bot id.
+    pub account: String,
+    /// Their side: WhatsApp wa_id, Instagram IGSID, Telegram chat id.
+    pub contact: String,
+}
+
+impl Conversation {
+    /// Builds a conversation id from its three parts.
+    pub fn new(
+        channel: ChannelKind,
+        account: impl Into<String>,
+        contact: impl Into<String>,
+    ) -> Self {
+        Self {
+            channel,
+            account: account.into(),
+            contact: contact.into(),
+        }
+    }
+
+    /// `{channel}:{account}:{contact}`: the agenda member and the middle of every key.
+    pub fn id(&self) -> String {
+        format!("{}:{}:{}", self.channel, self.account, self.contact)
+    }
+
+    /// Parses the id written by [`Conversation::id`].
+    pub fn parse(id: &str) -> Option<Self> {
+        let mut parts = id.splitn(3, ':');
+        let channel = ChannelKind::parse(parts.next()?)?;
+        let account = parts.next()?;
+        let contact = parts.next()?;
+        if account.is_empty() || contact.is_empty() {
+            return None;
+        }
+        Some(Self::new(channel, account, contact))
+    }
+}
+
+impl fmt::Display for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.channel, self.account, self.contact)
+    }
+}
+
+/// What kind of message a person sent, as far as batching cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Plain text.
+    Text,
+    /// Image, audio, video, document or sticker (caption in the text, if any).
+    Media,
+    /// A shared location.
+    Location,
+    /// Shared contact cards.
+    Contacts,
+    /// A tap on a reply button, list row or template quick reply: a menu choice.
+    Choice,
+    /// A reaction (or its removal) to an earlier message.
+    Reaction,
+    /// Anything the platform marks unsupported or lull does not know.
+    Unsupported,
+    /// Something our bot sent.
+    Reply,
+}
+
+impl MessageKind {
+    /// The name stored in `conversation_messages.message_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Media => "media",
+            MessageKind::Location => "location",
+            MessageKind::Contacts => "contacts",
+            MessageKind::Choice => "choice",
+            MessageKind::Reaction => "reaction",
+            MessageKind::Unsupported => "unsupported",
+            MessageKind::Reply => "reply",
+        }
+    }
+
+    /// Parses the name written by [`MessageKind::as_str`]; unknown names are `Unsupported`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "text" => MessageKind::Text,
+            "media" => MessageKind::Media,
+            "location" => MessageKind::Location,
+            "contacts" => MessageKind::Contacts,
+            "choice" => MessageKind::Choice,
+            "reaction" => MessageKind::Reaction,
+            "reply" => MessageKind::Reply,
+            _ => MessageKind::Unsupported,
+        }
+    }
+}
+
+/// One inbound message parsed from a webhook, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    /// Who is talking to whom.
+    pub conversation: Conversation,
+    /// The platform's message id, unique within the channel (Telegram ids are
+    /// prefixed with bot and chat, as they repeat across chats).
+    pub external_id: String,
+    /// What kind of message it is.
+    pub kind: MessageKind,
+    /// A readable rendering for the reply context ("[image] the damaged box").
+    pub text: String,
+    /// The platform's timestamp, unix milliseconds.
+    pub timestamp_ms: i64,
+    /// The contact's display name, when the platform sends one.
+    pub contact_name: Option<String>,
+    /// The platform's JSON for this one message, kept in `webhook_payload`.
+    pub payload: serde_json::Value,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// The contact.
+    #[serde(rename = "in")]
+    Inbound,
+    /// Our bot.
+    #[serde(rename = "out")]
+    Outbound,
+}
+
+impl Direction {
+    /// The name stored in `conversation_messages.direction`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        }
+    }
+}
+
+/// A stored message as the Redis lists hold it (JSON) and the responder reads it.
+///
+/// `id` and `ts` order the lists: the Lua scripts sort by platform time, then by
+/// database id (arrival).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `conversation_messages.id`.
+    pub id: i64,
+    /// Platform timestamp, unix ms.
+    pub ts: i64,
+    /// Who wrote it.
+    pub dir: Direction,
+    /// Message kind.
+    pub kind: MessageKind,
+    /// The platform's message id.
+    pub ext: String,
+    /// Readable text.
+    pub text: String,
+}

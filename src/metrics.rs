@@ -1,0 +1,197 @@
+//! Prometheus metrics: counters and histograms kept in the app (no global
+//! recorder), rendered in the text exposition format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds of histogram buckets, seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric lull exports, with its help text.
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "lull_webhook_requests_total",
+        "counter",
+        "Webhook requests by channel and HTTP status.",
+    ),
+    (
+        "lull_messages_stored_total",
+        "counter",
+        "Inbound messages stored (new rows).",
+    ),
+    (
+        "lull_messages_duplicate_total",
+        "counter",
+        "Inbound messages ignored as platform retries.",
+    ),
+    (
+        "lull_redis_errors_total",
+        "counter",
+        "Redis calls that failed (messages stay in PostgreSQL).",
+    ),
+    (
+        "lull_batches_claimed_total",
+        "counter",
+        "Batches claimed by this process.",
+    ),
+    (
+        "lull_batches_resumed_total",
+        "counter",
+        "Claims that resumed a crashed or handed-back batch.",
+    ),
+    (
+        "lull_batches_superseded_total",
+        "counter",
+        "Unsent replies dropped because new messages arrived.",
+    ),
+    (
+        "lull_batches_handed_back_total",
+        "counter",
+        "Batches given back on shutdown.",
+    ),
+    (
+        "lull_replies_sent_total",
+        "counter",
+        "Replies sent (or logged in dry-run).",
+    ),
+    (
+        "lull_replies_failed_total",
+        "counter",
+        "Replies that failed for good.",
+    ),
+    (
+        "lull_send_retries_total",
+        "counter",
+        "Send attempts retried after a retryable error.",
+    ),
+    (
+        "lull_messages_reconciled_total",
+        "counter",
+        "Stored messages Redis had lost, batched again.",
+    ),
+    (
+        "lull_claim_lag_seconds",
+        "histogram",
+        "From a batch's due time to its claim.",
+    ),
+    (
+        "lull_reply_seconds",
+        "histogram",
+        "From claim to reply sent.",
+    ),
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// The process's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    histograms: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    if inner.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", inner.join(","))
+    }
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(&self, name: &'static str, label_pairs: &[(&str, &str)]) {
+        self.add(name, label_pairs, 1);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(&self, name: &'static str, label_pairs: &[(&str, &str)], n: u64) {
+        if let Ok(mut counters) = self.counters.lock() {
+            *counters.entry((name, labels(label_pairs))).or_default() += n;
+        }
+    }
+
+    /// Records one observation, seconds.
+    pub fn observe(&self, name: &'static str, seconds: f64) {
+        if let Ok(mut histograms) = self.histograms.lock() {
+            let h = histograms.entry(name).or_default();
+            for (slot, bound) in h.counts.iter_mut().zip(BUCKETS) {
+                if seconds <= bound {
+                    *slot += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    /// A counter's value (tests, admin).
+    pub fn counter(&self, name: &'static str, label_pairs: &[(&str, &str)]) -> u64 {
+        self.counters
+            .lock()
+            .map(|c| c.get(&(name, labels(label_pairs))).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let histograms = self.histograms.lock();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            if *kind == "counter" {
+                for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
+                    let _ = writeln!(out, "{n}{l} {v}");
+                }
+            } else if let Ok(h) = histograms.as_ref() {
+                let empty = Histogram::default();
+                let h = h.get(name).unwrap_or(&empty);
+                for (count, bound) in h.counts.iter().zip(BUCKETS) {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+                let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_their_labels() {
+        let m = Metrics::default();
+        m.inc("lull_messages_stored_total", &[("channel", "whatsapp")]);
+        m.inc("lull_messages_stored_total", &[("channel", "whatsapp")]);
+        assert!(
+            m.render()
+                .contains("lull_messages_stored_total{channel=\"whatsapp\"} 2\n")
+        );
+    }
+
+    #[test]
+    fn histograms_count_each_observation_in_every_bucket_above_it() {
+        let m = Metrics::default();
+        m.observe("lull_claim_lag_seconds", 0.003);
+        let text = m.render();
+        assert!(text.contains("lull_claim_lag_seconds_bucket{le=\"0.002\"} 0\n"));
+        assert!(text.contains("lull_claim_lag_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("lull_claim_lag_seconds_count 1\n"));
+    }
+}

@@ -1,0 +1,101 @@
+//! PostgreSQL is the source of truth: this loop finds stored messages that have no
+//! reply and that Redis no longer tracks (lost in a restart without persistence, a
+//! FLUSHALL, a failover, or a webhook that could not reach Redis) and batches them
+//! again. append.lua's reconcile mode skips anything still in a batch or in flight,
+//! and `begin_sending` keeps a message from being answered twice, so running this
+//! on every instance at once is safe.
+
+use crate::batch::{AppendMode, Batcher};
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Messages looked at per pass.
+const PAGE: i64 = 1000;
+
+/// The reconciler of one process.
+pub struct Reconciler {
+    store: Store,
+    batcher: Batcher,
+    ingest: Ingest,
+    min_age: Duration,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Reconciler {
+    /// Messages younger than `min_age` are left to the normal flow.
+    pub fn new(
+        store: Store,
+        batcher: Batcher,
+        ingest: Ingest,
+        min_age: Duration,
+        interval: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            batcher,
+            ingest,
+            min_age,
+            interval,
+            metrics,
+        }
+    }
+
+    /// One pass: returns how many messages were batched again.
+    pub async fn reconcile_once(&self) -> Result<usize, StoreError> {
+        let lost = self.store.unanswered(self.min_age, PAGE).await?;
+        let mut rebatched = 0;
+        for message in lost {
+            let mode = AppendMode::for_kind(message.entry.kind, self.batcher.policy());
+            let span = tracing::info_span!(
+                "reconcile",
+                channel = message.conversation.channel.as_str(),
+                conversation = %message.conversation,
+                message_id = %message.entry.ext,
+            );
+            match self
+                .ingest
+                .batch(&message.conversation, &message.entry, mode, true)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(outcome) if !outcome.tracked => {
+                    rebatched += 1;
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            db_id = message.entry.id,
+                            "stored message was not batched; batched again"
+                        )
+                    });
+                }
+                Ok(_) => {}
+                // Redis is down: the next pass tries again.
+                Err(_) => break,
+            }
+        }
+        if rebatched > 0 {
+            self.metrics
+                .add("lull_messages_reconciled_total", &[], rebatched as u64);
+        }
+        Ok(rebatched)
+    }
+
+    /// Runs a pass at start and every interval until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            if let Err(error) = self.reconcile_once().await {
+                tracing::warn!(%error, "reconcile pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}

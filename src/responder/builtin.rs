@@ -1,0 +1,88 @@
+//! The responder that needs no API key: a deterministic acknowledgement of the
+//! whole burst, so a newcomer sees the flow end to end with `curl`.
+
+use super::{ReplyContext, Responder, ResponderError};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// Quotes every message of the batch back in one reply.
+#[derive(Debug, Clone, Default)]
+pub struct BuiltinResponder {
+    delay: Duration,
+}
+
+impl BuiltinResponder {
+    /// `delay` simulates generation time (demos and tests of slow generations).
+    pub fn new(delay: Duration) -> Self {
+        Self { delay }
+    }
+}
+
+fn quote(text: &str) -> String {
+    const MAX: usize = 200;
+    let mut quoted: String = text.chars().take(MAX).collect();
+    if text.chars().count() > MAX {
+        quoted.push('…');
+    }
+    format!("“{quoted}”")
+}
+
+#[async_trait]
+impl Responder for BuiltinResponder {
+    async fn reply(&self, context: &ReplyContext) -> Result<String, ResponderError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let n = context.batch.len();
+        let quoted: Vec<String> = context.batch.iter().map(|e| quote(&e.text)).collect();
+        let noun = if n == 1 { "message" } else { "messages" };
+        let seen = if context.history.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (we have {} earlier messages on file)",
+                context.history.len()
+            )
+        };
+        Ok(format!(
+            "Thanks! I got your {n} {noun}: {}.{seen} Someone will get back to you shortly.",
+            quoted.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ChannelKind, Conversation, Direction, Entry, MessageKind};
+
+    fn entry(id: i64, text: &str) -> Entry {
+        Entry {
+            id,
+            ts: id,
+            dir: Direction::Inbound,
+            kind: MessageKind::Text,
+            ext: format!("m{id}"),
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_builtin_reply_quotes_every_message_of_the_burst_in_order() {
+        let context = ReplyContext {
+            conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),
+            history: vec![],
+            batch: vec![
+                entry(1, "hi"),
+                entry(2, "quick question"),
+                entry(3, "about my order #123"),
+            ],
+        };
+        let reply = BuiltinResponder::default().reply(&context).await.unwrap();
+        assert_eq!(
+            reply,
+            "Thanks! I got your 3 messages: “hi”, “quick question”, “about my order #123”. \
+             Someone will get back to you shortly."
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The claim loop: claims due conversations and runs a [`Worker`] on each, with
+//! bounded concurrency. It sleeps until the earliest deadline on the agenda, never
+//! longer than SCANNER_INTERVAL, and wakes at once when this instance pushes a
+//! nearer deadline (see [`Wake`]) or a batch finishes and frees a slot.
+
+use crate::batch::{BatchError, Batcher, ClaimOutcome, RedisHealth};
+use crate::message::Conversation;
+use crate::time::now_ms;
+use crate::worker::{BatchOutcome, Worker};
+use rand::Rng;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Wakes the claim loop early when a nearer deadline appears.
+#[derive(Debug)]
+pub struct Wake {
+    planned_ms: AtomicI64,
+    notify: Notify,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Self {
+            planned_ms: AtomicI64::new(i64::MAX),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl Wake {
+    /// A batch is due at `due_ms`: wake the loop if it planned to sleep past it.
+    pub fn due_at(&self, due_ms: i64) {
+        if due_ms < self.planned_ms.load(Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Wake the loop now (a worker slot was freed).
+    pub fn now(&self) {
+        self.notify.notify_one();
+    }
+
+    async fn sleep_until(&self, wake_ms: i64, stop: &CancellationToken) {
+        self.planned_ms.store(wake_ms, Ordering::SeqCst);
+        let wait = Duration::from_millis((wake_ms - now_ms()).max(0) as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.notify.notified() => {}
+            _ = stop.cancelled() => {}
+        }
+        self.planned_ms.store(i64::MAX, Ordering::SeqCst);
+    }
+}
+
+/// The claim loop of one process.
+pub struct Scanner {
+    batcher: Batcher,
+    worker: Arc<Worker>,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    interval: Duration,
+    wake: Arc<Wake>,
+    redis: Arc<RedisHealth>,
+}
+
+/// One batch this scanner claimed, running.
+pub struct Running {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Resolves to how the batch ended.
+    pub task: JoinHandle<BatchOutcome>,
+}
+
+impl Scanner {
+    /// A scanner running at most `concurrency` batches at once.
+    pub fn new(
+        batcher: Batcher,
+        worker: Arc<Worker>,
+        concurrency: usize,
+        interval: Duration,
+        wake: Arc<Wake>,
+        redis: Arc<RedisHealth>,
+    ) -> Self {
+        Self {
+            batcher,
+            worker,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            interval,
+            wake,
+            redis,
+        }
+    }
+
+    /// Claims every due conversation there is a free slot for and starts its batch.
+    /// Returns what it started, so tests can drive the loop without sleeping.
+    pub async fn claim_once(
+        &self,
+        hand_back: &CancellationToken,
+    ) -> Result<Vec<Running>, BatchError> {
+        let mut started = Vec::new();
+        for (shard, _) in self.batcher.keys().agendas() {
+            let free = self.slots.available_permits();
+            if free == 0 {
+                break;
+            }
+            let due = self.batcher.due(shard, now_ms(), free as i64).await?;
+            for member in due {
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Some(conversation) = Conversation::parse(&member) else {
+                    tracing::warn!(%member, "agenda member is not a conversation id; skipped");
+                    continue;
+                };
+                let token = format!("{:032x}", rand::rng().random::<u128>());
+                match self.batcher.claim(&member, &token, now_ms()).await? {
+                    ClaimOutcome::Claimed(claim) => {
+                        let (worker, wake, hand_back) =
+                            (self.worker.clone(), self.wake.clone(), hand_back.clone());
+                        let conv = conversation.clone();
+                        let task = tokio::spawn(async move {
+                            let outcome = worker.process(conv, claim, hand_back).await;
+                            drop(permit);
+                            wake.now();
+                            outcome
+                        });
+                        started.push(Running { conversation, task });
+                    }
+                    ClaimOutcome::Locked { retry_at_ms } => {
+                        tracing::debug!(%member, retry_at_ms, "conversation locked by a live worker");
+                    }
+                    ClaimOutcome::NotDue | ClaimOutcome::Empty => {}
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// When the loop should look again: the earliest agenda score, capped by the interval.
+    async fn next_wake(&self) -> i64 {
+        let mut wake = now_ms() + self.interval.as_millis() as i64;
+        if self.slots.available_permits() == 0 {
+            // Full: a finishing batch wakes the loop.
+            return wake;
+        }
+        for (shard, _) in self.batcher.keys().agendas() {
+            match self.batcher.next_due(shard).await {
+                Ok(Some(due)) => wake = wake.min(due),
+                Ok(None) => {}
+                Err(_) => return wake,
+            }
+        }
+        wake
+    }
+
+    /// Runs until `stop` fires, then waits for running batches; `hand_back` (fired
+    /// by the caller when the drain time is over) makes them give their batch back.
+    pub async fn run(self, stop: CancellationToken, hand_back: CancellationToken) {
+        tracing::info!(
+            concurrency = self.concurrency,
+            interval_ms = self.interval.as_millis() as u64,
+            "claim loop started"
+        );
+        while !stop.is_cancelled() {
+            match self.claim_once(&hand_back).await {
+                Ok(_) => self.redis.ok(),
+                Err(error) => self.redis.failed(&error),
+            }
+            let wake = self.next_wake().await;
+            self.wake.sleep_until(wake, &stop).await;
+        }
+        tracing::info!("claim loop stopped claiming; waiting for batches in flight");
+        let _ = self.slots.acquire_many(self.concurrency as u32).await;
+        tracing::info!("claim loop drained");
+    }
+}

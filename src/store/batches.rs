@@ -1,0 +1,201 @@
+//! Queries on `reply_batches`, and the one that makes a message answered.
+
+use super::{Store, StoreError, timestamp};
+use crate::message::Conversation;
+use chrono::{DateTime, Utc};
+
+/// A claimed batch, as the worker records it.
+#[derive(Debug, Clone)]
+pub struct NewBatch<'a> {
+    /// The batch id (claim.lua's).
+    pub id: &'a str,
+    /// Its conversation.
+    pub conversation: &'a Conversation,
+    /// Inbound message ids, platform order.
+    pub message_ids: Vec<i64>,
+    /// How many times it has been claimed.
+    pub claims: i64,
+    /// How many times it has been superseded.
+    pub supersedes: i64,
+    /// Unix ms of its first message.
+    pub started_ms: i64,
+}
+
+/// Where a batch stands, as the database knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// generating, sending, sent or failed.
+    pub status: String,
+    /// Send requests made so far (across crash resumes).
+    pub attempts: i32,
+}
+
+/// A reply batch row, for the admin page and tests.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct BatchRow {
+    /// Batch id.
+    pub id: String,
+    /// Channel.
+    pub channel: String,
+    /// Our account.
+    pub account_id: String,
+    /// Their id.
+    pub contact_id: String,
+    /// generating, sending, sent or failed.
+    pub status: String,
+    /// Inbound rows answered.
+    pub message_ids: Vec<i64>,
+    /// The reply.
+    pub reply_text: Option<String>,
+    /// Send requests made.
+    pub attempts: i32,
+    /// Claims (1 + resumes + supersedes).
+    pub claims: i32,
+    /// Supersedes.
+    pub supersedes: i32,
+    /// Platform ids of the parts sent.
+    pub platform_message_ids: Vec<String>,
+    /// Platform error code, when failed.
+    pub error_code: Option<String>,
+    /// Platform error message, when failed.
+    pub error_message: Option<String>,
+    /// First message of the batch.
+    pub first_message_at: Option<DateTime<Utc>>,
+    /// Claimed.
+    pub claimed_at: DateTime<Utc>,
+    /// Reply generated.
+    pub generated_at: Option<DateTime<Utc>>,
+    /// Reply sent.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Records a claim: a new batch, or a resumed or superseded one under the same id.
+    /// A batch already sent or failed keeps its messages; its status tells the worker
+    /// not to send again.
+    pub async fn open_batch(&self, batch: &NewBatch<'_>) -> Result<BatchRecord, StoreError> {
+        let (status, attempts): (String, i32) = sqlx::query_as(
+            "INSERT INTO reply_batches
+                 (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET
+                 message_ids = CASE WHEN reply_batches.status IN ('sent', 'failed')
+                                    THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
+                 claims = EXCLUDED.claims,
+                 supersedes = EXCLUDED.supersedes,
+                 claimed_at = now(),
+                 updated_at = now()
+             RETURNING status, attempts",
+        )
+        .bind(batch.id)
+        .bind(batch.conversation.channel.as_str())
+        .bind(&batch.conversation.account)
+        .bind(&batch.conversation.contact)
+        .bind(&batch.message_ids)
+        .bind(batch.claims as i32)
+        .bind(batch.supersedes as i32)
+        .bind(timestamp(batch.started_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BatchRecord { status, attempts })
+    }
+
+    /// Makes the batch the answer of its messages, unless another batch already is,
+    /// and marks it sending with its text. Returns the ids it owns: an empty list
+    /// means every message was answered elsewhere and nothing must be sent.
+    pub async fn begin_sending(
+        &self,
+        batch_id: &str,
+        message_ids: &[i64],
+        reply_text: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let owned: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE conversation_messages SET batch_id = $1
+             WHERE id = ANY($2) AND (batch_id IS NULL OR batch_id = $1)
+             RETURNING id",
+        )
+        .bind(batch_id)
+        .bind(message_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let owned: Vec<i64> = owned.into_iter().map(|(id,)| id).collect();
+        sqlx::query(
+            "UPDATE reply_batches
+             SET status = 'sending', reply_text = $2, message_ids = $3,
+                 generated_at = now(), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(reply_text)
+        .bind(&owned)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(owned)
+    }
+
+    /// The reply went out.
+    pub async fn mark_sent(
+        &self,
+        batch_id: &str,
+        attempts: u32,
+        platform_ids: &[String],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE reply_batches
+             SET status = 'sent', attempts = attempts + $2, platform_message_ids = $3,
+                 sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(attempts as i32)
+        .bind(platform_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The reply failed for good (or ran out of attempts).
+    pub async fn mark_failed(
+        &self,
+        batch_id: &str,
+        attempts: u32,
+        platform_ids: &[String],
+        code: Option<i64>,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE reply_batches
+             SET status = 'failed', attempts = attempts + $2, platform_message_ids = $3,
+                 error_code = $4, error_message = $5, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(attempts as i32)
+        .bind(platform_ids)
+        .bind(code.map(|c| c.to_string()))
+        .bind(message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The batch, by id.
+    pub async fn batch(&self, batch_id: &str) -> Result<Option<BatchRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM reply_batches WHERE id = $1")
+            .bind(batch_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The newest batches, for the admin page.
+    pub async fn recent_batches(&self, limit: i64) -> Result<Vec<BatchRow>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM reply_batches ORDER BY claimed_at DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,0 +1,504 @@
+//! One claimed batch, from claim to ack: record it, show typing, build the context,
+//! generate (superseded if new messages arrive), send with retries, record, ack.
+//!
+//! Exactly-once rests on two locks. Before the send, the Redis lease (token) says
+//! who may work on the conversation; a worker that lost it stops. At the send,
+//! PostgreSQL says who answers each message: `begin_sending` takes the batch's
+//! messages only where no other batch has, so even a batch rebuilt after Redis
+//! lost its data can never answer a message twice.
+
+mod lease;
+mod send;
+
+pub use lease::{Lease, LeaseState};
+pub use send::{RetryPolicy, SendResult, send_parts};
+
+use crate::batch::{AckOutcome, Batcher, Claim, ConversationKeys, RequeueMode};
+use crate::channel::Channel;
+use crate::message::{ChannelKind, Conversation, Direction, Entry};
+use crate::metrics::Metrics;
+use crate::responder::{ReplyContext, Responder, ResponderError};
+use crate::store::{NewBatch, Store};
+use crate::time::now_ms;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Drop an unsent reply when new messages arrive.
+    pub supersede: bool,
+    /// Supersedes per batch before the reply goes out anyway.
+    pub max_supersedes: i64,
+    /// Cap after the batch's first message (no supersede past it).
+    pub max_wait: Duration,
+    /// Mark read + typing when claimed.
+    pub typing_indicator: bool,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Send retries.
+    pub retry: RetryPolicy,
+}
+
+/// How a batch ended, for the caller and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// The reply went out (or was logged in dry-run).
+    Sent {
+        /// Batch id.
+        batch_id: String,
+    },
+    /// The reply failed for good; the batch is recorded failed.
+    Failed {
+        /// Batch id.
+        batch_id: String,
+    },
+    /// New messages arrived: the batch was requeued to be answered with them.
+    Superseded,
+    /// Shutdown: the batch was handed back for another instance.
+    HandedBack,
+    /// Another worker owns the batch now (lease lost); nothing was sent.
+    Lost,
+    /// Its messages were answered already (resumed after the send was recorded).
+    AlreadyAnswered,
+    /// PostgreSQL or Redis failed; the lease will run out and the batch come back.
+    Retry,
+}
+
+/// Processes claimed batches.
+pub struct Worker {
+    store: Store,
+    batcher: Batcher,
+    channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    responder: Arc<dyn Responder>,
+    settings: WorkerSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    /// Wires the parts together.
+    pub fn new(
+        store: Store,
+        batcher: Batcher,
+        channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+        responder: Arc<dyn Responder>,
+        settings: WorkerSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            batcher,
+            channels,
+            responder,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Runs one claimed batch to its end. `hand_back` fires when the shutdown drain
+    /// time is over: a batch not yet sending is given back to the agenda.
+    pub async fn process(
+        &self,
+        conversation: Conversation,
+        claim: Claim,
+        hand_back: CancellationToken,
+    ) -> BatchOutcome {
+        let span = tracing::info_span!(
+            "batch",
+            channel = conversation.channel.as_str(),
+            conversation = %conversation,
+            batch_id = %claim.batch_id,
+            message_id = claim.entries.last().map(|e| e.ext.as_str()).unwrap_or_default(),
+        );
+        self.run(&conversation, &claim, &hand_back)
+            .instrument(span)
+            .await
+    }
+
+    async fn run(
+        &self,
+        conversation: &Conversation,
+        claim: &Claim,
+        hand_back: &CancellationToken,
+    ) -> BatchOutcome {
+        let claimed_at = now_ms();
+        let keys = self.batcher.keys().conversation(conversation);
+        self.metrics.inc("lull_batches_claimed_total", &[]);
+        self.metrics.observe(
+            "lull_claim_lag_seconds",
+            (claimed_at - claim.due_ms).max(0) as f64 / 1000.0,
+        );
+        if claim.claims > 1 {
+            self.metrics.inc("lull_batches_resumed_total", &[]);
+        }
+        let Some(channel) = self.channels.get(&conversation.channel).cloned() else {
+            tracing::error!("no channel configured for this conversation; batch left to expire");
+            return BatchOutcome::Retry;
+        };
+        let mut lease = Lease::start(
+            self.batcher.clone(),
+            keys.clone(),
+            claim.token.clone(),
+            self.settings.heartbeat,
+        );
+
+        let ids: Vec<i64> = claim.entries.iter().map(|e| e.id).collect();
+        let record = match self
+            .store
+            .open_batch(&NewBatch {
+                id: &claim.batch_id,
+                conversation,
+                message_ids: ids.clone(),
+                claims: claim.claims,
+                supersedes: claim.supersedes,
+                started_ms: claim.started_ms,
+            })
+            .await
+        {
+            Ok(record) => record,
+            Err(error) => {
+                // Keep the batch: without the database nothing can be recorded, so
+                // leave it in flight; the lease runs out and it is claimed again.
+                tracing::error!(%error, "database unavailable, batch kept in flight for a later claim");
+                return BatchOutcome::Retry;
+            }
+        };
+        if record.status == "sent" || record.status == "failed" {
+            tracing::info!(status = %record.status, "batch already finished before a crash; acknowledging");
+            self.ack(&keys, &claim.token, &[]).await;
+            return BatchOutcome::AlreadyAnswered;
+        }
+        tracing::info!(messages = ids.len(), claims = claim.claims, "batch claimed");
+
+        if self.settings.typing_indicator {
+            self.show_typing(&channel, conversation, &claim.entries);
+        }
+
+        let context = self.context(conversation, &keys, claim).await;
+        let reply = tokio::select! {
+            reply = self.generate(&context) => reply,
+            outcome = self.interrupted(&mut lease, claim, hand_back) => {
+                return self.give_back(&keys, &claim.token, outcome).await;
+            }
+        };
+        let text = match reply {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(%error, "no reply generated");
+                return self
+                    .fail(&keys, claim, &[], 0, None, &error.to_string())
+                    .await;
+            }
+        };
+
+        // Last look before the reply becomes visible: new messages supersede it.
+        match self.batcher.extend(&keys, &claim.token, now_ms()).await {
+            Ok(state) if !state.held => return BatchOutcome::Lost,
+            Ok(state) if state.pending > 0 && self.may_supersede(claim) => {
+                return self
+                    .give_back(&keys, &claim.token, BatchOutcome::Superseded)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "Redis unavailable before sending; batch kept for a later claim");
+                return BatchOutcome::Retry;
+            }
+        }
+        drop(lease);
+        let lease = Lease::start(
+            self.batcher.clone(),
+            keys.clone(),
+            claim.token.clone(),
+            self.settings.heartbeat,
+        );
+
+        let owned = match self.store.begin_sending(&claim.batch_id, &ids, &text).await {
+            Ok(owned) => owned,
+            Err(error) => {
+                tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
+                return BatchOutcome::Retry;
+            }
+        };
+        if owned.is_empty() {
+            tracing::warn!(
+                "every message of this batch was answered by another batch; nothing sent"
+            );
+            self.ack(&keys, &claim.token, &[]).await;
+            return BatchOutcome::AlreadyAnswered;
+        }
+
+        // From here the database says this batch answers these messages: the send
+        // goes on even if the Redis lease is lost (a Redis that lost its data must
+        // not leave them unanswered).
+        let parts = channel.split(&text);
+        let metrics = self.metrics.clone();
+        let result = send_parts(
+            channel.as_ref(),
+            conversation,
+            &parts,
+            &self.settings.retry,
+            hand_back,
+            |error, wait| {
+                metrics.inc("lull_send_retries_total", &[]);
+                tracing::warn!(code = ?error.code(), error = error.message(), wait_ms = wait.as_millis() as u64, "send failed, retrying");
+            },
+        )
+        .await;
+        drop(lease);
+        match result {
+            SendResult::Sent {
+                ids: platform_ids,
+                attempts,
+            } => {
+                self.finish(
+                    conversation,
+                    &keys,
+                    claim,
+                    &parts,
+                    platform_ids,
+                    attempts,
+                    claimed_at,
+                )
+                .await
+            }
+            SendResult::Failed {
+                ids: platform_ids,
+                attempts,
+                error,
+            } => {
+                tracing::error!(code = ?error.code(), error = error.message(), attempts, "reply failed");
+                self.fail(
+                    &keys,
+                    claim,
+                    &platform_ids,
+                    attempts,
+                    error.code(),
+                    error.message(),
+                )
+                .await
+            }
+            SendResult::Interrupted { .. } => {
+                self.give_back(&keys, &claim.token, BatchOutcome::HandedBack)
+                    .await
+            }
+        }
+    }
+
+    fn may_supersede(&self, claim: &Claim) -> bool {
+        self.settings.supersede
+            && claim.supersedes < self.settings.max_supersedes
+            && now_ms() < claim.started_ms + self.settings.max_wait.as_millis() as i64
+    }
+
+    /// Resolves when generation must stop: lease lost, superseded, or hand-back.
+    async fn interrupted(
+        &self,
+        lease: &mut Lease,
+        claim: &Claim,
+        hand_back: &CancellationToken,
+    ) -> BatchOutcome {
+        let mut state = lease.current();
+        loop {
+            if !state.held {
+                return BatchOutcome::Lost;
+            }
+            if state.pending > 0 && self.may_supersede(claim) {
+                return BatchOutcome::Superseded;
+            }
+            tokio::select! {
+                next = lease.changed() => state = next,
+                _ = hand_back.cancelled() => return BatchOutcome::HandedBack,
+            }
+        }
+    }
+
+    async fn generate(&self, context: &ReplyContext) -> Result<String, ResponderError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.responder.reply(context).await {
+                Err(ResponderError::Unavailable(reason))
+                    if tries < self.settings.retry.max_attempts =>
+                {
+                    tracing::warn!(%reason, tries, "responder unavailable, retrying");
+                    tokio::time::sleep(self.settings.retry.base * tries).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn context(
+        &self,
+        conversation: &Conversation,
+        keys: &ConversationKeys,
+        claim: &Claim,
+    ) -> ReplyContext {
+        let limit = self.batcher.policy().history_limit;
+        let mut history = match self.batcher.history(keys).await {
+            Ok(history) if !history.is_empty() => history,
+            _ => self
+                .store
+                .recent_history(conversation, limit)
+                .await
+                .unwrap_or_default(),
+        };
+        let in_batch: HashSet<i64> = claim.entries.iter().map(|e| e.id).collect();
+        history.retain(|e| !in_batch.contains(&e.id));
+        ReplyContext {
+            conversation: conversation.clone(),
+            history,
+            batch: claim.entries.clone(),
+        }
+    }
+
+    fn show_typing(
+        &self,
+        channel: &Arc<dyn Channel>,
+        conversation: &Conversation,
+        entries: &[Entry],
+    ) {
+        let Some(last) = entries.iter().rev().find(|e| e.dir == Direction::Inbound) else {
+            return;
+        };
+        let (channel, conversation, message_id) =
+            (channel.clone(), conversation.clone(), last.ext.clone());
+        // Best effort: never delays or fails the batch.
+        tokio::spawn(
+            async move {
+                if let Err(error) = channel.mark_read_typing(&conversation, &message_id).await {
+                    tracing::debug!(%error, "typing indicator not shown");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn give_back(
+        &self,
+        keys: &ConversationKeys,
+        token: &str,
+        why: BatchOutcome,
+    ) -> BatchOutcome {
+        let mode = if why == BatchOutcome::Superseded {
+            RequeueMode::Supersede
+        } else {
+            RequeueMode::HandBack
+        };
+        if why == BatchOutcome::Lost {
+            tracing::warn!("lease lost to another worker; stopping without sending");
+            return why;
+        }
+        match self.batcher.requeue(keys, token, mode, now_ms()).await {
+            Ok(Some(due_ms)) => {
+                let metric = if mode == RequeueMode::Supersede {
+                    "lull_batches_superseded_total"
+                } else {
+                    "lull_batches_handed_back_total"
+                };
+                self.metrics.inc(metric, &[]);
+                tracing::info!(due_ms, outcome = ?why, "batch requeued");
+                why
+            }
+            Ok(None) => BatchOutcome::Lost,
+            Err(error) => {
+                tracing::warn!(%error, "requeue failed; the lease will run out and the batch come back");
+                BatchOutcome::Retry
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        conversation: &Conversation,
+        keys: &ConversationKeys,
+        claim: &Claim,
+        parts: &[String],
+        platform_ids: Vec<String>,
+        attempts: u32,
+        claimed_at: i64,
+    ) -> BatchOutcome {
+        let now = now_ms();
+        if let Err(error) = self
+            .store
+            .mark_sent(&claim.batch_id, attempts, &platform_ids)
+            .await
+        {
+            tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
+        }
+        let rows: Vec<(String, String)> = platform_ids
+            .iter()
+            .cloned()
+            .zip(parts.iter().cloned())
+            .collect();
+        let reply_entries = self
+            .store
+            .insert_outbound(conversation, &claim.batch_id, &rows, now)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "reply not stored as outbound messages");
+                Vec::new()
+            });
+        self.ack(keys, &claim.token, &reply_entries).await;
+        self.metrics.inc(
+            "lull_replies_sent_total",
+            &[("channel", conversation.channel.as_str())],
+        );
+        self.metrics.observe(
+            "lull_reply_seconds",
+            (now - claimed_at).max(0) as f64 / 1000.0,
+        );
+        tracing::info!(
+            parts = parts.len(),
+            platform_message_id = platform_ids.first().map(String::as_str).unwrap_or_default(),
+            attempts,
+            "reply sent for {conversation}"
+        );
+        BatchOutcome::Sent {
+            batch_id: claim.batch_id.clone(),
+        }
+    }
+
+    async fn fail(
+        &self,
+        keys: &ConversationKeys,
+        claim: &Claim,
+        platform_ids: &[String],
+        attempts: u32,
+        code: Option<i64>,
+        message: &str,
+    ) -> BatchOutcome {
+        if let Err(error) = self
+            .store
+            .mark_failed(&claim.batch_id, attempts, platform_ids, code, message)
+            .await
+        {
+            tracing::error!(%error, "failed batch not recorded");
+        }
+        self.ack(keys, &claim.token, &[]).await;
+        self.metrics.inc("lull_replies_failed_total", &[]);
+        BatchOutcome::Failed {
+            batch_id: claim.batch_id.clone(),
+        }
+    }
+
+    async fn ack(&self, keys: &ConversationKeys, token: &str, reply: &[Entry]) {
+        match self.batcher.ack(keys, token, reply, now_ms()).await {
+            Ok(AckOutcome::Stale) => {
+                tracing::warn!("ack refused: the lease had passed to another worker")
+            }
+            Ok(AckOutcome::Rescheduled { next_due_ms }) => {
+                tracing::info!(next_due_ms, "newer messages wait as the next batch")
+            }
+            Ok(AckOutcome::Done) => {}
+            Err(error) => {
+                tracing::warn!(%error, "ack failed; the batch comes back when its lease ends")
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Sending a reply's parts with retries: exponential backoff with full jitter,
+//! honouring Retry-After, while the lease heartbeat keeps the batch ours.
+
+use crate::channel::{Channel, SendError};
+use crate::message::Conversation;
+use rand::Rng;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Retry settings.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per part, the first included.
+    pub max_attempts: u32,
+    /// First backoff; doubles each attempt.
+    pub base: Duration,
+    /// Longest single wait.
+    pub max_delay: Duration,
+}
+
+/// How the sending of a reply ended.
+#[derive(Debug)]
+pub enum SendResult {
+    /// Every part went out.
+    Sent {
+        /// Platform ids, one per part.
+        ids: Vec<String>,
+        /// Requests made.
+        attempts: u32,
+    },
+    /// A permanent error, or retries ran out.
+    Failed {
+        /// Ids of the parts that did go out.
+        ids: Vec<String>,
+        /// Requests made.
+        attempts: u32,
+        /// The last error.
+        error: SendError,
+    },
+    /// Shutdown came during a backoff wait.
+    Interrupted {
+        /// Requests made.
+        attempts: u32,
+    },
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay);
+        let jittered = rand::rng().random_range(ceiling / 2..=ceiling);
+        retry_after.map_or(jittered, |asked| {
+            asked.max(jittered).min(self.max_delay.max(asked))
+        })
+    }
+}
+
+/// Sends every part in order; each part is retried on its own, so a retry never
+/// repeats a part that already went out.
+pub async fn send_parts(
+    channel: &dyn Channel,
+    to: &Conversation,
+    parts: &[String],
+    retry: &RetryPolicy,
+    stop: &CancellationToken,
+    on_retry: impl Fn(&SendError, Duration),
+) -> SendResult {
+    let mut ids = Vec::with_capacity(parts.len());
+    let mut attempts = 0;
+    for part in parts {
+        let mut tries = 0;
+        loop {
+            attempts += 1;
+            tries += 1;
+            match channel.send_part(to, part).await {
+                Ok(id) => {
+                    ids.push(id);
+                    break;
+                }
+                Err(error @ SendError::Retryable { .. }) if tries < retry.max_attempts => {
+                    let retry_after = match &error {
+                        SendError::Retryable { retry_after, .. } => *retry_after,
+                        SendError::Permanent { .. } => None,
+                    };
+                    let wait = retry.delay(tries - 1, retry_after);
+                    on_retry(&error, wait);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return SendResult::Interrupted { attempts },
+                    }
+                }
+                Err(error) => {
+                    return SendResult::Failed {
+                        ids,
+                        attempts,
+                        error,
+                    };
+                }
+            }
+        }
+    }
+    SendResult::Sent { ids, attempts }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_honours_retry_after() {
+        let retry = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        };
+        for _ in 0..50 {
+            let first = retry.delay(0, None);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = retry.delay(2, None);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            assert!(retry.delay(0, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+        }
+    }
+}
