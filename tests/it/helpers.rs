@@ -1,0 +1,258 @@
+//! The test harness: a fresh database and Redis key prefix per test, a fake Graph
+//! API, the app on port 0, fixtures, signatures, and polling waits.
+
+use crate::fake_graph::{FakeGraph, TOKEN};
+use clap::Parser;
+use hmac::{Hmac, Mac};
+use lull::app::App;
+use lull::batch::Batcher;
+use lull::config::{Cli, Config, Secret};
+use lull::store::Store;
+use rand::Rng;
+use sha2::Sha256;
+use sqlx::Connection;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The fixtures' Meta app secret.
+pub const APP_SECRET: &str = "fixture-app-secret";
+/// The fixtures' verify token.
+pub const VERIFY_TOKEN: &str = "fixture-verify-token";
+/// The fixtures' WhatsApp business number id.
+pub const PHONE_ID: &str = "123456789012345";
+/// Maria, the fixtures' first user.
+pub const MARIA: &str = "15550002222";
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:016x}", rand::rng().random::<u64>())
+}
+
+/// A database of its own, dropped (forcibly) when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        let name = unique("lull_test_");
+        let admin = admin_database_url();
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime we can block on: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The settings every test starts from: short windows, the fixtures' secrets.
+pub fn test_config(db: &TestDb, graph: &FakeGraph, prefix: &str) -> Config {
+    let mut config = Cli::parse_from(["lull"]).config;
+    config.database_url = db.url.clone();
+    config.database_pool_size = 5;
+    config.redis_url = redis_url();
+    config.redis_key_prefix = prefix.to_owned();
+    config.graph_api_base = graph.base.clone();
+    config.whatsapp_token = Some(Secret::new(TOKEN));
+    config.whatsapp_app_secret = Some(Secret::new(APP_SECRET));
+    config.whatsapp_verify_token = Some(Secret::new(VERIFY_TOKEN));
+    config.batch_window_seconds = 0.2;
+    config.batch_max_wait_seconds = 30.0;
+    config.scanner_interval = 0.05;
+    config.lock_ttl_seconds = 2.0;
+    config.reconcile_interval_seconds = 3600.0;
+    config.send_retry_base_ms = 20;
+    config.send_timeout_seconds = 5.0;
+    config.shutdown_drain_seconds = 2.0;
+    config.typing_indicator = false;
+    config
+}
+
+/// The service running in this test's runtime.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub batcher: Batcher,
+    pub graph: FakeGraph,
+    pub prefix: String,
+    pub metrics: Arc<lull::metrics::Metrics>,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::new();
+    let graph = FakeGraph::start().await;
+    let prefix = unique("test:") + ":";
+    let mut config = test_config(&db, &graph, &prefix);
+    tweak(&mut config);
+    let app = App::build(config).await.expect("app builds");
+    let store = app.store().clone();
+    let batcher = app.batcher().clone();
+    let metrics = app.metrics().clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run(Some(listener), async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("app runs");
+    });
+    TestApp {
+        addr,
+        store,
+        batcher,
+        graph,
+        prefix,
+        metrics,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        task: Some(task),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a body to the WhatsApp webhook, signed with the fixtures' secret.
+    pub async fn post_whatsapp(&self, body: &[u8]) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/whatsapp/webhook"))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sign(body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the service gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    /// Rows of a query with one text column.
+    pub async fn column(&self, sql: &str) -> Vec<String> {
+        sqlx::query_scalar(sql).fetch_all(self.store.pool()).await.unwrap()
+    }
+
+    /// Rows of a query with one bigint column.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `sha256=<hex HMAC>` of a body under the fixtures' app secret.
+pub fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A fixture's exact bytes.
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// A WhatsApp text webhook from `from`, with a message id and a unix-seconds time.
+pub fn whatsapp_text(from: &str, id: &str, ts_secs: i64, text: &str) -> Vec<u8> {
+    serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "109876543210987",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
+                    "contacts": [{"profile": {"name": "Test User"}, "wa_id": from}],
+                    "messages": [{
+                        "from": from, "id": id, "timestamp": ts_secs.to_string(),
+                        "type": "text", "text": {"body": text}
+                    }]
+                }
+            }]
+        }]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    lull::time::now_ms() / 1000
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
