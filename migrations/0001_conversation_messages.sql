@@ -17,6 +17,7 @@ CREATE TABLE reply_batches (
     error_code           TEXT,
     error_message        TEXT,
     first_message_at     TIMESTAMPTZ,
+    due_at               TIMESTAMPTZ,               -- when the batch became due (claim lag = claimed_at - due_at)
     claimed_at           TIMESTAMPTZ NOT NULL DEFAULT now(),
     generated_at         TIMESTAMPTZ,
     sent_at              TIMESTAMPTZ,

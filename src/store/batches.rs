@@ -19,6 +19,8 @@ pub struct NewBatch<'a> {
     pub supersedes: i64,
     /// Unix ms of its first message.
     pub started_ms: i64,
+    /// Unix ms it became due (the agenda score the claim found).
+    pub due_ms: i64,
 }
 
 /// Where a batch stands, as the database knows it.
@@ -61,6 +63,8 @@ pub struct BatchRow {
     pub error_message: Option<String>,
     /// First message of the batch.
     pub first_message_at: Option<DateTime<Utc>>,
+    /// When it became due.
+    pub due_at: Option<DateTime<Utc>>,
     /// Claimed.
     pub claimed_at: DateTime<Utc>,
     /// Reply generated.
@@ -76,13 +80,14 @@ impl Store {
     pub async fn open_batch(&self, batch: &NewBatch<'_>) -> Result<BatchRecord, StoreError> {
         let (status, attempts): (String, i32) = sqlx::query_as(
             "INSERT INTO reply_batches
-                 (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (id) DO UPDATE SET
                  message_ids = CASE WHEN reply_batches.status IN ('sent', 'failed')
                                     THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
                  claims = EXCLUDED.claims,
                  supersedes = EXCLUDED.supersedes,
+                 due_at = EXCLUDED.due_at,
                  claimed_at = now(),
                  updated_at = now()
              RETURNING status, attempts",
@@ -95,6 +100,7 @@ impl Store {
         .bind(batch.claims as i32)
         .bind(batch.supersedes as i32)
         .bind(timestamp(batch.started_ms))
+        .bind(timestamp(batch.due_ms))
         .fetch_one(&self.pool)
         .await?;
         Ok(BatchRecord { status, attempts })

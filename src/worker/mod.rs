@@ -155,6 +155,7 @@ impl Worker {
                 claims: claim.claims,
                 supersedes: claim.supersedes,
                 started_ms: claim.started_ms,
+                due_ms: claim.due_ms,
             })
             .await
         {

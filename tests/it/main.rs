@@ -4,3 +4,4 @@
 mod fake_graph;
 mod helpers;
 mod whatsapp_flow;
+mod redis_server;
