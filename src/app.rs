@@ -57,6 +57,7 @@ impl App {
     /// Connects to PostgreSQL (creating the database and applying migrations) and to
     /// Redis (which may still be down), and builds the channels and the responder.
     pub async fn build(config: Config) -> Result<Self, AppError> {
+        let config = config.normalized();
         config.validate()?;
         // reqwest is built without a default TLS provider; install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();

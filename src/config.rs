@@ -232,6 +232,23 @@ fn positive(var: &'static str, value: u64) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// Treats secrets set to an empty string as unset: `docker compose` passes
+    /// `WHATSAPP_TOKEN=` when the variable is not defined, and an empty app secret
+    /// would refuse every webhook.
+    pub fn normalized(mut self) -> Self {
+        for secret in [
+            &mut self.whatsapp_app_secret,
+            &mut self.whatsapp_verify_token,
+            &mut self.whatsapp_token,
+            &mut self.admin_token,
+        ] {
+            if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                *secret = None;
+            }
+        }
+        self
+    }
+
     /// Checks every value once at start; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.window()?;
@@ -353,5 +370,55 @@ impl Default for Config {
     /// The documented defaults, as if no flag or variable were set.
     fn default() -> Self {
         Cli::parse_from(["lull"]).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["lull"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parses").config
+    }
+
+    #[test]
+    fn the_defaults_are_the_seeds() {
+        let c = parse(&[]);
+        assert_eq!(c.batch_window_seconds, 30.0);
+        assert_eq!(c.cache_ttl_hours, 1.0);
+        assert_eq!(c.history_limit, 200);
+        assert_eq!(c.scanner_interval, 0.5);
+        assert_eq!(c.lock_ttl_seconds, 20.0);
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.redis_key_prefix, "conv:");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_non_positive_window_is_refused_naming_its_variable() {
+        let error = parse(&["--batch-window-seconds=0"]).validate().unwrap_err();
+        assert_eq!(error.var, "BATCH_WINDOW_SECONDS");
+        assert!(error.to_string().contains("BATCH_WINDOW_SECONDS"));
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_number_is_refused_naming_its_variable() {
+        let error = Cli::try_parse_from(["lull", "--scanner-interval", "soon"]).unwrap_err();
+        assert!(error.to_string().contains("SCANNER_INTERVAL"), "{error}");
+    }
+
+    #[test]
+    fn a_redis_url_of_another_scheme_is_refused() {
+        let error = parse(&["--redis-url", "http://localhost"]).validate().unwrap_err();
+        assert_eq!(error.var, "REDIS_URL");
+    }
+
+    #[test]
+    fn empty_secrets_count_as_unset_and_never_print() {
+        let c = parse(&["--whatsapp-token", "", "--whatsapp-app-secret", "s3cret"]).normalized();
+        assert!(c.whatsapp_token.is_none());
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

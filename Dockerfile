@@ -1,0 +1,23 @@
+# Build: the release binary, with the Lua scripts and migrations embedded.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY src ./src
+COPY lua ./lua
+COPY migrations ./migrations
+COPY benches ./benches
+RUN cargo build --release --locked --bin lull
+
+# Run: a small image with CA certificates for the platform APIs.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 lull
+COPY --from=build /src/target/release/lull /usr/local/bin/lull
+USER lull
+ENV PORT=8000 LOG_FORMAT=json
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ok <&3"]
+ENTRYPOINT ["lull"]
+CMD ["serve"]
