@@ -8,7 +8,7 @@
 use crate::batch::{AppendMode, Batcher};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Unanswered};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +49,32 @@ impl Reconciler {
 
     /// One pass: returns how many messages were batched again.
     pub async fn reconcile_once(&self) -> Result<usize, StoreError> {
-        let lost = self.store.unanswered(self.min_age, PAGE).await?;
         let mut rebatched = 0;
-        for message in lost {
+        let mut after_id = 0;
+        loop {
+            let page = self.store.unanswered(self.min_age, after_id, PAGE).await?;
+            let full = page.len() as i64 == PAGE;
+            after_id = page.last().map_or(after_id, |m| m.entry.id);
+            let Some(n) = self.rebatch(page).await else {
+                break;
+            };
+            rebatched += n;
+            if !full {
+                break;
+            }
+        }
+        if rebatched > 0 {
+            self.metrics
+                .add("lull_messages_reconciled_total", &[], rebatched as u64);
+        }
+        Ok(rebatched)
+    }
+
+    /// Appends each message in reconcile mode; `None` when Redis is down (the next
+    /// pass tries again).
+    async fn rebatch(&self, page: Vec<Unanswered>) -> Option<usize> {
+        let mut rebatched = 0;
+        for message in page {
             let mode = AppendMode::for_kind(message.entry.kind, self.batcher.policy());
             let span = tracing::info_span!(
                 "reconcile",
@@ -75,15 +98,10 @@ impl Reconciler {
                     });
                 }
                 Ok(_) => {}
-                // Redis is down: the next pass tries again.
-                Err(_) => break,
+                Err(_) => return None,
             }
         }
-        if rebatched > 0 {
-            self.metrics
-                .add("lull_messages_reconciled_total", &[], rebatched as u64);
-        }
-        Ok(rebatched)
+        Some(rebatched)
     }
 
     /// Runs a pass at start and every interval until `stop`.

@@ -169,10 +169,12 @@ impl Store {
         Ok(entries)
     }
 
-    /// Answerable inbound messages with no reply, received more than `min_age` ago.
+    /// Answerable inbound messages with no reply, received more than `min_age` ago,
+    /// with an id above `after_id` (keyset pages), oldest id first.
     pub async fn unanswered(
         &self,
         min_age: Duration,
+        after_id: i64,
         limit: i64,
     ) -> Result<Vec<Unanswered>, StoreError> {
         let rows: Vec<UnansweredRow> = sqlx::query_as(
@@ -181,10 +183,12 @@ impl Store {
              FROM conversation_messages
              WHERE direction = 'in' AND answerable AND batch_id IS NULL
                AND webhook_received_at < now() - make_interval(secs => $1)
-             ORDER BY webhook_received_at
-             LIMIT $2",
+               AND id > $2
+             ORDER BY id
+             LIMIT $3",
         )
         .bind(min_age.as_secs_f64())
+        .bind(after_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
