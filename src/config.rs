@@ -411,7 +411,9 @@ mod tests {
 
     #[test]
     fn a_redis_url_of_another_scheme_is_refused() {
-        let error = parse(&["--redis-url", "http://localhost"]).validate().unwrap_err();
+        let error = parse(&["--redis-url", "http://localhost"])
+            .validate()
+            .unwrap_err();
         assert_eq!(error.var, "REDIS_URL");
     }
 

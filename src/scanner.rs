@@ -114,7 +114,9 @@ impl Scanner {
                     break;
                 };
                 let Some(conversation) = Conversation::parse(&member) else {
-                    tracing::warn!(%member, "agenda member is not a conversation id; skipped");
+                    // Not written by lull: drop it, or the loop would find it due forever.
+                    tracing::warn!(%member, "agenda member is not a conversation id; removed");
+                    self.batcher.unschedule(shard, &member).await?;
                     continue;
                 };
                 let token = format!("{:032x}", rand::rng().random::<u128>());

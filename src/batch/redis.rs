@@ -10,7 +10,7 @@ use super::policy::Policy;
 use super::scripts::{LuaScript, Scripts};
 use crate::message::{Conversation, Entry};
 use fred::clients::Pool;
-use fred::interfaces::{ClientLike, KeysInterface, ListInterface, SortedSetsInterface};
+use fred::interfaces::{ClientLike, ListInterface, SortedSetsInterface};
 use fred::types::Value;
 use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
 use std::time::Duration;
@@ -207,6 +207,15 @@ impl Batcher {
         Ok(members)
     }
 
+    /// Removes a member from one shard's agenda (one lull never wrote).
+    pub async fn unschedule(&self, shard: u16, member: &str) -> Result<(), BatchError> {
+        self.pool
+            .next()
+            .zrem::<(), _, _>(self.keys.agenda(shard), member)
+            .await?;
+        Ok(())
+    }
+
     /// The earliest score on one shard's agenda.
     pub async fn next_due(&self, shard: u16) -> Result<Option<i64>, BatchError> {
         let first: Vec<(String, f64)> = self
@@ -249,24 +258,5 @@ impl Batcher {
         out.sort_by_key(|w| w.due_ms);
         out.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(out)
-    }
-
-    /// Deletes the keys of one conversation (tests and admin); not part of the flow.
-    pub async fn forget(&self, keys: &ConversationKeys) -> Result<(), BatchError> {
-        let client = self.pool.next();
-        for key in [
-            &keys.history,
-            &keys.msgs,
-            &keys.inflight,
-            &keys.deadline,
-            &keys.lock,
-            &keys.state,
-        ] {
-            client.del::<(), _>(key).await?;
-        }
-        client
-            .zrem::<(), _, _>(&keys.agenda, keys.member.clone())
-            .await?;
-        Ok(())
     }
 }

@@ -21,6 +21,10 @@ pub struct NewBatch<'a> {
     pub started_ms: i64,
     /// Unix ms it became due (the agenda score the claim found).
     pub due_ms: i64,
+    /// Unix ms it was claimed, on the same clock as `due_ms` (lull's, not the
+    /// database's), so that claim lag = claimed_at - due_at holds no clock skew
+    /// and no wait for a database connection.
+    pub claimed_ms: i64,
 }
 
 /// Where a batch stands, as the database knows it.
@@ -80,15 +84,15 @@ impl Store {
     pub async fn open_batch(&self, batch: &NewBatch<'_>) -> Result<BatchRecord, StoreError> {
         let (status, attempts): (String, i32) = sqlx::query_as(
             "INSERT INTO reply_batches
-                 (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO UPDATE SET
                  message_ids = CASE WHEN reply_batches.status IN ('sent', 'failed')
                                     THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
                  claims = EXCLUDED.claims,
                  supersedes = EXCLUDED.supersedes,
                  due_at = EXCLUDED.due_at,
-                 claimed_at = now(),
+                 claimed_at = EXCLUDED.claimed_at,
                  updated_at = now()
              RETURNING status, attempts",
         )
@@ -101,6 +105,7 @@ impl Store {
         .bind(batch.supersedes as i32)
         .bind(timestamp(batch.started_ms))
         .bind(timestamp(batch.due_ms))
+        .bind(timestamp(batch.claimed_ms))
         .fetch_one(&self.pool)
         .await?;
         Ok(BatchRecord { status, attempts })
@@ -125,7 +130,13 @@ impl Store {
         .bind(message_ids)
         .fetch_all(&mut *tx)
         .await?;
-        let owned: Vec<i64> = owned.into_iter().map(|(id,)| id).collect();
+        // RETURNING gives no order: keep the batch's platform order.
+        let owned: std::collections::HashSet<i64> = owned.into_iter().map(|(id,)| id).collect();
+        let owned: Vec<i64> = message_ids
+            .iter()
+            .copied()
+            .filter(|id| owned.contains(id))
+            .collect();
         sqlx::query(
             "UPDATE reply_batches
              SET status = 'sending', reply_text = $2, message_ids = $3,

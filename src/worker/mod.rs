@@ -156,6 +156,7 @@ impl Worker {
                 supersedes: claim.supersedes,
                 started_ms: claim.started_ms,
                 due_ms: claim.due_ms,
+                claimed_ms: claimed_at,
             })
             .await
         {
@@ -231,6 +232,41 @@ impl Worker {
             self.ack(&keys, &claim.token, &[]).await;
             return BatchOutcome::AlreadyAnswered;
         }
+        let text = if owned.len() < ids.len() {
+            // Another batch answered some of them meanwhile (the reconciler read them
+            // as unanswered just before that batch was sent, and batched them again).
+            // The text quotes them: generate it again for this batch's own messages,
+            // or they would be in two replies.
+            tracing::warn!(
+                answered_elsewhere = ids.len() - owned.len(),
+                "some messages of this batch were answered by another batch; reply generated again without them"
+            );
+            let mut own = claim.clone();
+            own.entries.retain(|e| owned.contains(&e.id));
+            let text = match self
+                .generate(&self.context(conversation, &keys, &own).await)
+                .await
+            {
+                Ok(text) => text,
+                Err(error) => {
+                    tracing::error!(%error, "no reply generated");
+                    return self
+                        .fail(&keys, claim, &[], 0, None, &error.to_string())
+                        .await;
+                }
+            };
+            if let Err(error) = self
+                .store
+                .begin_sending(&claim.batch_id, &owned, &text)
+                .await
+            {
+                tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
+                return BatchOutcome::Retry;
+            }
+            text
+        } else {
+            text
+        };
 
         // From here the database says this batch answers these messages: the send
         // goes on even if the Redis lease is lost (a Redis that lost its data must

@@ -70,11 +70,15 @@ impl FakeGraph {
         let shared = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let state = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -96,23 +100,37 @@ impl FakeGraph {
 
     /// The text replies sent so far (send requests, not read receipts).
     pub fn replies(&self) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.body["type"] == "text").collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.body["type"] == "text")
+            .collect()
     }
 
     /// The read + typing requests so far.
     pub fn receipts(&self) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.body["status"] == "read").collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.body["status"] == "read")
+            .collect()
     }
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
     let authorization = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let is_send = body["type"] == "text";
     let answer = {
@@ -124,26 +142,36 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -
             body: body.clone(),
         });
         s.counter += 1;
-        if is_send { s.script.pop_front() } else { None }.map(|a| (a, s.counter)).ok_or(s.counter)
+        if is_send { s.script.pop_front() } else { None }
+            .map(|a| (a, s.counter))
+            .ok_or(s.counter)
     };
     let respond = |status: u16, text: String| {
         let mut r = Response::new(Full::new(Bytes::from(text)));
         *r.status_mut() = StatusCode::from_u16(status).unwrap();
-        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
         r
     };
     if authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
-        return Ok(respond(401, include_str!("../fixtures/whatsapp/error_190.json").to_owned()));
+        return Ok(respond(
+            401,
+            include_str!("../fixtures/whatsapp/error_190.json").to_owned(),
+        ));
     }
     if !path.ends_with("/messages") || body["messaging_product"] != "whatsapp" {
-        return Ok(respond(400, r#"{"error":{"message":"bad request","code":100}}"#.to_owned()));
+        return Ok(respond(
+            400,
+            r#"{"error":{"message":"bad request","code":100}}"#.to_owned(),
+        ));
     }
     match answer {
         Ok((answer, _)) => {
             tokio::time::sleep(answer.delay).await;
             let mut r = respond(answer.status, answer.body);
             if let Some(secs) = answer.retry_after {
-                r.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+                r.headers_mut()
+                    .insert("retry-after", secs.to_string().parse().unwrap());
             }
             Ok(r)
         }

@@ -32,7 +32,8 @@ pub fn redis_url() -> String {
 }
 
 fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -62,7 +63,10 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside any runtime we can block on: use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -180,12 +184,18 @@ impl TestApp {
 
     /// Rows of a query with one text column.
     pub async fn column(&self, sql: &str) -> Vec<String> {
-        sqlx::query_scalar(sql).fetch_all(self.store.pool()).await.unwrap()
+        sqlx::query_scalar(sql)
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
     }
 
     /// Rows of a query with one bigint column.
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.unwrap()
+        sqlx::query_scalar(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
     }
 }
 
@@ -206,8 +216,11 @@ pub fn sign(body: &[u8]) -> String {
 
 /// A fixture's exact bytes.
 pub fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    std::fs::read(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 /// A WhatsApp text webhook from `from`, with a message id and a unix-seconds time.

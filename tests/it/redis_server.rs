@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
@@ -21,14 +25,30 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 }
 
 fn cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn start_server(port: u16, dir: &PathBuf, extra: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
     let status = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(dir)
         .args(["--daemonize", "yes", "--logfile"])
@@ -37,12 +57,16 @@ fn start_server(port: u16, dir: &PathBuf, extra: &[&str]) {
         .status()
         .expect("redis-server is installed");
     assert!(status.success(), "redis-server failed to start on {port}");
-    wait_until("redis-server", Duration::from_secs(10), || cli(port, &["ping"]).as_deref() == Some("PONG"));
+    wait_until("redis-server", Duration::from_secs(10), || {
+        cli(port, &["ping"]).as_deref() == Some("PONG")
+    });
 }
 
 fn stop_server(port: u16) {
     let _ = cli(port, &["shutdown", "nosave"]);
-    wait_until("redis-server to stop", Duration::from_secs(10), || cli(port, &["ping"]).is_none());
+    wait_until("redis-server to stop", Duration::from_secs(10), || {
+        cli(port, &["ping"]).is_none()
+    });
 }
 
 /// A standalone Redis of the test's own.
@@ -95,7 +119,14 @@ impl OwnCluster {
             start_server(
                 port,
                 &node_dir,
-                &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"],
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
             );
         }
         let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -108,9 +139,9 @@ impl OwnCluster {
             .unwrap();
         assert!(status.success(), "redis-cli --cluster create failed");
         wait_until("cluster state ok", Duration::from_secs(20), || {
-            ports
-                .iter()
-                .all(|p| cli(*p, &["cluster", "info"]).is_some_and(|info| info.contains("cluster_state:ok")))
+            ports.iter().all(|p| {
+                cli(*p, &["cluster", "info"]).is_some_and(|info| info.contains("cluster_state:ok"))
+            })
         });
         Self { ports, _dir: dir }
     }

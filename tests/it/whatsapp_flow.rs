@@ -2,7 +2,7 @@
 
 use crate::fake_graph::TOKEN;
 use crate::helpers::*;
-use fred::interfaces::{KeysInterface, LuaInterface, ListInterface};
+use fred::interfaces::{KeysInterface, ListInterface, LuaInterface};
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_millis(200);
@@ -25,7 +25,10 @@ async fn settle() {
 async fn three_rapid_messages_get_exactly_one_reply_after_the_window() {
     let app = spawn_app().await;
     let ts = now_secs();
-    for (i, text) in ["hi", "quick question", "about my order #123"].iter().enumerate() {
+    for (i, text) in ["hi", "quick question", "about my order #123"]
+        .iter()
+        .enumerate()
+    {
         let body = whatsapp_text(MARIA, &format!("wamid.rapid{i}"), ts + i as i64, text);
         assert_eq!(app.post_whatsapp(&body).await.status(), 200);
     }
@@ -35,9 +38,15 @@ async fn three_rapid_messages_get_exactly_one_reply_after_the_window() {
     settle().await;
     assert_eq!(app.graph.replies().len(), 1, "exactly one reply");
     let reply = &replies[0];
-    assert!(reply.at.duration_since(last_post) >= WINDOW - Duration::from_millis(20), "not before the window");
+    assert!(
+        reply.at.duration_since(last_post) >= WINDOW - Duration::from_millis(20),
+        "not before the window"
+    );
     assert_eq!(reply.path, format!("/v23.0/{PHONE_ID}/messages"));
-    assert_eq!(reply.authorization.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(
+        reply.authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     assert_eq!(reply.body["messaging_product"], "whatsapp");
     assert_eq!(reply.body["recipient_type"], "individual");
     assert_eq!(reply.body["to"], MARIA);
@@ -53,7 +62,8 @@ async fn three_rapid_messages_get_exactly_one_reply_after_the_window() {
 #[tokio::test]
 async fn the_reply_is_recorded_with_its_messages_and_stored_as_outbound() {
     let app = spawn_app().await;
-    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json")).await;
+    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
+        .await;
     replies_at_least(&app, 1).await;
     let batch = wait_for("batch sent", PATIENCE, || async {
         let rows = app.store.recent_batches(10).await.unwrap();
@@ -64,7 +74,10 @@ async fn the_reply_is_recorded_with_its_messages_and_stored_as_outbound() {
     assert_eq!(batch.attempts, 1);
     assert_eq!(batch.platform_message_ids.len(), 1);
     let answered = app
-        .count(&format!("SELECT count(*) FROM conversation_messages WHERE direction = 'in' AND batch_id = '{}'", batch.id))
+        .count(&format!(
+            "SELECT count(*) FROM conversation_messages WHERE direction = 'in' AND batch_id = '{}'",
+            batch.id
+        ))
         .await;
     assert_eq!(answered, 3);
     let outbound = app
@@ -80,8 +93,13 @@ async fn a_message_just_before_the_deadline_pushes_it() {
     let ts = now_secs();
     let mut last_post = Instant::now();
     for i in 0..3 {
-        app.post_whatsapp(&whatsapp_text(MARIA, &format!("wamid.slide{i}"), ts + i, &format!("part {i}")))
-            .await;
+        app.post_whatsapp(&whatsapp_text(
+            MARIA,
+            &format!("wamid.slide{i}"),
+            ts + i,
+            &format!("part {i}"),
+        ))
+        .await;
         last_post = Instant::now();
         // Each message comes before the previous one's deadline.
         tokio::time::sleep(WINDOW * 3 / 4).await;
@@ -99,51 +117,84 @@ async fn a_message_just_before_the_deadline_pushes_it() {
 async fn two_bursts_further_apart_than_the_window_get_two_replies() {
     let app = spawn_app().await;
     let ts = now_secs();
-    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.burst-a", ts, "first burst")).await;
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.burst-a", ts, "first burst"))
+        .await;
     replies_at_least(&app, 1).await;
-    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.burst-b", ts + 5, "second burst")).await;
+    app.post_whatsapp(&whatsapp_text(
+        MARIA,
+        "wamid.burst-b",
+        ts + 5,
+        "second burst",
+    ))
+    .await;
     let replies = replies_at_least(&app, 2).await;
     settle().await;
     assert_eq!(app.graph.replies().len(), 2);
-    assert!(replies[0].body["text"]["body"].as_str().unwrap().contains("first burst"));
+    assert!(
+        replies[0].body["text"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("first burst")
+    );
     let second = replies[1].body["text"]["body"].as_str().unwrap();
-    assert!(second.contains("second burst") && !second.contains("first burst"), "{second}");
+    assert!(
+        second.contains("second burst") && !second.contains("first burst"),
+        "{second}"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_redelivered_post_is_stored_once_and_answered_once() {
     let app = spawn_app().await;
-    let first = app.post_whatsapp(&fixture("whatsapp/text_single.json")).await;
+    let first = app
+        .post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
     assert_eq!(first.status(), 200);
-    let again = app.post_whatsapp(&fixture("whatsapp/text_single_redelivery.json")).await;
+    let again = app
+        .post_whatsapp(&fixture("whatsapp/text_single_redelivery.json"))
+        .await;
     assert_eq!(again.status(), 200);
     let body: serde_json::Value = again.json().await.unwrap();
     assert_eq!(body["duplicates"], 1);
     replies_at_least(&app, 1).await;
     // Meta may retry after the reply went out, too.
-    app.post_whatsapp(&fixture("whatsapp/text_single.json")).await;
+    app.post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
     settle().await;
     assert_eq!(app.graph.replies().len(), 1);
-    assert_eq!(app.count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
+            .await,
+        1
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn one_post_with_two_users_and_a_status_makes_two_batches() {
     let app = spawn_app().await;
-    let response = app.post_whatsapp(&fixture("whatsapp/batch_two_users_and_status.json")).await;
+    let response = app
+        .post_whatsapp(&fixture("whatsapp/batch_two_users_and_status.json"))
+        .await;
     assert_eq!(response.status(), 200);
     let replies = replies_at_least(&app, 2).await;
     settle().await;
     assert_eq!(app.graph.replies().len(), 2);
-    let mut to: Vec<&str> = replies.iter().map(|r| r.body["to"].as_str().unwrap()).collect();
+    let mut to: Vec<&str> = replies
+        .iter()
+        .map(|r| r.body["to"].as_str().unwrap())
+        .collect();
     to.sort();
     assert_eq!(to, ["15550002222", "15550003333"]);
     let contacts = app
         .column("SELECT contact_id FROM conversation_messages WHERE direction = 'in' ORDER BY contact_id")
         .await;
-    assert_eq!(contacts, ["15550002222", "15550003333"], "the status is not stored as a message");
+    assert_eq!(
+        contacts,
+        ["15550002222", "15550003333"],
+        "the status is not stored as a message"
+    );
     app.stop().await;
 }
 
@@ -160,17 +211,35 @@ async fn a_bad_signature_is_refused_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    let unsigned = app.http.post(app.url("/api/whatsapp/webhook")).body(body).send().await.unwrap();
+    let unsigned = app
+        .http
+        .post(app.url("/api/whatsapp/webhook"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unsigned.status(), 401);
-    assert!(unsigned.text().await.unwrap().contains("X-Hub-Signature-256"));
-    assert_eq!(app.count("SELECT count(*) FROM conversation_messages").await, 0);
+    assert!(
+        unsigned
+            .text()
+            .await
+            .unwrap()
+            .contains("X-Hub-Signature-256")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversation_messages")
+            .await,
+        0
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn malformed_json_is_a_400_with_a_reason() {
     let app = spawn_app().await;
-    let response = app.post_whatsapp(b"{\"object\": \"whatsapp_business_account\", \"entry\": [").await;
+    let response = app
+        .post_whatsapp(b"{\"object\": \"whatsapp_business_account\", \"entry\": [")
+        .await;
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("malformed JSON"));
     let wrong_object = app.post_whatsapp(br#"{"object":"page","entry":[]}"#).await;
@@ -189,15 +258,24 @@ async fn a_body_over_the_limit_is_a_413() {
 #[tokio::test]
 async fn the_verification_handshake_echoes_the_challenge_only_for_the_right_token() {
     let app = spawn_app().await;
-    let get = |query: &str| app.http.get(app.url(&format!("/api/whatsapp/webhook?{query}"))).send();
-    let ok = get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=fixture-verify-token")
-        .await
-        .unwrap();
+    let get = |query: &str| {
+        app.http
+            .get(app.url(&format!("/api/whatsapp/webhook?{query}")))
+            .send()
+    };
+    let ok =
+        get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=fixture-verify-token")
+            .await
+            .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "1158201444");
-    let wrong = get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=nope").await.unwrap();
+    let wrong = get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=nope")
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 403);
-    let missing = get("hub.mode=subscribe&hub.verify_token=fixture-verify-token").await.unwrap();
+    let missing = get("hub.mode=subscribe&hub.verify_token=fixture-verify-token")
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 400);
     app.stop().await;
 }
@@ -207,26 +285,44 @@ async fn history_is_hydrated_from_postgres_when_redis_lost_it_and_stays_bounded(
     let app = spawn_app_with(|c| c.history_limit = 4).await;
     let ts = now_secs() - 20;
     for i in 0..3 {
-        app.post_whatsapp(&whatsapp_text(MARIA, &format!("wamid.h{i}"), ts + i, &format!("old {i}")))
-            .await;
+        app.post_whatsapp(&whatsapp_text(
+            MARIA,
+            &format!("wamid.h{i}"),
+            ts + i,
+            &format!("old {i}"),
+        ))
+        .await;
     }
     replies_at_least(&app, 1).await;
-    let keys = app.batcher.keys().for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
+    let keys = app
+        .batcher
+        .keys()
+        .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
     wait_for("ack", PATIENCE, || async {
-        let n: i64 = app.batcher.pool().next().llen(&keys.inflight).await.unwrap();
+        let n: i64 = app
+            .batcher
+            .pool()
+            .next()
+            .llen(&keys.inflight)
+            .await
+            .unwrap();
         let locked: bool = app.batcher.pool().next().exists(&keys.lock).await.unwrap();
         (n == 0 && !locked).then_some(())
     })
     .await;
     let _: () = app.batcher.pool().next().del(&keys.history).await.unwrap();
 
-    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.h3", now_secs() + 1, "new one")).await;
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.h3", now_secs() + 1, "new one"))
+        .await;
     let history = app.batcher.history(&keys).await.unwrap();
     let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(texts.len(), 4, "bounded by HISTORY_LIMIT: {texts:?}");
     assert_eq!(texts[0], "old 1");
     assert_eq!(texts[1], "old 2");
-    assert!(texts[2].starts_with("Thanks!"), "our reply is in history: {texts:?}");
+    assert!(
+        texts[2].starts_with("Thanks!"),
+        "our reply is in history: {texts:?}"
+    );
     assert_eq!(texts[3], "new one");
     app.stop().await;
 }
@@ -235,7 +331,9 @@ async fn history_is_hydrated_from_postgres_when_redis_lost_it_and_stays_bounded(
 async fn a_flushed_script_cache_heals_itself() {
     let app = spawn_app().await;
     let _: () = app.batcher.pool().next().script_flush(false).await.unwrap();
-    let response = app.post_whatsapp(&fixture("whatsapp/text_single.json")).await;
+    let response = app
+        .post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["stored"], 1);
@@ -247,9 +345,15 @@ async fn a_flushed_script_cache_heals_itself() {
 #[tokio::test]
 async fn without_a_token_replies_are_logged_not_sent() {
     let app = spawn_app_with(|c| c.whatsapp_token = None).await;
-    app.post_whatsapp(&fixture("whatsapp/text_single.json")).await;
+    app.post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
     let batch = wait_for("dry-run batch", PATIENCE, || async {
-        app.store.recent_batches(1).await.unwrap().into_iter().find(|b| b.status == "sent")
+        app.store
+            .recent_batches(1)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.status == "sent")
     })
     .await;
     assert!(batch.platform_message_ids[0].starts_with("dry-run:"));
@@ -264,7 +368,9 @@ async fn a_reaction_is_stored_but_does_not_start_a_batch() {
     assert_eq!(response.status(), 200);
     settle().await;
     assert!(app.graph.replies().is_empty());
-    let kinds = app.column("SELECT message_type FROM conversation_messages").await;
+    let kinds = app
+        .column("SELECT message_type FROM conversation_messages")
+        .await;
     assert_eq!(kinds, ["reaction"]);
     app.stop().await;
 }

@@ -1,0 +1,240 @@
+//! What both benchmarks share: the app built in-process on a database of its own
+//! (created by `App::build`, dropped at the end) and a Redis key prefix of its own
+//! (its keys deleted at the end, never FLUSHDB), a tiny local Graph API, signed
+//! WhatsApp webhooks, and a way to wait on PostgreSQL.
+//!
+//! `BENCH_DATABASE_URL` (an admin database, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and `BENCH_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`) point it elsewhere.
+
+use bytes::Bytes;
+use fred::interfaces::{ClientLike, KeysInterface};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use lull::app::App;
+use lull::config::{Config, Secret};
+use rand::Rng;
+use sha2::Sha256;
+use sqlx::Connection;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// The Meta app secret the benchmark signs with.
+pub const APP_SECRET: &str = "bench-app-secret";
+/// The Graph API token the fake accepts.
+pub const TOKEN: &str = "bench-graph-token";
+/// Our WhatsApp business number id.
+pub const PHONE_ID: &str = "123456789012345";
+
+fn admin_url() -> String {
+    std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn random_hex() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// The benchmark's own database and Redis prefix; [`Bench::cleanup`] removes both.
+pub struct Bench {
+    /// The database's name.
+    pub db_name: String,
+    /// The Redis key prefix.
+    pub prefix: String,
+}
+
+impl Bench {
+    /// A fresh name for each.
+    pub fn new() -> Self {
+        let id = random_hex();
+        Self {
+            db_name: format!("lull_bench_{id}"),
+            prefix: format!("bench:{id}:"),
+        }
+    }
+
+    /// The service's settings: the defaults (or the usual environment variables,
+    /// e.g. `TYPING_INDICATOR=false`), then this benchmark's database, Redis
+    /// prefix and Graph API, the secrets, and no reconciler.
+    pub fn config(&self, graph_api_base: &str) -> Config {
+        let mut config = Config::default();
+        let admin = admin_url();
+        let (base, _) = admin.rsplit_once('/').expect("a database URL");
+        config.database_url = format!("{base}/{}", self.db_name);
+        config.redis_url = redis_url();
+        config.redis_key_prefix = self.prefix.clone();
+        config.graph_api_base = graph_api_base.to_owned();
+        config.whatsapp_token = Some(Secret::new(TOKEN));
+        config.whatsapp_app_secret = Some(Secret::new(APP_SECRET));
+        config.reconcile_interval_seconds = 3600.0;
+        config
+    }
+
+    /// SCANs for the prefix's keys and UNLINKs them (never FLUSHDB: Redis is shared).
+    async fn delete_keys(&self) -> Result<(), fred::error::Error> {
+        let client =
+            fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis_url())?)
+                .build()?;
+        client.init().await?;
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, keys): (String, Vec<String>) = client
+                .scan_page(cursor, pattern.clone(), Some(1000), None)
+                .await?;
+            if !keys.is_empty() {
+                client.unlink::<(), _>(keys).await?;
+            }
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        client.quit().await
+    }
+
+    /// Drops the database and deletes every key under the prefix.
+    pub async fn cleanup(&self) {
+        if let Err(error) = self.delete_keys().await {
+            eprintln!("could not delete the keys under {}: {error}", self.prefix);
+        }
+        match sqlx::PgConnection::connect(&admin_url()).await {
+            Ok(mut conn) => {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name);
+                if let Err(error) = sqlx::query(&drop).execute(&mut conn).await {
+                    eprintln!("could not drop {}: {error}", self.db_name);
+                }
+            }
+            Err(error) => eprintln!("could not drop {}: {error}", self.db_name),
+        }
+    }
+}
+
+/// False when the binary was not started by `cargo bench` (e.g. by
+/// `cargo test --all-targets`, which runs `harness = false` benches as tests):
+/// the benchmark then only says how to run it.
+pub fn invoked_by_cargo_bench(name: &str) -> bool {
+    if std::env::args().any(|a| a == "--bench") {
+        return true;
+    }
+    println!("benchmark skipped: run it with `cargo bench --bench {name}`");
+    false
+}
+
+/// Builds the app, or says why not.
+pub async fn build(config: Config) -> App {
+    App::build(config)
+        .await
+        .unwrap_or_else(|error| panic!("the app does not start: {error}"))
+}
+
+/// A Graph API that answers every send with a fresh wamid and everything else
+/// (read receipts) with success, as fast as it can.
+pub async fn fake_graph() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let counter = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let reply = if body.windows(13).any(|w| w == b"\"type\":\"text\"") {
+                            let n = counter.fetch_add(1, Ordering::Relaxed);
+                            format!(
+                                r#"{{"messaging_product":"whatsapp","messages":[{{"id":"wamid.bench{n}"}}]}}"#
+                            )
+                        } else {
+                            r#"{"success":true}"#.to_owned()
+                        };
+                        let mut response = Response::new(Full::new(Bytes::from(reply)));
+                        response
+                            .headers_mut()
+                            .insert("content-type", "application/json".parse().expect("header"));
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/v23.0")
+}
+
+/// A WhatsApp text webhook from `from`, signed: (body, `X-Hub-Signature-256`).
+pub fn signed_text(from: &str, id: &str, ts_secs: i64, text: &str) -> (Vec<u8>, String) {
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "109876543210987",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
+                    "contacts": [{"profile": {"name": "Bench User"}, "wa_id": from}],
+                    "messages": [{
+                        "from": from, "id": id, "timestamp": ts_secs.to_string(),
+                        "type": "text", "text": {"body": text}
+                    }]
+                }
+            }]
+        }]
+    })
+    .to_string()
+    .into_bytes();
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    (body, signature)
+}
+
+/// POSTs one signed webhook; panics unless lull answers 200.
+pub async fn post(http: &reqwest::Client, url: &str, (body, signature): (Vec<u8>, String)) {
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("webhook POST");
+    assert_eq!(response.status(), 200, "webhook refused");
+}
+
+/// Polls `check` every 50 ms until it is true; panics after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One row of a two-column table.
+pub fn row(name: &str, value: String) {
+    println!("  {name:<28} {value:>12}");
+}

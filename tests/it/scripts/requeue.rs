@@ -1,0 +1,132 @@
+//! requeue.lua: a claimed batch given back unanswered.
+
+use super::*;
+use lull::batch::RequeueMode::{HandBack, Supersede};
+
+#[tokio::test]
+async fn handing_back_merges_the_batch_into_msgs_in_order_and_is_due_at_once() {
+    let rig = Rig::new().await;
+    let (e1, e2) = (msg(1, T0), msg(2, T0 + 200));
+    // Sent between e1 and e2, delivered after the claim.
+    let late = msg(3, T0 + 100);
+    rig.append(&e1, T0).await;
+    rig.append(&e2, T0 + 200).await;
+    rig.claimed("tok-1", T0 + 1_200).await;
+    rig.append(&late, T0 + 1_300).await;
+    rig.pin_ttls().await;
+    let now = T0 + 1_400;
+    let due = rig
+        .batcher
+        .requeue(&rig.keys, "tok-1", HandBack, now)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(now));
+    assert_eq!(
+        rig.snapshot().await,
+        Snapshot {
+            history: vec![e1.clone(), late.clone(), e2.clone()],
+            msgs: vec![e1.clone(), late.clone(), e2.clone()],
+            deadline: Some(now),
+            state: state(&[("batch", &"tok-1"), ("claims", &1), ("started", &T0)]),
+            score: Some(now),
+            ..Snapshot::default()
+        }
+    );
+    let ttls = rig.ttls().await;
+    for (name, pttl) in [
+        ("msgs", ttls.msgs),
+        ("deadline", ttls.deadline),
+        ("state", ttls.state),
+    ] {
+        assert_fresh(name, pttl, TTL, 5_000);
+    }
+
+    // The next claim answers everything under the same batch id.
+    let claim = rig.claimed("tok-2", now).await;
+    assert_eq!(claim.batch_id, "tok-1");
+    assert_eq!(claim.claims, 2);
+    assert_eq!(claim.started_ms, T0);
+    assert_eq!(claim.entries, vec![e1, late, e2]);
+}
+
+#[tokio::test]
+async fn superseding_counts_and_waits_for_the_new_messages_deadline() {
+    let rig = Rig::new().await;
+    let (e1, e2) = (msg(1, T0), msg(2, T0 + 1_500));
+    rig.append(&e1, T0).await;
+    rig.claimed("tok-1", T0 + WINDOW).await;
+    rig.append(&e2, T0 + 1_500).await;
+    rig.pin_ttls().await;
+    let due = rig
+        .batcher
+        .requeue(&rig.keys, "tok-1", Supersede, T0 + 1_600)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(T0 + 1_500 + WINDOW));
+    assert_eq!(
+        rig.snapshot().await,
+        Snapshot {
+            history: vec![e1.clone(), e2.clone()],
+            msgs: vec![e1, e2],
+            deadline: Some(T0 + 1_500 + WINDOW),
+            state: state(&[
+                ("batch", &"tok-1"),
+                ("claims", &1),
+                ("supersedes", &1),
+                ("started", &T0),
+            ]),
+            score: Some(T0 + 1_500 + WINDOW),
+            ..Snapshot::default()
+        }
+    );
+    let claim = rig.claimed("tok-2", T0 + 1_500 + WINDOW).await;
+    assert_eq!(
+        (claim.batch_id.as_str(), claim.claims, claim.supersedes),
+        ("tok-1", 2, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_superseded_batch_is_still_due_by_its_first_message_plus_max_wait() {
+    let rig = Rig::new().await;
+    let (e1, e2) = (msg(1, T0), msg(2, T0 + 4_500));
+    rig.append(&e1, T0).await;
+    rig.claimed("tok-1", T0 + WINDOW).await;
+    rig.pin_ttls().await;
+    rig.append(&e2, T0 + 4_500).await; // its own deadline: T0 + 5_500
+    let due = rig
+        .batcher
+        .requeue(&rig.keys, "tok-1", Supersede, T0 + 4_600)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(T0 + MAX_WAIT));
+    let snapshot = rig.snapshot().await;
+    assert_eq!(snapshot.deadline, Some(T0 + MAX_WAIT));
+    assert_eq!(snapshot.score, Some(T0 + MAX_WAIT));
+    assert_eq!(snapshot.msgs, vec![e1, e2]);
+    assert_eq!(snapshot.state["started"], T0.to_string());
+}
+
+#[tokio::test]
+async fn requeueing_with_a_stale_token_changes_nothing() {
+    for mode in [HandBack, Supersede] {
+        for taken_over in [true, false] {
+            let rig = Rig::new().await;
+            rig.append(&msg(1, T0), T0).await;
+            rig.claimed("tok-1", T0 + WINDOW).await;
+            rig.append(&msg(2, T0 + 2_900), T0 + 2_900).await;
+            rig.drop_key(&rig.keys.lock).await;
+            if taken_over {
+                rig.claimed("tok-2", T0 + WINDOW + LEASE).await;
+            }
+            let before = rig.freeze().await;
+            let due = rig
+                .batcher
+                .requeue(&rig.keys, "tok-1", mode, T0 + 3_500)
+                .await
+                .unwrap();
+            assert_eq!(due, None, "{mode:?}, taken over: {taken_over}");
+            rig.assert_untouched(&before).await;
+        }
+    }
+}
