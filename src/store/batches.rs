@@ -152,27 +152,6 @@ impl Store {
         Ok(owned)
     }
 
-    /// The reply went out.
-    pub async fn mark_sent(
-        &self,
-        batch_id: &str,
-        attempts: u32,
-        platform_ids: &[String],
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE reply_batches
-             SET status = 'sent', attempts = attempts + $2, platform_message_ids = $3,
-                 sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
-             WHERE id = $1",
-        )
-        .bind(batch_id)
-        .bind(attempts as i32)
-        .bind(platform_ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// The reply failed for good (or ran out of attempts).
     pub async fn mark_failed(
         &self,

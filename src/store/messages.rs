@@ -135,18 +135,26 @@ impl Store {
         Ok(rows.into_iter().map(Entry::from).collect())
     }
 
-    /// Stores the parts of a reply as outbound messages of `batch_id`.
-    pub async fn insert_outbound(
+    /// Records a sent reply in one statement (one commit): the batch becomes `sent`
+    /// with its attempts and platform ids, and each part is stored as an outbound
+    /// message of the batch. Returns the parts as history entries.
+    pub async fn record_sent(
         &self,
         conversation: &Conversation,
         batch_id: &str,
+        attempts: u32,
         parts: &[(String, String)],
         now_ms: i64,
     ) -> Result<Vec<Entry>, StoreError> {
         let external: Vec<&str> = parts.iter().map(|(id, _)| id.as_str()).collect();
         let text: Vec<&str> = parts.iter().map(|(_, t)| t.as_str()).collect();
         let rows: Vec<EntryRow> = sqlx::query_as(
-            "INSERT INTO conversation_messages
+            "WITH sent AS (
+                 UPDATE reply_batches
+                 SET status = 'sent', attempts = attempts + $8, platform_message_ids = $4,
+                     sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
+                 WHERE id = $7)
+             INSERT INTO conversation_messages
                  (channel, account_id, contact_id, external_message_id, direction, message_type,
                   text, answerable, platform_timestamp, batch_id)
              SELECT $1, $2, $3, e, 'out', 'reply', t, false, $6, $7
@@ -162,6 +170,7 @@ impl Store {
         .bind(&text)
         .bind(timestamp(now_ms))
         .bind(batch_id)
+        .bind(attempts as i32)
         .fetch_all(&self.pool)
         .await?;
         let mut entries: Vec<Entry> = rows.into_iter().map(Entry::from).collect();

@@ -281,7 +281,12 @@ impl Worker {
             hand_back,
             |error, wait| {
                 metrics.inc("lull_send_retries_total", &[]);
-                tracing::warn!(code = ?error.code(), error = error.message(), wait_ms = wait.as_millis() as u64, "send failed, retrying");
+                tracing::warn!(
+                    code = error.code(),
+                    error = error.message(),
+                    wait_ms = wait.as_millis() as u64,
+                    "send failed, retrying"
+                );
             },
         )
         .await;
@@ -307,7 +312,12 @@ impl Worker {
                 attempts,
                 error,
             } => {
-                tracing::error!(code = ?error.code(), error = error.message(), attempts, "reply failed");
+                tracing::error!(
+                    code = error.code(),
+                    error = error.message(),
+                    attempts,
+                    "reply failed"
+                );
                 self.fail(
                     &keys,
                     claim,
@@ -461,13 +471,6 @@ impl Worker {
         claimed_at: i64,
     ) -> BatchOutcome {
         let now = now_ms();
-        if let Err(error) = self
-            .store
-            .mark_sent(&claim.batch_id, attempts, &platform_ids)
-            .await
-        {
-            tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
-        }
         let rows: Vec<(String, String)> = platform_ids
             .iter()
             .cloned()
@@ -475,10 +478,10 @@ impl Worker {
             .collect();
         let reply_entries = self
             .store
-            .insert_outbound(conversation, &claim.batch_id, &rows, now)
+            .record_sent(conversation, &claim.batch_id, attempts, &rows, now)
             .await
             .unwrap_or_else(|error| {
-                tracing::warn!(%error, "reply not stored as outbound messages");
+                tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
                 Vec::new()
             });
         self.ack(keys, &claim.token, &reply_entries).await;
