@@ -7,13 +7,14 @@
 //! messages only where no other batch has, so even a batch rebuilt after Redis
 //! lost its data can never answer a message twice.
 
+mod finish;
 mod lease;
 mod send;
 
 pub use lease::{Lease, LeaseState};
 pub use send::{RetryPolicy, SendResult, send_parts};
 
-use crate::batch::{AckOutcome, Batcher, Claim, ConversationKeys, RequeueMode};
+use crate::batch::{Batcher, Claim, ConversationKeys};
 use crate::channel::Channel;
 use crate::message::{ChannelKind, Conversation, Direction, Entry};
 use crate::metrics::Metrics;
@@ -423,122 +424,5 @@ impl Worker {
             }
             .in_current_span(),
         );
-    }
-
-    async fn give_back(
-        &self,
-        keys: &ConversationKeys,
-        token: &str,
-        why: BatchOutcome,
-    ) -> BatchOutcome {
-        let mode = if why == BatchOutcome::Superseded {
-            RequeueMode::Supersede
-        } else {
-            RequeueMode::HandBack
-        };
-        if why == BatchOutcome::Lost {
-            tracing::warn!("lease lost to another worker; stopping without sending");
-            return why;
-        }
-        match self.batcher.requeue(keys, token, mode, now_ms()).await {
-            Ok(Some(due_ms)) => {
-                let metric = if mode == RequeueMode::Supersede {
-                    "lull_batches_superseded_total"
-                } else {
-                    "lull_batches_handed_back_total"
-                };
-                self.metrics.inc(metric, &[]);
-                tracing::info!(due_ms, outcome = ?why, "batch requeued");
-                why
-            }
-            Ok(None) => BatchOutcome::Lost,
-            Err(error) => {
-                tracing::warn!(%error, "requeue failed; the lease will run out and the batch come back");
-                BatchOutcome::Retry
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        conversation: &Conversation,
-        keys: &ConversationKeys,
-        claim: &Claim,
-        parts: &[String],
-        platform_ids: Vec<String>,
-        attempts: u32,
-        claimed_at: i64,
-    ) -> BatchOutcome {
-        let now = now_ms();
-        let rows: Vec<(String, String)> = platform_ids
-            .iter()
-            .cloned()
-            .zip(parts.iter().cloned())
-            .collect();
-        let reply_entries = self
-            .store
-            .record_sent(conversation, &claim.batch_id, attempts, &rows, now)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
-                Vec::new()
-            });
-        self.ack(keys, &claim.token, &reply_entries).await;
-        self.metrics.inc(
-            "lull_replies_sent_total",
-            &[("channel", conversation.channel.as_str())],
-        );
-        self.metrics.observe(
-            "lull_reply_seconds",
-            (now - claimed_at).max(0) as f64 / 1000.0,
-        );
-        tracing::info!(
-            parts = parts.len(),
-            platform_message_id = platform_ids.first().map(String::as_str).unwrap_or_default(),
-            attempts,
-            "reply sent for {conversation}"
-        );
-        BatchOutcome::Sent {
-            batch_id: claim.batch_id.clone(),
-        }
-    }
-
-    async fn fail(
-        &self,
-        keys: &ConversationKeys,
-        claim: &Claim,
-        platform_ids: &[String],
-        attempts: u32,
-        code: Option<i64>,
-        message: &str,
-    ) -> BatchOutcome {
-        if let Err(error) = self
-            .store
-            .mark_failed(&claim.batch_id, attempts, platform_ids, code, message)
-            .await
-        {
-            tracing::error!(%error, "failed batch not recorded");
-        }
-        self.ack(keys, &claim.token, &[]).await;
-        self.metrics.inc("lull_replies_failed_total", &[]);
-        BatchOutcome::Failed {
-            batch_id: claim.batch_id.clone(),
-        }
-    }
-
-    async fn ack(&self, keys: &ConversationKeys, token: &str, reply: &[Entry]) {
-        match self.batcher.ack(keys, token, reply, now_ms()).await {
-            Ok(AckOutcome::Stale) => {
-                tracing::warn!("ack refused: the lease had passed to another worker")
-            }
-            Ok(AckOutcome::Rescheduled { next_due_ms }) => {
-                tracing::info!(next_due_ms, "newer messages wait as the next batch")
-            }
-            Ok(AckOutcome::Done) => {}
-            Err(error) => {
-                tracing::warn!(%error, "ack failed; the batch comes back when its lease ends")
-            }
-        }
     }
 }
