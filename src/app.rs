@@ -6,6 +6,8 @@
 
 use crate::batch::{BatchError, Batcher, Policy, RedisHealth};
 use crate::channel::Channel;
+use crate::channel::instagram::{Instagram, InstagramSettings};
+use crate::channel::telegram::{Telegram, TelegramSettings};
 use crate::channel::whatsapp::{WhatsApp, WhatsAppSettings};
 use crate::config::{Config, ConfigError};
 use crate::http::{HttpState, Routes};
@@ -84,7 +86,7 @@ impl App {
                 graph_api_base: config.graph_api_base.clone(),
                 typing_indicator: config.typing_indicator,
             },
-            http,
+            http.clone(),
         );
         if config.whatsapp_app_secret.is_none() {
             tracing::warn!(
@@ -96,6 +98,45 @@ impl App {
                 "WHATSAPP_TOKEN is not set: dry run, replies are logged instead of sent"
             );
         }
+        let telegram = Telegram::new(
+            TelegramSettings {
+                bot_token: config.telegram_bot_token.clone(),
+                secret_token: config.telegram_secret_token.clone(),
+                api_base: config.telegram_api_base.clone(),
+                typing_indicator: config.typing_indicator,
+            },
+            http.clone(),
+        );
+        if config.telegram_secret_token.is_none() {
+            tracing::warn!(
+                "TELEGRAM_SECRET_TOKEN is not set: Telegram webhooks without the secret token are accepted"
+            );
+        }
+        if telegram.dry_run() {
+            tracing::warn!(
+                "TELEGRAM_BOT_TOKEN is not set: dry run, Telegram replies are logged instead of sent"
+            );
+        }
+        let instagram = Instagram::new(
+            InstagramSettings {
+                app_secret: config.instagram_app_secret.clone(),
+                verify_token: config.instagram_verify_token.clone(),
+                token: config.instagram_token.clone(),
+                api_base: config.instagram_api_base.clone(),
+                typing_indicator: config.typing_indicator,
+            },
+            http,
+        );
+        if config.instagram_app_secret.is_none() {
+            tracing::warn!(
+                "INSTAGRAM_APP_SECRET is not set: unsigned Instagram webhooks are accepted"
+            );
+        }
+        if instagram.dry_run() {
+            tracing::warn!(
+                "INSTAGRAM_TOKEN is not set: dry run, Instagram replies are logged instead of sent"
+            );
+        }
         if config.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: /admin is open to anyone who can reach this port"
@@ -103,6 +144,8 @@ impl App {
         }
         let mut channels: HashMap<ChannelKind, Arc<dyn Channel>> = HashMap::new();
         channels.insert(ChannelKind::WhatsApp, Arc::new(whatsapp));
+        channels.insert(ChannelKind::Telegram, Arc::new(telegram));
+        channels.insert(ChannelKind::Instagram, Arc::new(instagram));
         let responder = Arc::new(BuiltinResponder::new(Duration::from_millis(
             config.responder_delay_ms,
         )));

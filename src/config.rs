@@ -187,6 +187,39 @@ pub struct Config {
     )]
     pub graph_api_base: String,
 
+    /// Telegram bot token from @BotFather (`<bot id>:<secret>`); without it replies
+    /// are logged (dry run).
+    #[arg(long, env = "TELEGRAM_BOT_TOKEN", hide_env_values = true)]
+    pub telegram_bot_token: Option<Secret>,
+    /// The `secret_token` given to `setWebhook`: webhooks must carry it in
+    /// X-Telegram-Bot-Api-Secret-Token.
+    #[arg(long, env = "TELEGRAM_SECRET_TOKEN", hide_env_values = true)]
+    pub telegram_secret_token: Option<Secret>,
+    /// Telegram Bot API base URL (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "TELEGRAM_API_BASE",
+        default_value = "https://api.telegram.org"
+    )]
+    pub telegram_api_base: String,
+
+    /// Meta app secret of the Instagram app: webhooks must carry a valid X-Hub-Signature-256.
+    #[arg(long, env = "INSTAGRAM_APP_SECRET", hide_env_values = true)]
+    pub instagram_app_secret: Option<Secret>,
+    /// Token Meta echoes in the Instagram GET verification handshake.
+    #[arg(long, env = "INSTAGRAM_VERIFY_TOKEN", hide_env_values = true)]
+    pub instagram_verify_token: Option<Secret>,
+    /// Instagram access token; without it replies are logged (dry run).
+    #[arg(long, env = "INSTAGRAM_TOKEN", hide_env_values = true)]
+    pub instagram_token: Option<Secret>,
+    /// Instagram API base URL (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "INSTAGRAM_API_BASE",
+        default_value = "https://graph.instagram.com/v23.0"
+    )]
+    pub instagram_api_base: String,
+
     /// Bearer token for the admin page and its API; unset leaves them open.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
@@ -240,6 +273,11 @@ impl Config {
             &mut self.whatsapp_app_secret,
             &mut self.whatsapp_verify_token,
             &mut self.whatsapp_token,
+            &mut self.telegram_bot_token,
+            &mut self.telegram_secret_token,
+            &mut self.instagram_app_secret,
+            &mut self.instagram_verify_token,
+            &mut self.instagram_token,
             &mut self.admin_token,
         ] {
             if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
@@ -296,6 +334,16 @@ impl Config {
                 &self.graph_api_base,
                 &["http", "https"][..],
             ),
+            (
+                "TELEGRAM_API_BASE",
+                &self.telegram_api_base,
+                &["http", "https"][..],
+            ),
+            (
+                "INSTAGRAM_API_BASE",
+                &self.instagram_api_base,
+                &["http", "https"][..],
+            ),
         ] {
             let parsed = url::Url::parse(url).map_err(|e| ConfigError {
                 var,
@@ -305,6 +353,30 @@ impl Config {
                 return Err(ConfigError {
                     var,
                     reason: format!("scheme must be one of {schemes:?}"),
+                });
+            }
+        }
+        // The bot id (before the colon) becomes the account in keys and rows: a token
+        // of another shape would put the secret there. The value is never echoed.
+        let set = |secret: &Option<Secret>| secret.clone().filter(|s| !s.expose().is_empty());
+        if let Some(token) = set(&self.telegram_bot_token) {
+            if crate::channel::telegram::bot_id(token.expose()).is_none() {
+                return Err(ConfigError {
+                    var: "TELEGRAM_BOT_TOKEN",
+                    reason: "must look like <bot id digits>:<secret>, as @BotFather gives it"
+                        .into(),
+                });
+            }
+        }
+        // Telegram's own rule for setWebhook's secret_token; a token it would refuse
+        // could never be matched.
+        if let Some(secret) = set(&self.telegram_secret_token) {
+            let value = secret.expose();
+            let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+            if value.len() > 256 || !value.chars().all(allowed) {
+                return Err(ConfigError {
+                    var: "TELEGRAM_SECRET_TOKEN",
+                    reason: "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into(),
                 });
             }
         }
@@ -415,6 +487,73 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(error.var, "REDIS_URL");
+    }
+
+    #[test]
+    fn the_platform_api_bases_must_be_http_urls() {
+        for (flag, var) in [
+            ("--telegram-api-base", "TELEGRAM_API_BASE"),
+            ("--instagram-api-base", "INSTAGRAM_API_BASE"),
+        ] {
+            for bad in ["ftp://example.com", "not a url"] {
+                let error = parse(&[flag, bad]).validate().unwrap_err();
+                assert_eq!(error.var, var, "{bad}");
+            }
+            assert!(parse(&[flag, "http://127.0.0.1:1/x"]).validate().is_ok());
+        }
+        let c = parse(&[]);
+        assert_eq!(c.telegram_api_base, "https://api.telegram.org");
+        assert_eq!(c.instagram_api_base, "https://graph.instagram.com/v23.0");
+    }
+
+    #[test]
+    fn a_telegram_bot_token_without_a_bot_id_is_refused_without_echoing_it() {
+        let error = parse(&["--telegram-bot-token", "s3cret-no-colon"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.var, "TELEGRAM_BOT_TOKEN");
+        assert!(!error.to_string().contains("s3cret"));
+        assert!(
+            parse(&["--telegram-bot-token", "7000000001:AAF_x-y"])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_telegram_secret_token_must_be_one_telegram_accepts() {
+        let error = parse(&["--telegram-secret-token", "has space"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.var, "TELEGRAM_SECRET_TOKEN");
+        assert!(
+            parse(&["--telegram-secret-token", "fixture_secret_token-123"])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn empty_platform_secrets_count_as_unset_and_none_prints() {
+        let c = parse(&[
+            "--telegram-bot-token",
+            "",
+            "--telegram-secret-token",
+            "",
+            "--instagram-app-secret",
+            "",
+            "--instagram-verify-token",
+            "",
+            "--instagram-token",
+            "ig-s3cret",
+        ])
+        .normalized();
+        assert!(c.telegram_bot_token.is_none());
+        assert!(c.telegram_secret_token.is_none());
+        assert!(c.instagram_app_secret.is_none());
+        assert!(c.instagram_verify_token.is_none());
+        assert!(c.instagram_token.is_some());
+        assert!(!format!("{c:?}").contains("ig-s3cret"));
     }
 
     #[test]

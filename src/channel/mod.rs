@@ -1,7 +1,12 @@
 //! Platforms: parse their webhooks into [`InboundMessage`]s and send replies through
 //! their APIs. One file per platform; everything above this module is platform-blind.
 
+pub mod instagram;
 pub mod meta;
+pub mod telegram;
+#[cfg(test)]
+mod test_server;
+mod transport;
 pub mod whatsapp;
 
 use crate::message::{ChannelKind, Conversation, InboundMessage};
@@ -13,7 +18,9 @@ use std::time::Duration;
 pub struct ParsedWebhook {
     /// Messages people sent, in payload order.
     pub messages: Vec<InboundMessage>,
-    /// Delivery statuses of our own messages: acknowledged, logged, not batched.
+    /// Delivery statuses and read receipts of our own messages, and other platform
+    /// events nobody wrote (Telegram updates without a message, service messages):
+    /// acknowledged, logged, not batched.
     pub statuses: usize,
     /// Items skipped with a reason (already logged by the parser).
     pub skipped: usize,

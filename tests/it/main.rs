@@ -1,12 +1,15 @@
-//! lull's integration tests: real Redis, real PostgreSQL, real HTTP, a local fake
-//! Graph API. One binary, so the crate links once.
+//! lull's integration tests: real Redis, real PostgreSQL, real HTTP, local fakes of
+//! the Graph, Bot and Instagram APIs. One binary, so the crate links once.
 
 mod cluster;
 mod fake_graph;
+mod fake_platforms;
 mod faults;
 mod helpers;
+mod instagram_flow;
 mod policy;
 mod process;
 mod redis_server;
 mod scripts;
+mod telegram_flow;
 mod whatsapp_flow;
