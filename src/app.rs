@@ -88,16 +88,11 @@ impl App {
             },
             http.clone(),
         );
-        if config.whatsapp_app_secret.is_none() {
-            tracing::warn!(
-                "WHATSAPP_APP_SECRET is not set: unsigned WhatsApp webhooks are accepted"
-            );
-        }
-        if whatsapp.dry_run() {
-            tracing::warn!(
-                "WHATSAPP_TOKEN is not set: dry run, replies are logged instead of sent"
-            );
-        }
+        announce(
+            "whatsapp",
+            ("WHATSAPP_APP_SECRET", config.whatsapp_app_secret.is_some()),
+            ("WHATSAPP_TOKEN", config.whatsapp_token.is_some()),
+        );
         let telegram = Telegram::new(
             TelegramSettings {
                 bot_token: config.telegram_bot_token.clone(),
@@ -107,16 +102,14 @@ impl App {
             },
             http.clone(),
         );
-        if config.telegram_secret_token.is_none() {
-            tracing::warn!(
-                "TELEGRAM_SECRET_TOKEN is not set: Telegram webhooks without the secret token are accepted"
-            );
-        }
-        if telegram.dry_run() {
-            tracing::warn!(
-                "TELEGRAM_BOT_TOKEN is not set: dry run, Telegram replies are logged instead of sent"
-            );
-        }
+        announce(
+            "telegram",
+            (
+                "TELEGRAM_SECRET_TOKEN",
+                config.telegram_secret_token.is_some(),
+            ),
+            ("TELEGRAM_BOT_TOKEN", config.telegram_bot_token.is_some()),
+        );
         let instagram = Instagram::new(
             InstagramSettings {
                 app_secret: config.instagram_app_secret.clone(),
@@ -127,16 +120,14 @@ impl App {
             },
             http,
         );
-        if config.instagram_app_secret.is_none() {
-            tracing::warn!(
-                "INSTAGRAM_APP_SECRET is not set: unsigned Instagram webhooks are accepted"
-            );
-        }
-        if instagram.dry_run() {
-            tracing::warn!(
-                "INSTAGRAM_TOKEN is not set: dry run, Instagram replies are logged instead of sent"
-            );
-        }
+        announce(
+            "instagram",
+            (
+                "INSTAGRAM_APP_SECRET",
+                config.instagram_app_secret.is_some(),
+            ),
+            ("INSTAGRAM_TOKEN", config.instagram_token.is_some()),
+        );
         if config.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: /admin is open to anyone who can reach this port"
@@ -307,5 +298,22 @@ impl App {
         self.store.pool().close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Says once at start what a channel does without its secrets, in one line: without
+/// the webhook secret, unauthenticated webhooks are accepted; without the API token,
+/// replies are logged instead of sent (dry run).
+fn announce(channel: &str, secret: (&str, bool), token: (&str, bool)) {
+    let missing: Vec<String> = [
+        (secret, "webhooks are accepted unauthenticated"),
+        (token, "replies are logged instead of sent (dry run)"),
+    ]
+    .into_iter()
+    .filter(|((_, set), _)| !set)
+    .map(|((var, _), effect)| format!("{var} is not set: {effect}"))
+    .collect();
+    if !missing.is_empty() {
+        tracing::warn!(channel, "{}", missing.join("; "));
     }
 }
