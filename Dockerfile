@@ -5,7 +5,9 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY lua ./lua
 COPY migrations ./migrations
+# Cargo.toml names the bench and test targets: their files must exist to build.
 COPY benches ./benches
+COPY tests ./tests
 RUN cargo build --release --locked --bin lull
 
 # Run: a small image with CA certificates for the platform APIs.
