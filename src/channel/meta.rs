@@ -1,10 +1,14 @@
 //! What WhatsApp and Instagram share because both are Meta platforms: the
-//! `X-Hub-Signature-256` body signature, the `hub.*` GET handshake, and the Graph API
-//! error envelope.
+//! `X-Hub-Signature-256` body signature, the `hub.*` GET handshake, the webhook
+//! envelope (`object`, `entry[]`), and the Send API (`POST {base}/{account}/messages`
+//! with a bearer token) with its Graph API error envelope.
 
-use super::{HandshakeError, SendError, VerifyError};
+use super::json::{json_i64, short};
+use super::{HandshakeError, ParseError, SendError, VerifyError, transport};
 use crate::config::Secret;
+use crate::message::ChannelKind;
 use hmac::{Hmac, Mac};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -93,6 +97,31 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// The `entry[]` of a webhook body whose `object` must be `object`; a body that is not
+/// JSON, has another object or no entry array is refused whole.
+pub fn webhook_entries(
+    body: &[u8],
+    channel: ChannelKind,
+    object: &str,
+) -> Result<Vec<Value>, ParseError> {
+    let mut root: Value = serde_json::from_slice(body)?;
+    let shape = |reason: String| ParseError::Shape { channel, reason };
+    match root.get("object") {
+        Some(Value::String(found)) if found == object => {}
+        Some(other) => {
+            return Err(shape(format!(
+                "object is {}, expected {object}",
+                short(other)
+            )));
+        }
+        None => return Err(shape(format!("no object field, expected {object}"))),
+    }
+    match root.get_mut("entry").map(Value::take) {
+        Some(Value::Array(entries)) => Ok(entries),
+        _ => Err(shape("no entry array".into())),
+    }
+}
+
 /// Graph API error codes worth retrying, whatever the HTTP status.
 ///
 /// - 1, 2: unknown / service error, documented as temporary (G3).
@@ -121,10 +150,20 @@ pub const PERMANENT_CODES: &[i64] = &[190, 131026, 131047];
 /// HTTP 429 and 5xx are retryable and everything else (other 4xx) is permanent. The
 /// message is `error.message` plus ` (details)`; the request's token is never in it.
 pub fn graph_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> SendError {
-    let error = serde_json::from_slice::<serde_json::Value>(body)
+    classify(status, body, retry_after, &[])
+}
+
+/// [`graph_error`], with `also_retryable` codes on top of [`RETRYABLE_CODES`].
+fn classify(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    also_retryable: &[i64],
+) -> SendError {
+    let error = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("error").cloned())
-        .filter(serde_json::Value::is_object);
+        .filter(Value::is_object);
     let code = error
         .as_ref()
         .and_then(|e| e.get("code"))
@@ -133,12 +172,12 @@ pub fn graph_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> S
         Some(e) => {
             let text = e
                 .get("message")
-                .and_then(serde_json::Value::as_str)
+                .and_then(Value::as_str)
                 .unwrap_or("Graph API error without a message");
             let details = e
                 .get("error_data")
                 .and_then(|d| d.get("details"))
-                .and_then(serde_json::Value::as_str)
+                .and_then(Value::as_str)
                 .filter(|d| !d.is_empty());
             match details {
                 Some(details) => format!("{text} ({details})"),
@@ -151,23 +190,10 @@ pub fn graph_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> S
     };
     let retryable = match code {
         Some(c) if PERMANENT_CODES.contains(&c) => false,
-        Some(c) if RETRYABLE_CODES.contains(&c) => true,
+        Some(c) if RETRYABLE_CODES.contains(&c) || also_retryable.contains(&c) => true,
         _ => status == 429 || (500..600).contains(&status),
     };
-    if retryable {
-        SendError::Retryable {
-            status: Some(status),
-            code,
-            message,
-            retry_after,
-        }
-    } else {
-        SendError::Permanent {
-            status: Some(status),
-            code,
-            message,
-        }
-    }
+    SendError::classified(retryable, Some(status), code, message, retry_after)
 }
 
 /// A `Retry-After` header in seconds (the HTTP-date form is ignored: Meta sends seconds).
@@ -181,32 +207,99 @@ pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
-/// An integer that Meta may write as a number or as a string of digits.
-pub(crate) fn json_i64(value: &serde_json::Value) -> Option<i64> {
-    match value {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+/// The id the platform gave a sent message, at `pointer` in its 2xx answer.
+///
+/// The platform accepted the request, so the reply probably went out: an answer
+/// without an id is a permanent error (`missing`), as retrying could send it twice.
+pub fn sent_id(answer: &[u8], pointer: &str, missing: &str) -> Result<String, SendError> {
+    serde_json::from_slice::<Value>(answer)
+        .ok()
+        .and_then(|v| {
+            v.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| SendError::permanent(missing))
+}
+
+/// A Meta platform's Send API: `POST {base}/{account}/messages` with a bearer token,
+/// answered by the message's id or the Graph API error envelope.
+#[derive(Debug)]
+pub struct SendApi {
+    /// What errors call the API, e.g. `Graph API`.
+    pub name: &'static str,
+    /// The setting `base` comes from, for errors, e.g. `graph_api_base`.
+    pub base_setting: &'static str,
+    /// This platform's own error codes worth retrying, on top of [`RETRYABLE_CODES`].
+    pub retryable_codes: &'static [i64],
+}
+
+impl SendApi {
+    /// POSTs `body` to the account's messages endpoint; the 2xx body, or a classified
+    /// error that names neither the URL nor the token.
+    pub async fn post(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        account: &str,
+        token: &Secret,
+        body: &Value,
+    ) -> Result<bytes::Bytes, SendError> {
+        let url = self.messages_url(base, account)?;
+        let response = http
+            .post(url)
+            .bearer_auth(token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| transport::transport_error(e, &[token]))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let bytes = response.bytes().await;
+        if status.is_success() {
+            return bytes.map_err(|e| SendError::Permanent {
+                // As for a missing id: the request was accepted, do not send it twice.
+                status: Some(status.as_u16()),
+                code: None,
+                message: format!(
+                    "response body unreadable after success: {}",
+                    transport::chain(&e.without_url())
+                ),
+            });
+        }
+        // An unreadable error body still has a status worth classifying.
+        let bytes = bytes.unwrap_or_default();
+        Err(classify(
+            status.as_u16(),
+            &bytes,
+            retry_after,
+            self.retryable_codes,
+        ))
+    }
+
+    /// `{base}/{account}/messages`, the account percent-encoded as one segment.
+    pub fn messages_url(&self, base: &str, account: &str) -> Result<url::Url, SendError> {
+        let invalid = |reason: &str| {
+            SendError::permanent(format!("cannot build the {} URL: {reason}", self.name))
+        };
+        if account.is_empty() {
+            return Err(invalid("empty account"));
+        }
+        let mut url = url::Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| invalid(&format!("{} cannot have a path", self.base_setting)))?
+            .pop_if_empty()
+            .extend([account, "messages"]);
+        Ok(url)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::test_server::{fixture, json_fixture};
     use http::{HeaderMap, HeaderValue};
-    use serde_json::Value;
-    use std::path::Path;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-    }
-
-    fn json_fixture(name: &str) -> Value {
-        serde_json::from_slice(&fixture(name)).expect("fixture is JSON")
-    }
 
     fn signed(signature: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

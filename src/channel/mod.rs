@@ -2,6 +2,7 @@
 //! their APIs. One file per platform; everything above this module is platform-blind.
 
 pub mod instagram;
+mod json;
 pub mod meta;
 pub mod telegram;
 #[cfg(test)]
@@ -70,6 +71,41 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// [`SendError::Retryable`] (after `retry_after`, when given) or
+    /// [`SendError::Permanent`] (which has no use for it), as `retryable` says.
+    pub fn classified(
+        retryable: bool,
+        status: Option<u16>,
+        code: Option<i64>,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        if retryable {
+            SendError::Retryable {
+                status,
+                code,
+                message,
+                retry_after,
+            }
+        } else {
+            SendError::Permanent {
+                status,
+                code,
+                message,
+            }
+        }
+    }
+
+    /// A permanent error without a response behind it: a request that could not be
+    /// built, or an answer that was accepted but unusable (retrying could send twice).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SendError::Permanent {
+            status: None,
+            code: None,
+            message: message.into(),
+        }
+    }
+
     /// The platform's error code, if any, for the batch record.
     pub fn code(&self) -> Option<i64> {
         match self {

@@ -1,6 +1,10 @@
-//! A tiny HTTP/1.1 server for the channels' unit tests: it answers scripted replies,
-//! one request per connection, and hands back what it received.
+//! What the channels' unit tests share: a tiny HTTP/1.1 server that answers scripted
+//! replies, one request per connection, and hands back what it received; an address
+//! nothing listens on; the checks every sender's tests make; fixtures; and a client
+//! like the app's.
 
+use super::{Channel, SendError};
+use crate::message::Conversation;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -113,6 +117,73 @@ pub async fn serve(replies: Vec<Reply>) -> (String, JoinHandle<Vec<Received>>) {
         received
     });
     (base, task)
+}
+
+/// The one request a one-reply server received, once it has answered; its body must
+/// be JSON, as every platform API call's is.
+pub async fn one_request(server: JoinHandle<Vec<Received>>) -> Received {
+    let mut received = server.await.expect("server");
+    assert_eq!(received.len(), 1, "one request");
+    let request = received.remove(0);
+    assert!(!request.body.is_null(), "JSON request body");
+    request
+}
+
+/// `http://127.0.0.1:port` where nothing listens any more: a listener bound, then
+/// dropped, so a request there fails to connect.
+pub async fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    base
+}
+
+/// Serves `reply` to one request and sends `hello` to `to` through the channel `build`
+/// makes for the server's base: the send's result and the request.
+pub async fn send_hello<C: Channel>(
+    reply: Reply,
+    build: impl FnOnce(&str) -> C,
+    to: &Conversation,
+) -> (Result<String, SendError>, Received) {
+    let (base, server) = serve(vec![reply]).await;
+    let result = build(&base).send_part(to, "hello").await;
+    (result, one_request(server).await)
+}
+
+/// Sends `hello` to `to` through `channel`, built for a [`closed_port`] base: the
+/// error, checked retryable without a status or a code (no response came).
+pub async fn unreachable_error(channel: &impl Channel, to: &Conversation) -> SendError {
+    let error = channel
+        .send_part(to, "hello")
+        .await
+        .expect_err("unreachable");
+    assert!(
+        matches!(
+            error,
+            SendError::Retryable {
+                status: None,
+                code: None,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    error
+}
+
+/// Checks a dry run (no token, the base at port 9, which is never contacted: a request
+/// would fail the test): `send_part` logs and returns a `dry-run:` id, and
+/// `mark_read_typing` does nothing.
+pub async fn assert_dry_run(channel: &impl Channel, to: &Conversation, message_id: &str) {
+    let id = channel.send_part(to, "hello").await.expect("dry run");
+    assert!(
+        id.starts_with("dry-run:") && id.len() > "dry-run:".len(),
+        "{id}"
+    );
+    channel
+        .mark_read_typing(to, message_id)
+        .await
+        .expect("dry run");
 }
 
 /// A test fixture's exact bytes, by path under `tests/fixtures`.

@@ -1,6 +1,5 @@
-//! What the Telegram and Instagram senders share about failed HTTP requests: an
-//! error's whole chain as one line, classified for the retry loop, with nothing
-//! secret in it.
+//! What every sender shares about failed HTTP requests: an error's whole chain as one
+//! line, classified for the retry loop, with nothing secret in it.
 
 use super::SendError;
 use crate::config::Secret;
@@ -12,22 +11,9 @@ use crate::config::Secret;
 /// Telegram bot token is part of it), and every `secrets` value still found in the
 /// text is replaced by `***`.
 pub fn transport_error(error: reqwest::Error, secrets: &[&Secret]) -> SendError {
-    let builder = error.is_builder();
+    let retryable = !error.is_builder();
     let message = redact(chain(&error.without_url()), secrets);
-    if builder {
-        SendError::Permanent {
-            status: None,
-            code: None,
-            message,
-        }
-    } else {
-        SendError::Retryable {
-            status: None,
-            code: None,
-            message,
-            retry_after: None,
-        }
-    }
+    SendError::classified(retryable, None, None, message, None)
 }
 
 /// An error and its sources, `a: b: c`, as reqwest puts the useful part in the sources.

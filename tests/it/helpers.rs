@@ -2,6 +2,7 @@
 //! API, the app on port 0, fixtures, signatures, and polling waits.
 
 use crate::fake_graph::{FakeGraph, TOKEN};
+use crate::fake_server::{FakeApi, Seen};
 use clap::Parser;
 use hmac::{Hmac, Mac};
 use lull::app::App;
@@ -26,6 +27,10 @@ pub const VERIFY_TOKEN: &str = "fixture-verify-token";
 pub const PHONE_ID: &str = "123456789012345";
 /// Maria, the fixtures' first user.
 pub const MARIA: &str = "15550002222";
+/// The test config's batch window.
+pub const WINDOW: Duration = Duration::from_millis(200);
+/// How long a flow test waits for what should happen.
+pub const PATIENCE: Duration = Duration::from_secs(10);
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -90,7 +95,7 @@ pub fn test_config(db: &TestDb, graph: &FakeGraph, prefix: &str) -> Config {
     config.whatsapp_token = Some(Secret::new(TOKEN));
     config.whatsapp_app_secret = Some(Secret::new(APP_SECRET));
     config.whatsapp_verify_token = Some(Secret::new(VERIFY_TOKEN));
-    config.batch_window_seconds = 0.2;
+    config.batch_window_seconds = WINDOW.as_secs_f64();
     config.batch_max_wait_seconds = 30.0;
     config.scanner_interval = 0.05;
     config.lock_ttl_seconds = 2.0;
@@ -162,14 +167,34 @@ impl TestApp {
 
     /// POSTs a body to the WhatsApp webhook, signed with the fixtures' secret.
     pub async fn post_whatsapp(&self, body: &[u8]) -> reqwest::Response {
+        self.post_signed("/api/whatsapp/webhook", body).await
+    }
+
+    /// POSTs a JSON body to a Meta webhook at `path`, signed with the fixtures' secret.
+    pub async fn post_signed(&self, path: &str, body: &[u8]) -> reqwest::Response {
         self.http
-            .post(self.url("/api/whatsapp/webhook"))
+            .post(self.url(path))
             .header("content-type", "application/json")
             .header("x-hub-signature-256", sign(body))
             .body(body.to_vec())
             .send()
             .await
             .unwrap()
+    }
+
+    /// POSTs a body to `path` as it is, with `signature` (if any) as its
+    /// `X-Hub-Signature-256`.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send().await.unwrap()
     }
 
     /// Stops the service gracefully and waits for it.
@@ -205,6 +230,11 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// A well-formed signature no secret produced.
+pub fn forged_signature() -> String {
+    format!("sha256={}", "0".repeat(64))
 }
 
 /// `sha256=<hex HMAC>` of a body under the fixtures' app secret.
@@ -268,4 +298,51 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until `fake` has received at least `n` sends; returns them all.
+pub async fn replies_at_least(fake: &FakeApi, n: usize) -> Vec<Seen> {
+    wait_for(&format!("{n} replies"), PATIENCE, || async {
+        let replies = fake.replies();
+        (replies.len() >= n).then_some(replies)
+    })
+    .await
+}
+
+/// Waits for a recent batch with `status`.
+pub async fn batch_with_status(app: &TestApp, status: &str) -> lull::store::BatchRow {
+    wait_for(&format!("a {status} batch"), PATIENCE, || async {
+        let rows = app.store.recent_batches(10).await.unwrap();
+        rows.into_iter().find(|b| b.status == status)
+    })
+    .await
+}
+
+/// Waits a little past the point where a wrong extra reply would have shown up.
+pub async fn settle() {
+    tokio::time::sleep(WINDOW * 3).await;
+}
+
+/// Waits past the window, then checks that `fake` got one reply and one inbound
+/// message was stored (for a redelivered message).
+pub async fn assert_stored_once_answered_once(app: &TestApp, fake: &FakeApi) {
+    settle().await;
+    assert_eq!(fake.replies().len(), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
+            .await,
+        1
+    );
+}
+
+/// Waits past the window, then checks that nothing was stored and nothing reached
+/// `fake`.
+pub async fn assert_nothing_stored_or_sent(app: &TestApp, fake: &FakeApi) {
+    settle().await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversation_messages")
+            .await,
+        0
+    );
+    assert!(fake.seen().is_empty());
 }

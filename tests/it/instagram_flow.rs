@@ -1,17 +1,17 @@
 //! Instagram: a burst of direct messages becomes one reply through the Send API.
 
-use crate::fake_platforms::{Answer, FakeApi, INSTAGRAM_TOKEN, Seen};
+use crate::fake_platforms::{Answer, FakeApi, INSTAGRAM_TOKEN};
 use crate::helpers::*;
 use lull::config::Secret;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const WINDOW: Duration = Duration::from_millis(200);
-const PATIENCE: Duration = Duration::from_secs(10);
 /// Our Instagram professional account.
 const IG_ACCOUNT: &str = "17841400000000001";
 /// The fixtures' customer.
 const CUSTOMER: &str = "5512340000000001";
+/// Where Instagram posts.
+const WEBHOOK: &str = "/api/instagram/webhook";
 
 /// The app with the fake Instagram API and the fixtures' secrets.
 async fn spawn() -> (TestApp, FakeApi) {
@@ -48,35 +48,7 @@ fn dm(mid: &str, timestamp_ms: i64, text: &str) -> Vec<u8> {
 
 /// POSTs a body signed with the fixtures' app secret.
 async fn post(app: &TestApp, body: &[u8]) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/instagram/webhook"))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", sign(body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn replies_at_least(fake: &FakeApi, n: usize) -> Vec<Seen> {
-    wait_for(&format!("{n} Instagram replies"), PATIENCE, || async {
-        let replies = fake.replies();
-        (replies.len() >= n).then_some(replies)
-    })
-    .await
-}
-
-async fn batch_with_status(app: &TestApp, status: &str) -> lull::store::BatchRow {
-    wait_for(&format!("a {status} batch"), PATIENCE, || async {
-        let rows = app.store.recent_batches(10).await.unwrap();
-        rows.into_iter().find(|b| b.status == status)
-    })
-    .await
-}
-
-/// Waits a little past the point where a wrong extra reply would have shown up.
-async fn settle() {
-    tokio::time::sleep(WINDOW * 3).await;
+    app.post_signed(WEBHOOK, body).await
 }
 
 #[tokio::test]
@@ -123,29 +95,12 @@ async fn a_bad_or_missing_instagram_signature_is_refused_and_nothing_is_stored()
     let (app, fake) = spawn().await;
     let body = fixture("instagram/text.json");
     let forged = app
-        .http
-        .post(app.url("/api/instagram/webhook"))
-        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .post_raw(WEBHOOK, &body, Some(&forged_signature()))
+        .await;
     assert_eq!(forged.status(), 401);
-    let unsigned = app
-        .http
-        .post(app.url("/api/instagram/webhook"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let unsigned = app.post_raw(WEBHOOK, &body, None).await;
     assert_eq!(unsigned.status(), 401);
-    settle().await;
-    assert_eq!(
-        app.count("SELECT count(*) FROM conversation_messages")
-            .await,
-        0
-    );
-    assert!(fake.seen().is_empty());
+    assert_nothing_stored_or_sent(&app, &fake).await;
     app.stop().await;
 }
 
@@ -162,13 +117,7 @@ async fn a_redelivered_instagram_message_is_stored_once_and_answered_once() {
     );
     replies_at_least(&fake, 1).await;
     post(&app, &body).await;
-    settle().await;
-    assert_eq!(fake.replies().len(), 1);
-    assert_eq!(
-        app.count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
-            .await,
-        1
-    );
+    assert_stored_once_answered_once(&app, &fake).await;
     app.stop().await;
 }
 

@@ -4,6 +4,7 @@
 mod cluster;
 mod fake_graph;
 mod fake_platforms;
+mod fake_server;
 mod faults;
 mod helpers;
 mod instagram_flow;

@@ -17,8 +17,8 @@
 //! Comment and mention notifications (`entry[].changes[]`) share the endpoint; they
 //! are not conversations and are ignored.
 
-use crate::channel::meta::json_i64;
-use crate::channel::{ParseError, ParsedWebhook};
+use crate::channel::json::{array, json_i64, str_at};
+use crate::channel::{ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -27,30 +27,9 @@ const OBJECT: &str = "instagram";
 
 /// Parses a whole webhook body: every `entry[]`, every `messaging[]` event.
 pub(super) fn parse_webhook(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
-    let root: Value = serde_json::from_slice(body)?;
-    let shape = |reason: String| ParseError::Shape {
-        channel: ChannelKind::Instagram,
-        reason,
-    };
-    match root.get("object") {
-        Some(Value::String(object)) if object == OBJECT => {}
-        Some(other) => {
-            let mut text = other.to_string();
-            if let Some((cut, _)) = text.char_indices().nth(64) {
-                text.truncate(cut);
-                text.push_str("...");
-            }
-            return Err(shape(format!("object is {text}, expected {OBJECT}")));
-        }
-        None => return Err(shape(format!("no object field, expected {OBJECT}"))),
-    }
-    let entries = root
-        .get("entry")
-        .and_then(Value::as_array)
-        .ok_or_else(|| shape("no entry array".into()))?;
-
+    let entries = meta::webhook_entries(body, ChannelKind::Instagram, OBJECT)?;
     let mut parsed = ParsedWebhook::default();
-    for entry in entries {
+    for entry in &entries {
         for change in array(entry, "changes") {
             let field = str_at(change, &["field"]).unwrap_or_default();
             tracing::debug!(field, "ignoring webhook change");
@@ -232,20 +211,6 @@ fn attachment_tag(kind: &str) -> String {
         "story_mention" => "[story mention]".to_owned(),
         other => format!("[{}]", other.replace('_', " ")),
     }
-}
-
-/// The string at `path`, if every step exists and the last is a string.
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
-}
-
-/// The array under `key`, or an empty slice when absent or not an array.
-fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

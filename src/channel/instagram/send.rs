@@ -1,14 +1,17 @@
 //! Replies and sender actions through `POST {api_base}/{ig_account_id}/messages`.
 
 use super::Instagram;
-use crate::channel::{SendError, meta, transport};
-use crate::config::Secret;
+use crate::channel::{SendError, meta};
 use crate::message::Conversation;
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// Codes the Instagram Send API uses for its own rate limits, on top of
-/// [`meta::RETRYABLE_CODES`]: 613, "calls to this API have exceeded the rate limit".
-const RETRYABLE_CODES: &[i64] = &[613];
+/// The Instagram Send API. On top of [`meta::RETRYABLE_CODES`] it retries its own rate
+/// limit: 613, "calls to this API have exceeded the rate limit".
+const SEND_API: meta::SendApi = meta::SendApi {
+    name: "Instagram API",
+    base_setting: "api_base",
+    retryable_codes: &[613],
+};
 
 impl Instagram {
     /// Sends one text part; returns the `message_id` Instagram gave it.
@@ -25,22 +28,15 @@ impl Instagram {
             "recipient": { "id": to.contact },
             "message": { "text": text },
         });
-        let response = self.post(token, &to.account, &body).await?;
-        let id = serde_json::from_slice::<Value>(&response)
-            .ok()
-            .and_then(|v| {
-                v.get("message_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .filter(|id| !id.is_empty());
-        // Instagram accepted the request, so the reply probably went out: retrying
-        // could send it twice, hence permanent.
-        id.ok_or_else(|| SendError::Permanent {
-            status: None,
-            code: None,
-            message: "send response holds no message_id".into(),
-        })
+        let base = &self.settings.api_base;
+        let response = SEND_API
+            .post(&self.http, base, &to.account, token, &body)
+            .await?;
+        meta::sent_id(
+            &response,
+            "/message_id",
+            "send response holds no message_id",
+        )
     }
 
     /// Marks the conversation seen, then shows "typing…" when enabled. Dry run: nothing.
@@ -54,84 +50,17 @@ impl Instagram {
         }
         for action in actions {
             let body = json!({ "recipient": { "id": to.contact }, "sender_action": action });
-            self.post(token, &to.account, &body).await?;
+            SEND_API
+                .post(
+                    &self.http,
+                    &self.settings.api_base,
+                    &to.account,
+                    token,
+                    &body,
+                )
+                .await?;
         }
         Ok(())
-    }
-
-    /// POSTs `body` to the account's messages endpoint; the 2xx body, or a classified
-    /// error.
-    async fn post(
-        &self,
-        token: &Secret,
-        account: &str,
-        body: &Value,
-    ) -> Result<bytes::Bytes, SendError> {
-        let url = self.messages_url(account)?;
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(token.expose())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport::transport_error(e, &[token]))?;
-        let status = response.status();
-        let retry_after = meta::retry_after(response.headers());
-        let bytes = response.bytes().await;
-        if status.is_success() {
-            return bytes.map_err(|e| SendError::Permanent {
-                // As for a missing id: the request was accepted, do not send it twice.
-                status: Some(status.as_u16()),
-                code: None,
-                message: format!(
-                    "response body unreadable after success: {}",
-                    transport::chain(&e.without_url())
-                ),
-            });
-        }
-        // An unreadable error body still has a status worth classifying.
-        let bytes = bytes.unwrap_or_default();
-        Err(classify(
-            meta::graph_error(status.as_u16(), &bytes, retry_after),
-            retry_after,
-        ))
-    }
-
-    /// `{api_base}/{account}/messages`, the account percent-encoded as one segment.
-    fn messages_url(&self, account: &str) -> Result<url::Url, SendError> {
-        let invalid = |reason: &str| SendError::Permanent {
-            status: None,
-            code: None,
-            message: format!("cannot build the Instagram API URL: {reason}"),
-        };
-        if account.is_empty() {
-            return Err(invalid("empty account"));
-        }
-        let mut url =
-            url::Url::parse(&self.settings.api_base).map_err(|e| invalid(&e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| invalid("api_base cannot have a path"))?
-            .pop_if_empty()
-            .extend([account, "messages"]);
-        Ok(url)
-    }
-}
-
-/// [`meta::graph_error`], plus Instagram's own rate-limit codes as retryable.
-fn classify(error: SendError, retry_after: Option<std::time::Duration>) -> SendError {
-    match error {
-        SendError::Permanent {
-            status,
-            code: Some(code),
-            message,
-        } if RETRYABLE_CODES.contains(&code) => SendError::Retryable {
-            status,
-            code: Some(code),
-            message,
-            retry_after,
-        },
-        other => other,
     }
 }
 
@@ -140,10 +69,13 @@ mod tests {
     use super::*;
     use crate::channel::Channel;
     use crate::channel::instagram::InstagramSettings;
-    use crate::channel::test_server::{Received, Reply, client, fixture, json_fixture, serve};
+    use crate::channel::test_server::{
+        Received, Reply, assert_dry_run, client, closed_port, fixture, json_fixture, one_request,
+        send_hello, serve, unreachable_error,
+    };
+    use crate::config::Secret;
     use crate::message::ChannelKind;
     use std::time::Duration;
-    use tokio::net::TcpListener;
 
     const TOKEN: &str = "test-instagram-token";
     const ACCOUNT: &str = "17841400000000001";
@@ -178,12 +110,8 @@ mod tests {
     }
 
     async fn send_with(reply: Reply) -> Result<String, SendError> {
-        let (base, server) = serve(vec![reply]).await;
-        let result = instagram(&base, Some(TOKEN), true)
-            .send_part(&customer(), "hello")
-            .await;
-        server.await.expect("server");
-        result
+        let api = |base: &str| instagram(base, Some(TOKEN), true);
+        send_hello(reply, api, &customer()).await.0
     }
 
     #[tokio::test]
@@ -205,7 +133,7 @@ mod tests {
                 .as_str()
                 .expect("id")
         );
-        let received = server.await.expect("server").remove(0);
+        let received = one_request(server).await;
         assert_post_to_messages(&received);
         assert_eq!(received.body, expected);
     }
@@ -297,24 +225,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_api_is_retryable_without_the_token() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        drop(listener);
-        let error = instagram(&base, Some(TOKEN), true)
-            .send_part(&customer(), "hello")
-            .await
-            .expect_err("unreachable");
-        assert!(
-            matches!(
-                error,
-                SendError::Retryable {
-                    status: None,
-                    code: None,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        let base = closed_port().await;
+        let error = unreachable_error(&instagram(&base, Some(TOKEN), true), &customer()).await;
         assert!(!format!("{error:?}").contains(TOKEN));
     }
 
@@ -358,34 +270,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_dry_run_logs_instead_of_sending() {
-        // Port 9 (discard) is never contacted: a request would fail the test.
         let channel = instagram("http://127.0.0.1:9", None, true);
         assert!(channel.dry_run());
-        let id = channel
-            .send_part(&customer(), "hello")
-            .await
-            .expect("dry run");
-        assert!(
-            id.starts_with("dry-run:") && id.len() > "dry-run:".len(),
-            "{id}"
-        );
-        channel
-            .mark_read_typing(&customer(), "mid.1")
-            .await
-            .expect("dry run");
+        assert_dry_run(&channel, &customer(), "mid.1").await;
     }
 
     #[test]
     fn the_messages_url_keeps_the_base_path_and_encodes_the_account() {
         let channel = instagram("https://graph.instagram.com", Some(TOKEN), true);
+        let messages_url =
+            |account: &str| SEND_API.messages_url(&channel.settings.api_base, account);
         assert_eq!(
-            channel.messages_url(ACCOUNT).expect("url").as_str(),
+            messages_url(ACCOUNT).expect("url").as_str(),
             format!("https://graph.instagram.com/v23.0/{ACCOUNT}/messages")
         );
         assert_eq!(
-            channel.messages_url("a/b").expect("url").as_str(),
+            messages_url("a/b").expect("url").as_str(),
             "https://graph.instagram.com/v23.0/a%2Fb/messages"
         );
-        assert!(channel.messages_url("").is_err());
+        assert!(messages_url("").is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! to answer. A message that lacks its ids is skipped with a log line; Telegram would
 //! otherwise redeliver it, and every later update behind it, for hours.
 
-use crate::channel::meta::json_i64;
+use crate::channel::json::{json_i64, str_at, tagged};
 use crate::channel::{ParseError, ParsedWebhook};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
@@ -305,19 +305,6 @@ fn coordinates(message: &Value, pointer: &str) -> String {
         (Some(lat), Some(lon)) => format!(" ({lat}, {lon})"),
         _ => String::new(),
     }
-}
-
-/// `tag` followed by ` rest` when there is a rest (a caption, a name).
-fn tagged(tag: &str, rest: Option<&str>) -> String {
-    match rest {
-        Some(rest) => format!("{tag} {rest}"),
-        None => tag.to_owned(),
-    }
-}
-
-/// The string at `path`, if every step exists and the last is a string.
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! anywhere else).
 
 use super::Telegram;
-use crate::channel::meta::{self, json_i64};
-use crate::channel::{SendError, transport};
+use crate::channel::json::json_i64;
+use crate::channel::{SendError, meta, transport};
 use crate::config::Secret;
 use crate::message::Conversation;
 use serde_json::{Value, json};
@@ -29,15 +29,10 @@ impl Telegram {
         let result = self.call(token, "sendMessage", &body).await?;
         // Telegram accepted the request, so the reply went out: retrying could send
         // it twice, hence permanent.
-        let id =
-            result
-                .get("message_id")
-                .and_then(json_i64)
-                .ok_or_else(|| SendError::Permanent {
-                    status: None,
-                    code: None,
-                    message: "sendMessage result holds no message_id".into(),
-                })?;
+        let id = result
+            .get("message_id")
+            .and_then(json_i64)
+            .ok_or_else(|| SendError::permanent("sendMessage result holds no message_id"))?;
         Ok(format!("{}:{}:{id}", self.bot, to.contact))
     }
 
@@ -95,11 +90,8 @@ impl Telegram {
 
     /// `{api_base}/bot{token}/{method}`. Errors never carry the URL.
     fn method_url(&self, token: &Secret, method: &str) -> Result<url::Url, SendError> {
-        let invalid = |reason: &str| SendError::Permanent {
-            status: None,
-            code: None,
-            message: format!("cannot build the Bot API URL: {reason}"),
-        };
+        let invalid =
+            |reason: &str| SendError::permanent(format!("cannot build the Bot API URL: {reason}"));
         let mut url = url::Url::parse(&self.settings.api_base)
             // url's parse errors name the problem, never the input.
             .map_err(|e| invalid(&e.to_string()))?;
@@ -153,20 +145,7 @@ pub(super) fn api_error(
     let retryable = [status, effective]
         .iter()
         .any(|s| *s == 429 || (500..600).contains(s));
-    if retryable {
-        SendError::Retryable {
-            status: Some(status),
-            code,
-            message,
-            retry_after,
-        }
-    } else {
-        SendError::Permanent {
-            status: Some(status),
-            code,
-            message,
-        }
-    }
+    SendError::classified(retryable, Some(status), code, message, retry_after)
 }
 
 #[cfg(test)]
@@ -174,9 +153,11 @@ mod tests {
     use super::*;
     use crate::channel::Channel;
     use crate::channel::telegram::TelegramSettings;
-    use crate::channel::test_server::{Received, Reply, client, fixture, json_fixture, serve};
+    use crate::channel::test_server::{
+        Received, Reply, assert_dry_run, client, closed_port, fixture, json_fixture, one_request,
+        send_hello, serve, unreachable_error,
+    };
     use crate::message::ChannelKind;
-    use tokio::net::TcpListener;
 
     const TOKEN: &str = "7000000001:AAFakeTokenForUnitTests_abc-XYZ";
     /// The part after the colon: the actual secret.
@@ -223,12 +204,8 @@ mod tests {
     }
 
     async fn send_with(reply: Reply) -> (Result<String, SendError>, Received) {
-        let (base, server) = serve(vec![reply]).await;
-        let result = telegram(&base, Some(TOKEN), true)
-            .send_part(&maria(), "hello")
-            .await;
-        let mut received = server.await.expect("server");
-        (result, received.remove(0))
+        let bot_api = |base: &str| telegram(base, Some(TOKEN), true);
+        send_hello(reply, bot_api, &maria()).await
     }
 
     #[tokio::test]
@@ -245,7 +222,7 @@ mod tests {
             .await
             .expect("sent");
         assert_eq!(id, "7000000001:123456789:55");
-        let received = server.await.expect("server").remove(0);
+        let received = one_request(server).await;
         assert_post(&received, "sendMessage");
         assert_eq!(received.body, expected);
     }
@@ -263,7 +240,7 @@ mod tests {
             .await
             .expect("sent");
         assert_eq!(id, "7000000001:-1001234567890:55");
-        let received = server.await.expect("server").remove(0);
+        let received = one_request(server).await;
         assert_eq!(received.body["chat_id"], json!(-1001234567890i64));
     }
 
@@ -381,25 +358,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_api_is_retryable_and_never_names_the_token() {
-        // Bind then drop a listener: nothing accepts on that port any more.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        drop(listener);
-        let error = telegram(&base, Some(TOKEN), true)
-            .send_part(&maria(), "hello")
-            .await
-            .expect_err("unreachable");
-        assert!(
-            matches!(
-                error,
-                SendError::Retryable {
-                    status: None,
-                    code: None,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        let base = closed_port().await;
+        let error = unreachable_error(&telegram(&base, Some(TOKEN), true), &maria()).await;
         assert_no_token(&error);
         assert!(!error.message().contains("sendMessage"), "{error:?}");
     }
@@ -418,12 +378,7 @@ mod tests {
     #[tokio::test]
     async fn the_reqwest_error_itself_would_have_leaked_the_token() {
         // Why the care above: reqwest prints the URL, and with it the token.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!(
-            "http://{}/bot{TOKEN}/sendMessage",
-            listener.local_addr().expect("addr")
-        );
-        drop(listener);
+        let url = format!("{}/bot{TOKEN}/sendMessage", closed_port().await);
         let error = client().post(&url).send().await.expect_err("refused");
         assert!(error.to_string().contains(TOKEN_SECRET), "{error}");
         let safe = transport::transport_error(error, &[&Secret::new(TOKEN)]);
@@ -442,7 +397,7 @@ mod tests {
             .mark_read_typing(&maria(), "7000000001:123456789:51")
             .await
             .expect("typing");
-        let received = server.await.expect("server").remove(0);
+        let received = one_request(server).await;
         assert_post(&received, "sendChatAction");
         assert_eq!(
             received.body,
@@ -460,12 +415,7 @@ mod tests {
             .expect("no typing");
         let dry = telegram(base, None, true);
         assert!(dry.dry_run());
-        dry.mark_read_typing(&maria(), "x").await.expect("dry run");
-        let id = dry.send_part(&maria(), "hello").await.expect("dry run");
-        assert!(
-            id.starts_with("dry-run:") && id.len() > "dry-run:".len(),
-            "{id}"
-        );
+        assert_dry_run(&dry, &maria(), "x").await;
     }
 
     #[test]

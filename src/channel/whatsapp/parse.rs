@@ -5,8 +5,8 @@
 //! Meta batches up to 1000 updates in one POST, and refusing the POST would make Meta
 //! redeliver, and refuse, all of them for days.
 
-use crate::channel::meta::json_i64;
-use crate::channel::{ParseError, ParsedWebhook};
+use crate::channel::json::{array, json_i64, str_at, tagged};
+use crate::channel::{ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -16,28 +16,9 @@ const OBJECT: &str = "whatsapp_business_account";
 /// Parses a whole webhook body: every `entry[]`, every `changes[]`, every
 /// `value.messages[]`, `value.statuses[]` and `value.errors[]`.
 pub(super) fn parse_webhook(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
-    let root: Value = serde_json::from_slice(body)?;
-    let shape = |reason: String| ParseError::Shape {
-        channel: ChannelKind::WhatsApp,
-        reason,
-    };
-    match root.get("object") {
-        Some(Value::String(object)) if object == OBJECT => {}
-        Some(other) => {
-            return Err(shape(format!(
-                "object is {}, expected {OBJECT}",
-                short(other)
-            )));
-        }
-        None => return Err(shape(format!("no object field, expected {OBJECT}"))),
-    }
-    let entries = root
-        .get("entry")
-        .and_then(Value::as_array)
-        .ok_or_else(|| shape("no entry array".into()))?;
-
+    let entries = meta::webhook_entries(body, ChannelKind::WhatsApp, OBJECT)?;
     let mut parsed = ParsedWebhook::default();
-    for entry in entries {
+    for entry in &entries {
         for change in array(entry, "changes") {
             parse_change(change, &mut parsed);
         }
@@ -343,50 +324,16 @@ fn order(message: &Value) -> String {
     )
 }
 
-/// `tag` followed by ` rest` when there is a rest (a caption, a body).
-fn tagged(tag: &str, rest: Option<&str>) -> String {
-    match rest {
-        Some(rest) => format!("{tag} {rest}"),
-        None => tag.to_owned(),
-    }
-}
-
-/// The string at `path`, if every step exists and the last is a string.
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
-}
-
-/// The array under `key`, or an empty slice when absent or not an array.
-fn array<'a>(value: &'a Value, key: &str) -> &'a [Value] {
-    value
-        .get(key)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-/// A JSON value cut short for an error message.
-fn short(value: &Value) -> String {
-    let text = value.to_string();
-    match text.char_indices().nth(64) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::channel::test_server;
 
     const ACCOUNT: &str = "123456789012345";
     const MARIA: &str = "15550002222";
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/whatsapp")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        test_server::fixture(&format!("whatsapp/{name}"))
     }
 
     fn parse(name: &str) -> ParsedWebhook {

@@ -2,9 +2,15 @@
 
 use super::WhatsApp;
 use crate::channel::{SendError, meta};
-use crate::config::Secret;
 use crate::message::Conversation;
-use serde_json::{Value, json};
+use serde_json::json;
+
+/// The Cloud API's Send API: Meta's Graph API.
+const GRAPH_API: meta::SendApi = meta::SendApi {
+    name: "Graph API",
+    base_setting: "graph_api_base",
+    retryable_codes: &[],
+};
 
 impl WhatsApp {
     /// Sends one text part; returns the wamid Meta gave it.
@@ -24,22 +30,15 @@ impl WhatsApp {
             "type": "text",
             "text": { "preview_url": false, "body": text },
         });
-        let response = self.post(token, &to.account, &body).await?;
-        let id = serde_json::from_slice::<Value>(&response)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/messages/0/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .filter(|id| !id.is_empty());
-        // Meta accepted the request, so the reply probably went out: retrying could
-        // send it twice, hence permanent.
-        id.ok_or_else(|| SendError::Permanent {
-            status: None,
-            code: None,
-            message: "send response holds no messages[0].id".into(),
-        })
+        let base = &self.settings.graph_api_base;
+        let response = GRAPH_API
+            .post(&self.http, base, &to.account, token, &body)
+            .await?;
+        meta::sent_id(
+            &response,
+            "/messages/0/id",
+            "send response holds no messages[0].id",
+        )
     }
 
     /// Marks `message_id` read, with the typing indicator when enabled. Dry run: nothing.
@@ -59,191 +58,42 @@ impl WhatsApp {
         if self.settings.typing_indicator {
             body["typing_indicator"] = json!({ "type": "text" });
         }
-        self.post(token, &to.account, &body).await.map(drop)
-    }
-
-    /// POSTs `body` to the account's messages endpoint; the 2xx body, or a classified error.
-    async fn post(
-        &self,
-        token: &Secret,
-        account: &str,
-        body: &Value,
-    ) -> Result<bytes::Bytes, SendError> {
-        let url = self.messages_url(account)?;
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(token.expose())
-            .json(body)
-            .send()
+        let base = &self.settings.graph_api_base;
+        GRAPH_API
+            .post(&self.http, base, &to.account, token, &body)
             .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let retry_after = meta::retry_after(response.headers());
-        let bytes = response.bytes().await;
-        if status.is_success() {
-            return bytes.map_err(|e| SendError::Permanent {
-                // As for a missing id: the request was accepted, do not send it twice.
-                status: Some(status.as_u16()),
-                code: None,
-                message: format!(
-                    "response body unreadable after success: {}",
-                    chain(&e.without_url())
-                ),
-            });
-        }
-        // An unreadable error body still has a status worth classifying.
-        let bytes = bytes.unwrap_or_default();
-        Err(meta::graph_error(status.as_u16(), &bytes, retry_after))
+            .map(drop)
     }
-
-    /// `{graph_api_base}/{account}/messages`, the account percent-encoded as one segment.
-    fn messages_url(&self, account: &str) -> Result<url::Url, SendError> {
-        let invalid = |reason: &str| SendError::Permanent {
-            status: None,
-            code: None,
-            message: format!("cannot build the Graph API URL: {reason}"),
-        };
-        if account.is_empty() {
-            return Err(invalid("empty account"));
-        }
-        let mut url =
-            url::Url::parse(&self.settings.graph_api_base).map_err(|e| invalid(&e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| invalid("graph_api_base cannot have a path"))?
-            .pop_if_empty()
-            .extend([account, "messages"]);
-        Ok(url)
-    }
-}
-
-/// No response: timeouts and connection failures are worth retrying; a request that
-/// could not even be built will not improve.
-fn transport_error(error: reqwest::Error) -> SendError {
-    let message = chain(&error);
-    if error.is_builder() {
-        SendError::Permanent {
-            status: None,
-            code: None,
-            message,
-        }
-    } else {
-        SendError::Retryable {
-            status: None,
-            code: None,
-            message,
-            retry_after: None,
-        }
-    }
-}
-
-/// An error and its sources, `a: b: c`, as reqwest puts the useful part in the sources.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::channel::Channel;
+    use crate::channel::test_server::{
+        Received, Reply, assert_dry_run, client, closed_port, fixture, json_fixture, one_request,
+        send_hello, serve, unreachable_error,
+    };
     use crate::channel::whatsapp::WhatsAppSettings;
+    use crate::config::Secret;
     use crate::message::ChannelKind;
-    use std::path::Path;
+    use serde_json::Value;
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
 
     const TOKEN: &str = "test-access-token";
     const WAMID: &str = "wamid.HBgLMTU1NTAwMDIyMjIVAgASGBQzRUIwQTFCMkMzRDRFNUY2MDAwNAA=";
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/whatsapp")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    /// The test server as a Graph API base (`.../v23.0`), answering one request.
+    async fn fake_graph(reply: Reply) -> (String, JoinHandle<Vec<Received>>) {
+        let (base, server) = serve(vec![reply]).await;
+        (format!("{base}/v23.0"), server)
     }
 
-    fn json_fixture(name: &str) -> Value {
-        serde_json::from_slice(&fixture(name)).expect("fixture is JSON")
-    }
-
-    /// What the fake Graph API received.
-    struct Received {
-        request_line: String,
-        headers: Vec<(String, String)>,
-        body: Value,
-    }
-
-    impl Received {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// A one-request HTTP/1.1 server answering `status`, `extra_headers` and `reply`.
-    async fn fake_graph(
-        status: &'static str,
-        extra_headers: &'static str,
-        reply: Vec<u8>,
-    ) -> (String, tokio::task::JoinHandle<Received>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}/v23.0", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut buffer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                let n = socket.read(&mut chunk).await.expect("read");
-                assert!(n > 0, "connection closed before the request head");
-                buffer.extend_from_slice(&chunk[..n]);
-                if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-            };
-            let head = String::from_utf8(buffer[..head_end].to_vec()).expect("utf-8 head");
-            let mut lines = head.split("\r\n");
-            let request_line = lines.next().expect("request line").to_owned();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .collect();
-            let length: usize = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.parse().ok())
-                .expect("content-length");
-            while buffer.len() < head_end + length {
-                let n = socket.read(&mut chunk).await.expect("read");
-                assert!(n > 0, "connection closed before the request body");
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            let body = serde_json::from_slice(&buffer[head_end..head_end + length])
-                .expect("JSON request body");
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 {extra_headers}connection: close\r\n\r\n",
-                reply.len()
-            );
-            socket.write_all(head.as_bytes()).await.expect("write head");
-            socket.write_all(&reply).await.expect("write body");
-            socket.shutdown().await.expect("shutdown");
-            Received {
-                request_line,
-                headers,
-                body,
-            }
-        });
-        (base, task)
+    /// Sends `hello` to Maria through a fake Graph API answering `reply`.
+    async fn send_with(reply: Reply) -> (Result<String, SendError>, Received) {
+        let graph = |base: &str| channel(&format!("{base}/v23.0"), Some(TOKEN), true);
+        send_hello(reply, graph, &maria()).await
     }
 
     fn settings(base: &str, token: Option<&str>, typing_indicator: bool) -> WhatsAppSettings {
@@ -257,21 +107,21 @@ mod tests {
     }
 
     fn channel(base: &str, token: Option<&str>, typing_indicator: bool) -> WhatsApp {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
-        WhatsApp::new(settings(base, token, typing_indicator), http)
+        WhatsApp::new(settings(base, token, typing_indicator), client())
     }
 
     fn maria() -> Conversation {
         Conversation::new(ChannelKind::WhatsApp, "123456789012345", "15550002222")
     }
 
+    /// Meta's answer to a read receipt: a success without a message id.
+    fn mark_read_response() -> Reply {
+        Reply::new("200 OK", fixture("whatsapp/mark_read_response.json"))
+    }
+
     /// The text fixture's request, with its body the one `send_part` is given.
     fn expected_send(text: &str) -> Value {
-        let mut expected = json_fixture("send_request_text.json");
+        let mut expected = json_fixture("whatsapp/send_request_text.json");
         expected["text"]["body"] = json!(text);
         expected
     }
@@ -294,8 +144,9 @@ mod tests {
 
     #[tokio::test]
     async fn send_part_posts_the_fixture_body_and_returns_the_wamid() {
-        let (base, server) = fake_graph("200 OK", "", fixture("send_response.json")).await;
-        let text = json_fixture("send_request_text.json")["text"]["body"]
+        let (base, server) =
+            fake_graph(Reply::new("200 OK", fixture("whatsapp/send_response.json"))).await;
+        let text = json_fixture("whatsapp/send_request_text.json")["text"]["body"]
             .as_str()
             .expect("body")
             .to_owned();
@@ -307,18 +158,22 @@ mod tests {
             id,
             "wamid.HBgLMTU1NTAwMDIyMjIVAgARGBI3QTFCMkMzRDRFNUY2MDExNDQA"
         );
-        let received = server.await.expect("server");
+        let received = one_request(server).await;
         assert_post_to_messages(&received);
-        assert_eq!(received.body, json_fixture("send_request_text.json"));
+        assert_eq!(
+            received.body,
+            json_fixture("whatsapp/send_request_text.json")
+        );
     }
 
     #[tokio::test]
     async fn a_closed_window_error_is_permanent_with_its_code() {
-        let (base, server) = fake_graph("400 Bad Request", "", fixture("error_131047.json")).await;
-        let error = channel(&base, Some(TOKEN), true)
-            .send_part(&maria(), "hello")
-            .await
-            .expect_err("refused");
+        let (result, received) = send_with(Reply::new(
+            "400 Bad Request",
+            fixture("whatsapp/error_131047.json"),
+        ))
+        .await;
+        let error = result.expect_err("refused");
         assert!(
             matches!(
                 error,
@@ -331,21 +186,18 @@ mod tests {
             "{error:?}"
         );
         assert!(!error.message().contains(TOKEN));
-        assert_eq!(server.await.expect("server").body, expected_send("hello"));
+        assert_eq!(received.body, expected_send("hello"));
     }
 
     #[tokio::test]
     async fn a_429_with_retry_after_is_retryable_after_that_delay() {
-        let (base, server) = fake_graph(
+        let mut reply = Reply::new(
             "429 Too Many Requests",
-            "retry-after: 2\r\n",
-            fixture("error_130429.json"),
-        )
-        .await;
-        let error = channel(&base, Some(TOKEN), true)
-            .send_part(&maria(), "hello")
-            .await
-            .expect_err("rate limited");
+            fixture("whatsapp/error_130429.json"),
+        );
+        reply.headers = "retry-after: 2\r\n";
+        let (result, _) = send_with(reply).await;
+        let error = result.expect_err("rate limited");
         match error {
             SendError::Retryable {
                 status,
@@ -359,97 +211,68 @@ mod tests {
             }
             other => panic!("expected retryable, got {other:?}"),
         }
-        server.await.expect("server");
     }
 
     #[tokio::test]
     async fn a_success_without_a_message_id_is_permanent() {
-        let (base, server) = fake_graph("200 OK", "", fixture("mark_read_response.json")).await;
-        let error = channel(&base, Some(TOKEN), true)
-            .send_part(&maria(), "hello")
-            .await
-            .expect_err("no id");
+        let (result, _) = send_with(mark_read_response()).await;
+        let error = result.expect_err("no id");
         assert!(matches!(error, SendError::Permanent { .. }), "{error:?}");
-        server.await.expect("server");
     }
 
     #[tokio::test]
     async fn an_unreachable_api_is_retryable_without_a_status() {
-        // Bind then drop a listener: nothing accepts on that port any more.
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}/v23.0", listener.local_addr().expect("addr"));
-        drop(listener);
-        let error = channel(&base, Some(TOKEN), true)
-            .send_part(&maria(), "hello")
-            .await
-            .expect_err("unreachable");
-        assert!(
-            matches!(
-                error,
-                SendError::Retryable {
-                    status: None,
-                    code: None,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        let base = format!("{}/v23.0", closed_port().await);
+        let error = unreachable_error(&channel(&base, Some(TOKEN), true), &maria()).await;
         assert!(!error.message().contains(TOKEN));
     }
 
     #[tokio::test]
     async fn mark_read_typing_posts_the_typing_fixture_body() {
-        let (base, server) = fake_graph("200 OK", "", fixture("mark_read_response.json")).await;
+        let (base, server) = fake_graph(mark_read_response()).await;
         channel(&base, Some(TOKEN), true)
             .mark_read_typing(&maria(), WAMID)
             .await
             .expect("marked");
-        let received = server.await.expect("server");
+        let received = one_request(server).await;
         assert_post_to_messages(&received);
-        assert_eq!(received.body, json_fixture("mark_read_typing_request.json"));
+        assert_eq!(
+            received.body,
+            json_fixture("whatsapp/mark_read_typing_request.json")
+        );
     }
 
     #[tokio::test]
     async fn mark_read_without_typing_posts_the_read_fixture_body() {
-        let (base, server) = fake_graph("200 OK", "", fixture("mark_read_response.json")).await;
+        let (base, server) = fake_graph(mark_read_response()).await;
         channel(&base, Some(TOKEN), false)
             .mark_read_typing(&maria(), WAMID)
             .await
             .expect("marked");
         assert_eq!(
-            server.await.expect("server").body,
-            json_fixture("mark_read_request.json")
+            one_request(server).await.body,
+            json_fixture("whatsapp/mark_read_request.json")
         );
     }
 
     #[tokio::test]
     async fn a_dry_run_logs_instead_of_sending() {
-        // Port 9 (discard) is never contacted: a request would fail the test.
         let whatsapp = channel("http://127.0.0.1:9/v23.0", None, true);
         assert!(whatsapp.dry_run());
-        let id = whatsapp
-            .send_part(&maria(), "hello")
-            .await
-            .expect("dry run");
-        assert!(
-            id.starts_with("dry-run:") && id.len() > "dry-run:".len(),
-            "{id}"
-        );
-        whatsapp
-            .mark_read_typing(&maria(), WAMID)
-            .await
-            .expect("dry run");
+        assert_dry_run(&whatsapp, &maria(), WAMID).await;
     }
 
     #[test]
     fn the_messages_url_keeps_the_base_path_and_encodes_the_account() {
         let whatsapp = channel("https://graph.facebook.com/v23.0/", Some(TOKEN), true);
-        let url = whatsapp.messages_url("123456789012345").expect("url");
+        let messages_url =
+            |account: &str| GRAPH_API.messages_url(&whatsapp.settings.graph_api_base, account);
+        let url = messages_url("123456789012345").expect("url");
         assert_eq!(
             url.as_str(),
             "https://graph.facebook.com/v23.0/123456789012345/messages"
         );
-        let url = whatsapp.messages_url("a/b?c").expect("url");
+        let url = messages_url("a/b?c").expect("url");
         assert_eq!(
             url.as_str(),
             "https://graph.facebook.com/v23.0/a%2Fb%3Fc/messages"
