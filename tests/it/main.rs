@@ -8,6 +8,7 @@ mod fake_server;
 mod faults;
 mod helpers;
 mod instagram_flow;
+mod operations;
 mod policy;
 mod process;
 mod redis_server;

@@ -1,0 +1,143 @@
+//! What an operator looks at: metrics, the admin page and its API, health.
+
+use crate::helpers::*;
+use lull::config::Secret;
+
+#[tokio::test]
+async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
+    let app = spawn_app().await;
+    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
+        .await;
+    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
+        .await;
+    replies_at_least(&app.graph, 1).await;
+    batch_with_status(&app, "sent").await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "lull_messages_stored_total{channel=\"whatsapp\"} 3\n",
+        "lull_messages_duplicate_total{channel=\"whatsapp\"} 3\n",
+        "lull_webhook_requests_total{channel=\"whatsapp\",status=\"200\"} 2\n",
+        "lull_batches_claimed_total 1\n",
+        "lull_claim_lag_seconds_count 1\n",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
+    }
+    wait_for("the sent counter", PATIENCE, || async {
+        let text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("lull_replies_sent_total{channel=\"whatsapp\"} 1\n")
+            .then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
+    let app = spawn_app_with(|c| c.batch_window_seconds = 30.0).await;
+    app.post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
+    let waiting: serde_json::Value = app
+        .http
+        .get(app.url("/admin/api/waiting"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting[0]["conversation"],
+        format!("whatsapp:{PHONE_ID}:{MARIA}")
+    );
+    assert_eq!(waiting[0]["collecting"], 1);
+    assert_eq!(waiting[0]["in_flight"], 0);
+    let page = app.http.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Waiting in Redis"));
+    let batches: serde_json::Value = app
+        .http
+        .get(app.url("/admin/api/batches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batches, serde_json::json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_admin_token_the_admin_pages_need_it() {
+    let app = spawn_app_with(|c| c.admin_token = Some(Secret::new("let-me-in"))).await;
+    let without = app
+        .http
+        .get(app.url("/admin/api/batches"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 401);
+    let wrong = app
+        .http
+        .get(app.url("/admin/api/batches"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let bearer = app
+        .http
+        .get(app.url("/admin/api/batches"))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+    let query = app
+        .http
+        .get(app.url("/admin?token=let-me-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_when_both_stores_are_up() {
+    let app = spawn_app().await;
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        serde_json::json!({"status": "ok", "postgres": "up", "redis": "up"})
+    );
+    let unknown = app.http.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    app.stop().await;
+}
