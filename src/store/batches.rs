@@ -28,12 +28,18 @@ pub struct NewBatch<'a> {
 }
 
 /// Where a batch stands, as the database knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BatchRecord {
     /// generating, sending, sent or failed.
     pub status: String,
     /// Send requests made so far (across crash resumes).
     pub attempts: i32,
+    /// The messages it answers (fixed once it is sending).
+    pub message_ids: Vec<i64>,
+    /// The committed reply, once sending.
+    pub reply_text: Option<String>,
+    /// Platform ids of the parts that went out.
+    pub platform_message_ids: Vec<String>,
 }
 
 /// A reply batch row, for the admin page and tests.
@@ -82,19 +88,19 @@ impl Store {
     /// A batch already sent or failed keeps its messages; its status tells the worker
     /// not to send again.
     pub async fn open_batch(&self, batch: &NewBatch<'_>) -> Result<BatchRecord, StoreError> {
-        let (status, attempts): (String, i32) = sqlx::query_as(
+        let record: BatchRecord = sqlx::query_as(
             "INSERT INTO reply_batches
                  (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO UPDATE SET
-                 message_ids = CASE WHEN reply_batches.status IN ('sent', 'failed')
+                 message_ids = CASE WHEN reply_batches.status IN ('sending', 'sent', 'failed')
                                     THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
                  claims = EXCLUDED.claims,
                  supersedes = EXCLUDED.supersedes,
                  due_at = EXCLUDED.due_at,
                  claimed_at = EXCLUDED.claimed_at,
                  updated_at = now()
-             RETURNING status, attempts",
+             RETURNING status, attempts, message_ids, reply_text, platform_message_ids",
         )
         .bind(batch.id)
         .bind(batch.conversation.channel.as_str())
@@ -108,7 +114,7 @@ impl Store {
         .bind(timestamp(batch.claimed_ms))
         .fetch_one(&self.pool)
         .await?;
-        Ok(BatchRecord { status, attempts })
+        Ok(record)
     }
 
     /// Makes the batch the answer of its messages, unless another batch already is,
@@ -150,6 +156,26 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(owned)
+    }
+
+    /// Some parts went out before the batch was handed back: a resume skips them.
+    pub async fn record_progress(
+        &self,
+        batch_id: &str,
+        attempts: u32,
+        platform_ids: &[String],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE reply_batches
+             SET attempts = attempts + $2, platform_message_ids = $3, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(attempts as i32)
+        .bind(platform_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The reply failed for good (or ran out of attempts).

@@ -7,6 +7,7 @@
 //! messages only where no other batch has, so even a batch rebuilt after Redis
 //! lost its data can never answer a message twice.
 
+mod deliver;
 mod finish;
 mod lease;
 mod send;
@@ -172,7 +173,33 @@ impl Worker {
         if record.status == "sent" || record.status == "failed" {
             tracing::info!(status = %record.status, "batch already finished before a crash; acknowledging");
             self.ack(&keys, &claim.token, &[]).await;
+            self.rebatch_unanswered(conversation, claim, &record.message_ids)
+                .await;
             return BatchOutcome::AlreadyAnswered;
+        }
+        if let (true, Some(text)) = (record.status == "sending", record.reply_text.clone()) {
+            // Crashed or handed back while sending: the text is committed and its
+            // messages are this batch's. Send the parts not yet recorded, as they are.
+            tracing::info!(
+                parts_sent = record.platform_message_ids.len(),
+                "resuming a reply that was being sent"
+            );
+            drop(lease);
+            let outcome = self
+                .deliver(
+                    conversation,
+                    &keys,
+                    claim,
+                    &channel,
+                    &text,
+                    record.platform_message_ids.clone(),
+                    hand_back,
+                    claimed_at,
+                )
+                .await;
+            self.rebatch_unanswered(conversation, claim, &record.message_ids)
+                .await;
+            return outcome;
         }
         tracing::info!(messages = ids.len(), claims = claim.claims, "batch claimed");
 
@@ -269,71 +296,18 @@ impl Worker {
             text
         };
 
-        // From here the database says this batch answers these messages: the send
-        // goes on even if the Redis lease is lost (a Redis that lost its data must
-        // not leave them unanswered).
-        let parts = channel.split(&text);
-        let metrics = self.metrics.clone();
-        let result = send_parts(
-            channel.as_ref(),
-            conversation,
-            &parts,
-            &self.settings.retry,
-            hand_back,
-            |error, wait| {
-                metrics.inc("lull_send_retries_total", &[]);
-                tracing::warn!(
-                    code = error.code(),
-                    error = error.message(),
-                    wait_ms = wait.as_millis() as u64,
-                    "send failed, retrying"
-                );
-            },
-        )
-        .await;
         drop(lease);
-        match result {
-            SendResult::Sent {
-                ids: platform_ids,
-                attempts,
-            } => {
-                self.finish(
-                    conversation,
-                    &keys,
-                    claim,
-                    &parts,
-                    platform_ids,
-                    attempts,
-                    claimed_at,
-                )
-                .await
-            }
-            SendResult::Failed {
-                ids: platform_ids,
-                attempts,
-                error,
-            } => {
-                tracing::error!(
-                    code = error.code(),
-                    error = error.message(),
-                    attempts,
-                    "reply failed"
-                );
-                self.fail(
-                    &keys,
-                    claim,
-                    &platform_ids,
-                    attempts,
-                    error.code(),
-                    error.message(),
-                )
-                .await
-            }
-            SendResult::Interrupted { .. } => {
-                self.give_back(&keys, &claim.token, BatchOutcome::HandedBack)
-                    .await
-            }
-        }
+        self.deliver(
+            conversation,
+            &keys,
+            claim,
+            &channel,
+            &text,
+            Vec::new(),
+            hand_back,
+            claimed_at,
+        )
+        .await
     }
 
     fn may_supersede(&self, claim: &Claim) -> bool {

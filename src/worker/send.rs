@@ -39,6 +39,8 @@ pub enum SendResult {
     },
     /// Shutdown came during a backoff wait.
     Interrupted {
+        /// Ids of the parts that did go out.
+        ids: Vec<String>,
         /// Requests made.
         attempts: u32,
     },
@@ -88,7 +90,7 @@ pub async fn send_parts(
                     on_retry(&error, wait);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.cancelled() => return SendResult::Interrupted { attempts },
+                        _ = stop.cancelled() => return SendResult::Interrupted { ids, attempts },
                     }
                 }
                 Err(error) => {

@@ -49,6 +49,8 @@ pub fn unique(prefix: &str) -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// Dropped with this value (false for a second instance's handle).
+    owned: bool,
 }
 
 impl TestDb {
@@ -59,12 +61,16 @@ impl TestDb {
         Self {
             url: format!("{base}/{name}"),
             name,
+            owned: true,
         }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs outside any runtime we can block on: use a thread of its own.
         let _ = std::thread::spawn(move || {
@@ -126,10 +132,30 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new();
     let graph = FakeGraph::start().await;
     let prefix = unique("test:") + ":";
+    start_app(db, graph, prefix, tweak).await
+}
+
+/// A second instance of `other`'s service: same database, Redis prefix and fake
+/// Graph API (the database stays until `other` is dropped).
+pub async fn spawn_app_sharing(other: &TestApp, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDb {
+        name: other.db.name.clone(),
+        url: other.db.url.clone(),
+        owned: false,
+    };
+    start_app(db, other.graph.clone(), other.prefix.clone(), tweak).await
+}
+
+async fn start_app(
+    db: TestDb,
+    graph: FakeGraph,
+    prefix: String,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = test_config(&db, &graph, &prefix);
     tweak(&mut config);
     let app = App::build(config).await.expect("app builds");
@@ -199,6 +225,12 @@ impl TestApp {
 
     /// Stops the service gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    /// Stops the service gracefully and waits for it, keeping its database (and
+    /// this handle) for a second instance.
+    pub async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -12,6 +12,7 @@ mod operations;
 mod policy;
 mod process;
 mod redis_server;
+mod resume;
 mod scripts;
 mod telegram_flow;
 mod whatsapp_flow;

@@ -1,0 +1,69 @@
+//! A reply that was being sent when its instance stopped is resumed elsewhere as the
+//! same text, without sending again the parts that went out.
+
+use crate::fake_graph::Answer;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_reply_handed_back_mid_send_is_resumed_without_resending_its_sent_parts() {
+    let mut first = spawn_app_with(|c| {
+        c.batch_window_seconds = 0.5;
+        // The second part's retry waits far longer than the drain time.
+        c.send_retry_base_ms = 20_000;
+        c.shutdown_drain_seconds = 0.3;
+    })
+    .await;
+    first.graph.script([
+        Answer::new(
+            200,
+            r#"{"messaging_product":"whatsapp","messages":[{"id":"wamid.part1"}]}"#,
+        ),
+        Answer::error(500, "<html>Internal Server Error</html>"),
+    ]);
+    // 25 quoted messages of 200 characters: a reply over 4096 characters, two parts.
+    let ts = now_secs();
+    for i in 0..25 {
+        let text = format!("{i:02} {}", "x".repeat(200));
+        let body = whatsapp_text(MARIA, &format!("wamid.long{i}"), ts, &text);
+        assert_eq!(first.post_whatsapp(&body).await.status(), 200);
+    }
+    wait_for("the second part's retry", PATIENCE, || async {
+        (first.metrics.counter("lull_send_retries_total", &[]) >= 1).then_some(())
+    })
+    .await;
+    first.shut_down().await;
+    // The stopped instance closed its pool: look with a store of our own.
+    let store = lull::store::Store::connect(&first.db.url, 1).await.unwrap();
+    let handed_back = store.recent_batches(1).await.unwrap().remove(0);
+    assert_eq!(handed_back.status, "sending");
+    assert_eq!(
+        handed_back.platform_message_ids,
+        ["wamid.part1"],
+        "the part sent is recorded"
+    );
+
+    let second = spawn_app_sharing(&first, |_| {}).await;
+    let sent = batch_with_status(&second, "sent").await;
+    assert_eq!(sent.id, handed_back.id, "resumed under the same batch id");
+    assert_eq!(sent.claims, 2);
+    assert_eq!(sent.platform_message_ids.len(), 2);
+    assert_eq!(sent.platform_message_ids[0], "wamid.part1");
+    assert_eq!(sent.message_ids.len(), 25);
+
+    let sends: Vec<String> = first
+        .graph
+        .replies()
+        .iter()
+        .map(|r| r.body["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sends.len(), 3, "part 1, part 2 refused, part 2 again");
+    assert_ne!(sends[0], sends[1]);
+    assert_eq!(
+        sends[1], sends[2],
+        "the resumed part is the committed text's"
+    );
+    let committed = sent.reply_text.unwrap();
+    assert!(committed.starts_with(&sends[0]) && committed.ends_with(&sends[2]));
+    assert!(committed.contains("“00 ") && committed.contains("“24 "));
+    second.stop().await;
+}
