@@ -3,12 +3,14 @@
 //! batch that was being sent is resumed (after a crash or a hand-back), so a
 //! resumed reply is the same text and a part that went out is not sent twice.
 
-use super::{BatchOutcome, Lease, SendResult, Worker, send_parts};
+use super::{BatchOutcome, Lease, SendResult, Worker, send_with_retries};
 use crate::batch::{AppendMode, Claim, ConversationKeys};
 use crate::channel::Channel;
+use crate::channel::SendError;
 use crate::message::Conversation;
 use crate::time::now_ms;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 impl Worker {
@@ -36,74 +38,98 @@ impl Worker {
         );
         let parts = channel.split(text);
         let skip = already_sent.len().min(parts.len());
-        let metrics = self.metrics.clone();
-        let result = send_parts(
-            channel.as_ref(),
-            conversation,
-            &parts[skip..],
-            &self.settings.retry,
-            hand_back,
-            |error, wait| {
-                metrics.inc("lull_send_retries_total", &[]);
-                tracing::warn!(
-                    code = error.code(),
-                    error = error.message(),
-                    wait_ms = wait.as_millis() as u64,
-                    "send failed, retrying"
-                );
-            },
-        )
-        .await;
-        drop(lease);
         let mut platform_ids = already_sent;
-        match result {
-            SendResult::Sent { ids, attempts } => {
-                platform_ids.extend(ids);
-                self.finish(
-                    conversation,
-                    keys,
-                    claim,
-                    &parts,
-                    platform_ids,
-                    attempts,
-                    claimed_at,
-                )
-                .await
-            }
-            SendResult::Failed {
-                ids,
-                attempts,
-                error,
-            } => {
-                platform_ids.extend(ids);
-                tracing::error!(
-                    code = error.code(),
-                    error = error.message(),
-                    attempts,
-                    "reply failed"
-                );
-                self.fail(
-                    keys,
-                    claim,
-                    &platform_ids,
-                    attempts,
-                    error.code(),
-                    error.message(),
-                )
-                .await
-            }
-            SendResult::Interrupted { ids, attempts } => {
-                platform_ids.extend(ids);
-                // Whoever resumes the batch skips the parts that went out.
-                if let Err(error) = self
-                    .store
-                    .record_progress(&claim.batch_id, attempts, &platform_ids)
-                    .await
-                {
-                    tracing::warn!(%error, "parts sent so far not recorded; a resumed batch sends them again");
+        // Requests made and not yet added to the batch's record.
+        let mut attempts = 0;
+        let metrics = self.metrics.clone();
+        let on_retry = |error: &SendError, wait: Duration| {
+            metrics.inc("lull_send_retries_total", &[]);
+            tracing::warn!(
+                code = error.code(),
+                error = error.message(),
+                wait_ms = wait.as_millis() as u64,
+                "send failed, retrying"
+            );
+        };
+        for (index, part) in parts.iter().enumerate().skip(skip) {
+            let retry = &self.settings.retry;
+            match send_with_retries(
+                channel.as_ref(),
+                conversation,
+                part,
+                retry,
+                hand_back,
+                on_retry,
+            )
+            .await
+            {
+                SendResult::Sent { id, attempts: made } => {
+                    attempts += made;
+                    platform_ids.push(id);
+                    // More parts to go: record this one, so a resume does not send it again.
+                    if index + 1 < parts.len()
+                        && self.record_progress(claim, attempts, &platform_ids).await
+                    {
+                        attempts = 0;
+                    }
                 }
-                self.give_back(keys, &claim.token, BatchOutcome::HandedBack)
-                    .await
+                SendResult::Failed {
+                    attempts: made,
+                    error,
+                } => {
+                    drop(lease);
+                    attempts += made;
+                    tracing::error!(
+                        code = error.code(),
+                        error = error.message(),
+                        attempts,
+                        "reply failed"
+                    );
+                    return self
+                        .fail(
+                            keys,
+                            claim,
+                            &platform_ids,
+                            attempts,
+                            error.code(),
+                            error.message(),
+                        )
+                        .await;
+                }
+                SendResult::Interrupted { attempts: made } => {
+                    drop(lease);
+                    self.record_progress(claim, attempts + made, &platform_ids)
+                        .await;
+                    return self
+                        .give_back(keys, &claim.token, BatchOutcome::HandedBack)
+                        .await;
+                }
+            }
+        }
+        drop(lease);
+        self.finish(
+            conversation,
+            keys,
+            claim,
+            &parts,
+            platform_ids,
+            attempts,
+            claimed_at,
+        )
+        .await
+    }
+
+    /// Records the parts sent so far; false (logged) when the database refused.
+    async fn record_progress(&self, claim: &Claim, attempts: u32, platform_ids: &[String]) -> bool {
+        match self
+            .store
+            .record_progress(&claim.batch_id, attempts, platform_ids)
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "parts sent so far not recorded; a resumed batch sends them again");
+                false
             }
         }
     }

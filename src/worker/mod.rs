@@ -13,7 +13,7 @@ mod lease;
 mod send;
 
 pub use lease::{Lease, LeaseState};
-pub use send::{RetryPolicy, SendResult, send_parts};
+pub use send::{RetryPolicy, SendResult, send_with_retries};
 
 use crate::batch::{Batcher, Claim, ConversationKeys};
 use crate::channel::Channel;

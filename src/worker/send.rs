@@ -1,4 +1,4 @@
-//! Sending a reply's parts with retries: exponential backoff with full jitter,
+//! Sending one part of a reply with retries: exponential backoff with full jitter,
 //! honouring Retry-After, while the lease heartbeat keeps the batch ours.
 
 use crate::channel::{Channel, SendError};
@@ -18,20 +18,18 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
 }
 
-/// How the sending of a reply ended.
+/// How the sending of one part ended.
 #[derive(Debug)]
 pub enum SendResult {
-    /// Every part went out.
+    /// The platform accepted it.
     Sent {
-        /// Platform ids, one per part.
-        ids: Vec<String>,
+        /// The platform's id for it.
+        id: String,
         /// Requests made.
         attempts: u32,
     },
     /// A permanent error, or retries ran out.
     Failed {
-        /// Ids of the parts that did go out.
-        ids: Vec<String>,
         /// Requests made.
         attempts: u32,
         /// The last error.
@@ -39,8 +37,6 @@ pub enum SendResult {
     },
     /// Shutdown came during a backoff wait.
     Interrupted {
-        /// Ids of the parts that did go out.
-        ids: Vec<String>,
         /// Requests made.
         attempts: u32,
     },
@@ -59,51 +55,36 @@ impl RetryPolicy {
     }
 }
 
-/// Sends every part in order; each part is retried on its own, so a retry never
-/// repeats a part that already went out.
-pub async fn send_parts(
+/// Sends one part, retrying retryable errors with backoff until the attempts run
+/// out or `stop` fires during a wait.
+pub async fn send_with_retries(
     channel: &dyn Channel,
     to: &Conversation,
-    parts: &[String],
+    part: &str,
     retry: &RetryPolicy,
     stop: &CancellationToken,
     on_retry: impl Fn(&SendError, Duration),
 ) -> SendResult {
-    let mut ids = Vec::with_capacity(parts.len());
     let mut attempts = 0;
-    for part in parts {
-        let mut tries = 0;
-        loop {
-            attempts += 1;
-            tries += 1;
-            match channel.send_part(to, part).await {
-                Ok(id) => {
-                    ids.push(id);
-                    break;
-                }
-                Err(error @ SendError::Retryable { .. }) if tries < retry.max_attempts => {
-                    let retry_after = match &error {
-                        SendError::Retryable { retry_after, .. } => *retry_after,
-                        SendError::Permanent { .. } => None,
-                    };
-                    let wait = retry.delay(tries - 1, retry_after);
-                    on_retry(&error, wait);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.cancelled() => return SendResult::Interrupted { ids, attempts },
-                    }
-                }
-                Err(error) => {
-                    return SendResult::Failed {
-                        ids,
-                        attempts,
-                        error,
-                    };
+    loop {
+        attempts += 1;
+        match channel.send_part(to, part).await {
+            Ok(id) => return SendResult::Sent { id, attempts },
+            Err(error @ SendError::Retryable { .. }) if attempts < retry.max_attempts => {
+                let retry_after = match &error {
+                    SendError::Retryable { retry_after, .. } => *retry_after,
+                    SendError::Permanent { .. } => None,
+                };
+                let wait = retry.delay(attempts - 1, retry_after);
+                on_retry(&error, wait);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return SendResult::Interrupted { attempts },
                 }
             }
+            Err(error) => return SendResult::Failed { attempts, error },
         }
     }
-    SendResult::Sent { ids, attempts }
 }
 
 #[cfg(test)]
