@@ -3,6 +3,7 @@
 use super::response::{self, Body};
 use super::routes::HttpState;
 use crate::channel::{Channel, HandshakeError, ParseError};
+use crate::ingest::IngestReport;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -85,20 +86,21 @@ pub async fn receive(
             }
         };
         let (statuses, skipped, count) = (parsed.statuses, parsed.skipped, parsed.messages.len());
+        let summary = |report: IngestReport| {
+            let body = serde_json::json!({
+                "stored": report.stored,
+                "duplicates": report.duplicates,
+                "statuses": statuses,
+                "skipped": skipped,
+            });
+            response::json(StatusCode::OK, &body)
+        };
         if count == 0 {
             tracing::debug!(statuses, skipped, "webhook without messages acknowledged");
-            return response::json(StatusCode::OK, &serde_json::json!({ "stored": 0, "duplicates": 0 }));
+            return summary(IngestReport::default());
         }
         match state.ingest.ingest(parsed.messages).await {
-            Ok(report) => response::json(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "stored": report.stored,
-                    "duplicates": report.duplicates,
-                    "statuses": statuses,
-                    "skipped": skipped,
-                }),
-            ),
+            Ok(report) => summary(report),
             Err(error) => {
                 tracing::error!(%error, messages = count, "messages not stored; asking the platform to retry");
                 response::error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
