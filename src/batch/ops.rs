@@ -182,16 +182,21 @@ pub(crate) fn hydrate_call(
     })
 }
 
+/// KEYS of claim.lua and requeue.lua: both move a batch between msgs and inflight.
+fn claim_keys(keys: &ConversationKeys) -> Vec<String> {
+    vec![
+        keys.agenda.clone(),
+        keys.msgs.clone(),
+        keys.inflight.clone(),
+        keys.lock.clone(),
+        keys.state.clone(),
+        keys.deadline.clone(),
+    ]
+}
+
 pub(crate) fn claim_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
     Call {
-        keys: vec![
-            keys.agenda.clone(),
-            keys.msgs.clone(),
-            keys.inflight.clone(),
-            keys.lock.clone(),
-            keys.state.clone(),
-            keys.deadline.clone(),
-        ],
+        keys: claim_keys(keys),
         args: vec![
             int(now),
             text(&keys.member),
@@ -222,14 +227,7 @@ pub(crate) fn requeue_call(
     mode: RequeueMode,
 ) -> Call {
     Call {
-        keys: vec![
-            keys.agenda.clone(),
-            keys.msgs.clone(),
-            keys.inflight.clone(),
-            keys.lock.clone(),
-            keys.state.clone(),
-            keys.deadline.clone(),
-        ],
+        keys: claim_keys(keys),
         args: vec![
             int(now),
             text(&keys.member),

@@ -86,36 +86,17 @@ async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
 #[tokio::test]
 async fn with_an_admin_token_the_admin_pages_need_it() {
     let app = spawn_app_with(|c| c.admin_token = Some(Secret::new("let-me-in"))).await;
-    let without = app
-        .http
-        .get(app.url("/admin/api/batches"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(without.status(), 401);
-    let wrong = app
-        .http
-        .get(app.url("/admin/api/batches"))
-        .bearer_auth("nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let bearer = app
-        .http
-        .get(app.url("/admin/api/batches"))
-        .bearer_auth("let-me-in")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bearer.status(), 200);
-    let query = app
-        .http
-        .get(app.url("/admin?token=let-me-in"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(query.status(), 200);
+    let status = |path: &str, bearer: Option<&str>| {
+        let mut request = app.http.get(app.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status("/admin/api/batches", None).await, 401);
+    assert_eq!(status("/admin/api/batches", Some("nope")).await, 401);
+    assert_eq!(status("/admin/api/batches", Some("let-me-in")).await, 200);
+    assert_eq!(status("/admin?token=let-me-in", None).await, 200);
     app.stop().await;
 }
 
