@@ -9,13 +9,16 @@ use crate::channel::Channel;
 use crate::channel::instagram::{Instagram, InstagramSettings};
 use crate::channel::telegram::{Telegram, TelegramSettings};
 use crate::channel::whatsapp::{WhatsApp, WhatsAppSettings};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ResponderKind};
 use crate::http::{HttpState, Routes};
 use crate::ingest::Ingest;
 use crate::message::ChannelKind;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
-use crate::responder::{BuiltinResponder, Responder};
+use crate::responder::{
+    AnthropicResponder, AnthropicSettings, BuiltinResponder, OpenAiResponder, OpenAiSettings,
+    Responder,
+};
 use crate::scanner::{Scanner, Wake};
 use crate::store::{Store, StoreError};
 use crate::worker::{RetryPolicy, Worker, WorkerSettings};
@@ -38,7 +41,7 @@ pub enum AppError {
     /// The Redis URL is unusable.
     #[error(transparent)]
     Batch(#[from] BatchError),
-    /// The HTTP client for platform APIs could not be built.
+    /// The HTTP client for platform or LLM APIs could not be built.
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -137,9 +140,7 @@ impl App {
         channels.insert(ChannelKind::WhatsApp, Arc::new(whatsapp));
         channels.insert(ChannelKind::Telegram, Arc::new(telegram));
         channels.insert(ChannelKind::Instagram, Arc::new(instagram));
-        let responder = Arc::new(BuiltinResponder::new(Duration::from_millis(
-            config.responder_delay_ms,
-        )));
+        let responder = responder(&config)?;
         Ok(Self {
             config,
             store,
@@ -299,6 +300,69 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The responder `RESPONDER` names. The LLM ones get an HTTP client of their own:
+/// a generation takes far longer than a platform API call (LLM_TIMEOUT_SECONDS, not
+/// SEND_TIMEOUT_SECONDS).
+fn responder(config: &Config) -> Result<Arc<dyn Responder>, AppError> {
+    let kind = config.responder;
+    // validate() has checked these; the errors only keep a bad Config from panicking.
+    let missing = |var: &'static str| ConfigError {
+        var,
+        reason: format!("must be set when RESPONDER is {}", kind.as_str()),
+    };
+    let http = || {
+        Ok::<_, AppError>(
+            reqwest::Client::builder()
+                .timeout(config.llm_timeout()?)
+                .build()?,
+        )
+    };
+    let base_url = config.llm_base_url().unwrap_or_default().to_owned();
+    let system_prompt = config.llm_system_prompt().to_owned();
+    let responder: Arc<dyn Responder> = match kind {
+        ResponderKind::Builtin => {
+            return Ok(Arc::new(BuiltinResponder::new(Duration::from_millis(
+                config.responder_delay_ms,
+            ))));
+        }
+        ResponderKind::OpenAi => Arc::new(OpenAiResponder::new(
+            OpenAiSettings {
+                base_url,
+                api_key: config.llm_api_key.clone(),
+                model: config
+                    .llm_model
+                    .clone()
+                    .ok_or_else(|| missing("LLM_MODEL"))?,
+                system_prompt,
+                max_tokens: config.llm_max_tokens,
+            },
+            http()?,
+        )),
+        ResponderKind::Anthropic => Arc::new(AnthropicResponder::new(
+            AnthropicSettings {
+                base_url,
+                api_key: config
+                    .llm_api_key
+                    .clone()
+                    .ok_or_else(|| missing("LLM_API_KEY"))?,
+                model: config
+                    .llm_model
+                    .clone()
+                    .ok_or_else(|| missing("LLM_MODEL"))?,
+                system_prompt,
+                max_tokens: config.llm_max_tokens,
+            },
+            http()?,
+        )),
+    };
+    tracing::info!(
+        responder = kind.as_str(),
+        model = config.llm_model.as_deref().unwrap_or_default(),
+        "replies are written by an LLM"
+    );
+    Ok(responder)
 }
 
 /// Says once at start what a channel does without its secrets, in one line: without

@@ -69,6 +69,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which responder writes the replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResponderKind {
+    /// A fixed acknowledgement quoting the burst; needs no API key.
+    Builtin,
+    /// Any OpenAI-compatible Chat Completions API (OpenAI, gateways, vLLM, Ollama...).
+    #[value(name = "openai")]
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl ResponderKind {
+    /// The name `RESPONDER` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponderKind::Builtin => "builtin",
+            ResponderKind::OpenAi => "openai",
+            ResponderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
 /// Every setting of the service.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -224,9 +247,33 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
 
+    /// Who writes the replies: the built-in acknowledgement, or an LLM.
+    #[arg(long, env = "RESPONDER", value_enum, default_value = "builtin")]
+    pub responder: ResponderKind,
     /// Simulated generation time of the built-in responder, ms (demos and tests).
     #[arg(long, env = "RESPONDER_DELAY_MS", default_value_t = 0)]
     pub responder_delay_ms: u64,
+    /// LLM API base URL [default: https://api.openai.com/v1 for openai,
+    /// https://api.anthropic.com for anthropic]; point it at a local server
+    /// (Ollama: http://localhost:11434/v1).
+    #[arg(long, env = "LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// LLM API key (required for anthropic; optional for openai, for local servers).
+    #[arg(long, env = "LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<Secret>,
+    /// LLM model name (required for openai and anthropic).
+    #[arg(long, env = "LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// System prompt of the LLM [default: a support assistant answering the whole
+    /// burst in one reply].
+    #[arg(long, env = "LLM_SYSTEM_PROMPT")]
+    pub llm_system_prompt: Option<String>,
+    /// Longest LLM reply, tokens.
+    #[arg(long, env = "LLM_MAX_TOKENS", default_value_t = 512)]
+    pub llm_max_tokens: u32,
+    /// Timeout of one LLM request, seconds.
+    #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value_t = 60.0)]
+    pub llm_timeout_seconds: f64,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
@@ -279,9 +326,19 @@ impl Config {
             &mut self.instagram_verify_token,
             &mut self.instagram_token,
             &mut self.admin_token,
+            &mut self.llm_api_key,
         ] {
             if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
                 *secret = None;
+            }
+        }
+        for value in [
+            &mut self.llm_base_url,
+            &mut self.llm_model,
+            &mut self.llm_system_prompt,
+        ] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
             }
         }
         self
@@ -380,6 +437,7 @@ impl Config {
                 });
             }
         }
+        self.validate_llm()?;
         if self.lock_ttl()? < Duration::from_millis(300) {
             return Err(ConfigError {
                 var: "LOCK_TTL_SECONDS",
@@ -389,6 +447,70 @@ impl Config {
         Ok(())
     }
 
+    /// The LLM settings, when an LLM responder is chosen (LLM_BASE_URL is checked
+    /// whenever it is set, so a typo shows before the responder is switched on).
+    fn validate_llm(&self) -> Result<(), ConfigError> {
+        self.llm_timeout()?;
+        positive("LLM_MAX_TOKENS", self.llm_max_tokens.into())?;
+        if let Some(base) = self.llm_base_url() {
+            let parsed = url::Url::parse(base).map_err(|e| ConfigError {
+                var: "LLM_BASE_URL",
+                reason: format!("not a URL: {e}"),
+            })?;
+            if !["http", "https"].contains(&parsed.scheme()) {
+                return Err(ConfigError {
+                    var: "LLM_BASE_URL",
+                    reason: "scheme must be http or https".into(),
+                });
+            }
+        }
+        if self.responder == ResponderKind::Builtin {
+            return Ok(());
+        }
+        let responder = self.responder.as_str();
+        if self
+            .llm_model
+            .as_deref()
+            .is_none_or(|m| m.trim().is_empty())
+        {
+            return Err(ConfigError {
+                var: "LLM_MODEL",
+                reason: format!("must be set when RESPONDER is {responder}"),
+            });
+        }
+        let no_key = self
+            .llm_api_key
+            .as_ref()
+            .is_none_or(|k| k.expose().is_empty());
+        if self.responder == ResponderKind::Anthropic && no_key {
+            return Err(ConfigError {
+                var: "LLM_API_KEY",
+                reason: format!("must be set when RESPONDER is {responder}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// LLM_BASE_URL, or the chosen responder's public API; `None` for the built-in
+    /// responder when it is unset.
+    pub fn llm_base_url(&self) -> Option<&str> {
+        match (&self.llm_base_url, self.responder) {
+            (Some(url), _) if !url.trim().is_empty() => Some(url),
+            (_, ResponderKind::OpenAi) => Some("https://api.openai.com/v1"),
+            (_, ResponderKind::Anthropic) => Some("https://api.anthropic.com"),
+            (_, ResponderKind::Builtin) => None,
+        }
+    }
+    /// LLM_SYSTEM_PROMPT, or the default support-assistant prompt.
+    pub fn llm_system_prompt(&self) -> &str {
+        self.llm_system_prompt
+            .as_deref()
+            .unwrap_or(crate::responder::DEFAULT_SYSTEM_PROMPT)
+    }
+    /// LLM_TIMEOUT_SECONDS.
+    pub fn llm_timeout(&self) -> Result<Duration, ConfigError> {
+        seconds("LLM_TIMEOUT_SECONDS", self.llm_timeout_seconds)
+    }
     /// BATCH_WINDOW_SECONDS.
     pub fn window(&self) -> Result<Duration, ConfigError> {
         seconds("BATCH_WINDOW_SECONDS", self.batch_window_seconds)
@@ -554,6 +676,104 @@ mod tests {
         assert!(c.instagram_verify_token.is_none());
         assert!(c.instagram_token.is_some());
         assert!(!format!("{c:?}").contains("ig-s3cret"));
+    }
+
+    #[test]
+    fn the_builtin_responder_is_the_default_and_needs_no_llm_settings() {
+        let c = parse(&[]);
+        assert_eq!(c.responder, ResponderKind::Builtin);
+        assert_eq!(c.llm_base_url(), None);
+        assert_eq!(c.llm_max_tokens, 512);
+        assert_eq!(c.llm_timeout().unwrap(), Duration::from_secs(60));
+        assert_eq!(
+            c.llm_system_prompt(),
+            crate::responder::DEFAULT_SYSTEM_PROMPT
+        );
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn an_llm_responder_without_a_model_is_refused_naming_llm_model() {
+        for responder in ["openai", "anthropic"] {
+            let error = parse(&["--responder", responder, "--llm-api-key", "k"])
+                .validate()
+                .unwrap_err();
+            assert_eq!(error.var, "LLM_MODEL", "{responder}");
+            assert!(error.to_string().contains("LLM_MODEL"), "{error}");
+        }
+        let blank = parse(&["--responder", "openai", "--llm-model", ""]).normalized();
+        assert_eq!(blank.validate().unwrap_err().var, "LLM_MODEL");
+    }
+
+    #[test]
+    fn anthropic_needs_a_key_and_openai_does_not() {
+        let error = parse(&["--responder", "anthropic", "--llm-model", "claude-x"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.var, "LLM_API_KEY");
+        let empty_key = parse(&[
+            "--responder",
+            "anthropic",
+            "--llm-model",
+            "claude-x",
+            "--llm-api-key",
+            "",
+        ])
+        .normalized();
+        assert_eq!(empty_key.validate().unwrap_err().var, "LLM_API_KEY");
+        assert!(
+            parse(&["--responder", "openai", "--llm-model", "llama3.2"])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_llm_base_url_defaults_by_responder() {
+        let openai = parse(&["--responder", "openai", "--llm-model", "m"]);
+        assert_eq!(openai.llm_base_url(), Some("https://api.openai.com/v1"));
+        let anthropic = parse(&["--responder", "anthropic", "--llm-model", "m"]);
+        assert_eq!(anthropic.llm_base_url(), Some("https://api.anthropic.com"));
+        let local = parse(&[
+            "--responder",
+            "openai",
+            "--llm-model",
+            "m",
+            "--llm-base-url",
+            "http://localhost:11434/v1",
+        ]);
+        assert_eq!(local.llm_base_url(), Some("http://localhost:11434/v1"));
+        let unset = parse(&["--responder", "openai", "--llm-base-url", ""]).normalized();
+        assert_eq!(unset.llm_base_url(), Some("https://api.openai.com/v1"));
+    }
+
+    #[test]
+    fn bad_llm_values_are_refused_naming_their_variable() {
+        let llm = ["--responder", "openai", "--llm-model", "m"];
+        for (extra, var) in [
+            (["--llm-base-url", "ftp://x"], "LLM_BASE_URL"),
+            (["--llm-base-url", "localhost:11434"], "LLM_BASE_URL"),
+            (["--llm-max-tokens", "0"], "LLM_MAX_TOKENS"),
+            (["--llm-timeout-seconds", "0"], "LLM_TIMEOUT_SECONDS"),
+        ] {
+            let args: Vec<&str> = llm.iter().chain(&extra).copied().collect();
+            assert_eq!(parse(&args).validate().unwrap_err().var, var, "{extra:?}");
+        }
+        let error = Cli::try_parse_from(["lull", "--responder", "gpt"]).unwrap_err();
+        assert!(error.to_string().contains("openai"), "{error}");
+    }
+
+    #[test]
+    fn the_llm_api_key_never_prints_and_empty_counts_as_unset() {
+        let c = parse(&["--llm-api-key", "sk-s3cret"]).normalized();
+        assert!(c.llm_api_key.is_some());
+        assert!(!format!("{c:?}").contains("sk-s3cret"));
+        assert!(
+            parse(&["--llm-api-key", ""])
+                .normalized()
+                .llm_api_key
+                .is_none()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! - [`batch`]: the Redis side: key layout and one typed wrapper per Lua script in `lua/`.
 //! - [`scanner`]: the claim loop: claims due conversations and runs [`worker`] on each.
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
-//! - [`responder`]: history + batch → reply text.
+//! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
 //! - [`app`]: builds all of the above from a [`config::Config`] and runs it until shutdown.
 

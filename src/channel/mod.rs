@@ -7,7 +7,7 @@ pub mod meta;
 pub mod telegram;
 #[cfg(test)]
 mod test_server;
-mod transport;
+pub(crate) mod transport;
 pub mod whatsapp;
 
 use crate::message::{ChannelKind, Conversation, InboundMessage};

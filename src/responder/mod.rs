@@ -1,8 +1,20 @@
 //! Turn a conversation's history and its new batch into one reply.
+//!
+//! `RESPONDER` picks one: [`BuiltinResponder`] (no API key, the default),
+//! [`OpenAiResponder`] (any OpenAI-compatible Chat Completions API) or
+//! [`AnthropicResponder`]. The two LLM responders share [`prompt`] (the context as
+//! chat turns) and `api` (one POST, its failures classified).
 
+mod anthropic;
+mod api;
 mod builtin;
+mod openai;
+pub mod prompt;
 
+pub use anthropic::{ANTHROPIC_VERSION, AnthropicResponder, AnthropicSettings};
 pub use builtin::BuiltinResponder;
+pub use openai::{OpenAiResponder, OpenAiSettings};
+pub use prompt::DEFAULT_SYSTEM_PROMPT;
 
 use crate::message::{Conversation, Entry};
 use async_trait::async_trait;

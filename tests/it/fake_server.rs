@@ -20,6 +20,8 @@ pub struct Seen {
     pub at: std::time::Instant,
     pub path: String,
     pub authorization: Option<String>,
+    /// Every header, for fakes that check more than `authorization`.
+    pub headers: hyper::HeaderMap,
     pub body: Value,
 }
 
@@ -145,8 +147,8 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path().to_owned();
-    let authorization = req
-        .headers()
+    let headers = req.headers().clone();
+    let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
@@ -161,6 +163,7 @@ async fn handle(
         at: std::time::Instant::now(),
         path,
         authorization,
+        headers,
         body,
     };
     let (scripted, n) = {

@@ -1,5 +1,6 @@
 //! lull's integration tests: real Redis, real PostgreSQL, real HTTP, local fakes of
-//! the Graph, Bot and Instagram APIs. One binary, so the crate links once.
+//! the Graph, Bot and Instagram APIs and of two LLM APIs. One binary, so the crate
+//! links once.
 
 mod cluster;
 mod fake_graph;
@@ -8,6 +9,7 @@ mod fake_server;
 mod faults;
 mod helpers;
 mod instagram_flow;
+mod llm;
 mod operations;
 mod policy;
 mod process;
