@@ -60,12 +60,15 @@ local function contains(key)
 end
 
 -- insert the entry where (ts, id) puts it; webhooks can arrive out of order, but
--- almost never do, so look at the tail first and walk back only when needed
+-- almost never do, so look at the tail first and walk back only when needed. An
+-- entry already there is left alone: a client that resends the call after a lost
+-- reply must not add the message twice.
 local function insert_ordered(key)
   local n = rcall('LLEN', key)
   for i = n - 1, 0, -1 do
     local raw = rcall('LINDEX', key, i)
     local e = cjson.decode(raw)
+    if e.id == id then return end
     if e.ts < ts or (e.ts == ts and e.id < id) then
       if i == n - 1 then
         rcall('RPUSH', key, entry)

@@ -9,23 +9,30 @@ can supersede its unsent reply.
 KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
 KEYS[2] conv:{channel}:{account}:{contact}:lock      STRING claim token
 KEYS[3] conv:{channel}:{account}:{contact}:msgs      LIST   messages collected since the claim
+KEYS[4] conv:{channel}:{account}:{contact}:inflight  LIST   the claimed batch
+KEYS[5] conv:{channel}:{account}:{contact}:state     HASH   batch id, start times, counters
 
 ARGV[1] now       unix ms
 ARGV[2] member    agenda member: {channel}:{account}:{contact}
 ARGV[3] token     the claim token
 ARGV[4] lease_ms  new lease, from now
+ARGV[5] ttl_ms    lifetime of the conversation's keys: the batch's own keys must
+                  outlive a long generation or a long send retry
 
 Reply: {status, pending}
   status 0 = lost (token does not match; nothing changed), 1 = extended
   pending = messages waiting in msgs
 ]]
 local rcall = redis.call
-local agenda, lock, msgs = KEYS[1], KEYS[2], KEYS[3]
+local agenda, lock, msgs, inflight, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, member, token, lease = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
 
 if rcall('GET', lock) ~= token then
   return {0, rcall('LLEN', msgs)}
 end
 rcall('PEXPIRE', lock, lease)
+rcall('PEXPIRE', inflight, ttl)
+rcall('PEXPIRE', state, ttl)
 rcall('ZADD', agenda, now + lease, member)
 return {1, rcall('LLEN', msgs)}

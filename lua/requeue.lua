@@ -1,13 +1,15 @@
 --[[
 requeue.lua: give a claimed batch back without answering it.
 
-Guarantees: only the holder of the matching token acts. The in-flight messages
-rejoin the collecting batch in platform order (timestamp, then id), the lock is
-released and the batch keeps its id, so nothing is lost and the next claim answers
-everything at once. Two uses:
-  mode 0, hand back (shutdown): due at once, for any instance to claim;
-  mode 1, supersede (new messages arrived during generation): due at the new
-          messages' deadline, never past the first message + max wait.
+Guarantees: only the holder of the matching token acts; the lock is released and
+the batch keeps its id, so nothing is lost. Two uses:
+  mode 0, hand back (shutdown): the batch stays in flight as it is and is due at
+          once, for any instance to resume; messages collected meanwhile keep their
+          own window (claim.lua merges them only once they are due);
+  mode 1, supersede (new messages arrived during generation): the in-flight
+          messages rejoin the collecting batch in platform order (timestamp, then
+          id), due at the new messages' deadline, never past the first message +
+          max wait, so the next claim answers everything at once.
 
 KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON
@@ -36,6 +38,12 @@ if rcall('GET', lock) ~= token then
   return {0, 0}
 end
 
+if mode == 0 then
+  rcall('DEL', lock)
+  rcall('ZADD', agenda, now, member)
+  return {1, now}
+end
+
 local all = {}
 for _, key in ipairs({inflight, msgs}) do
   for _, raw in ipairs(rcall('LRANGE', key, 0, -1)) do
@@ -58,12 +66,9 @@ if newer and newer < started then started = newer end
 rcall('HSET', state, 'started', started)
 rcall('HDEL', state, 'inflight_started')
 
-local due = now
-if mode == 1 then
-  rcall('HINCRBY', state, 'supersedes', 1)
-  due = tonumber(rcall('GET', deadline_key)) or now
-  if started + max_wait < due then due = started + max_wait end
-end
+rcall('HINCRBY', state, 'supersedes', 1)
+local due = tonumber(rcall('GET', deadline_key)) or now
+if started + max_wait < due then due = started + max_wait end
 rcall('SET', deadline_key, due, 'PX', ttl)
 rcall('PEXPIRE', msgs, ttl)
 rcall('PEXPIRE', state, ttl)

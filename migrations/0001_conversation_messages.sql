@@ -7,7 +7,8 @@ CREATE TABLE reply_batches (
     account_id           TEXT NOT NULL,
     contact_id           TEXT NOT NULL,
     status               TEXT NOT NULL DEFAULT 'generating'
-                         CHECK (status IN ('generating', 'sending', 'sent', 'failed')),
+                         -- dropped: every message was answered by another batch
+                         CHECK (status IN ('generating', 'sending', 'sent', 'failed', 'dropped')),
     message_ids          BIGINT[] NOT NULL,         -- inbound rows answered, platform order
     reply_text           TEXT,
     attempts             INTEGER NOT NULL DEFAULT 0, -- send requests made

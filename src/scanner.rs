@@ -120,7 +120,20 @@ impl Scanner {
                     continue;
                 };
                 let token = format!("{:032x}", rand::rng().random::<u128>());
-                match self.batcher.claim(&member, &token, now_ms()).await? {
+                let outcome = match self.batcher.claim(&member, &token, now_ms()).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        // One broken conversation (a key of the wrong type left by
+                        // someone else, a reply that does not decode) must not stall
+                        // the others: push it back a while and go on. If Redis itself
+                        // is down the push fails too, and the pass ends.
+                        tracing::error!(%member, %error, "claim failed; conversation retried later");
+                        let later = now_ms() + self.batcher.policy().lease.as_millis() as i64;
+                        self.batcher.postpone(shard, &member, later).await?;
+                        continue;
+                    }
+                };
+                match outcome {
                     ClaimOutcome::Claimed(claim) => {
                         let (worker, wake, hand_back) =
                             (self.worker.clone(), self.wake.clone(), hand_back.clone());
@@ -169,11 +182,17 @@ impl Scanner {
             "claim loop started"
         );
         while !stop.is_cancelled() {
-            match self.claim_once(&hand_back).await {
-                Ok(_) => self.redis.ok(),
-                Err(error) => self.redis.failed(&error),
-            }
-            let wake = self.next_wake().await;
+            let wake = match self.claim_once(&hand_back).await {
+                Ok(_) => {
+                    self.redis.ok();
+                    self.next_wake().await
+                }
+                Err(error) => {
+                    self.redis.failed(&error);
+                    // Not before the interval: a failing Redis is not hammered.
+                    now_ms() + self.interval.as_millis() as i64
+                }
+            };
             self.wake.sleep_until(wake, &stop).await;
         }
         tracing::info!("claim loop stopped claiming; waiting for batches in flight");

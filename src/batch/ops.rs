@@ -209,12 +209,19 @@ pub(crate) fn claim_call(keys: &ConversationKeys, policy: &Policy, now: i64, tok
 
 pub(crate) fn extend_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
     Call {
-        keys: vec![keys.agenda.clone(), keys.lock.clone(), keys.msgs.clone()],
+        keys: vec![
+            keys.agenda.clone(),
+            keys.lock.clone(),
+            keys.msgs.clone(),
+            keys.inflight.clone(),
+            keys.state.clone(),
+        ],
         args: vec![
             int(now),
             text(&keys.member),
             text(token),
             int(ms(policy.lease)),
+            int(ms(policy.ttl)),
         ],
     }
 }

@@ -216,6 +216,22 @@ impl Batcher {
         Ok(())
     }
 
+    /// Moves a member's agenda score to `at_ms` (only if it is on the agenda).
+    pub async fn postpone(&self, shard: u16, member: &str, at_ms: i64) -> Result<(), BatchError> {
+        self.pool
+            .next()
+            .zadd::<(), _, _>(
+                self.keys.agenda(shard),
+                Some(fred::types::SetOptions::XX),
+                None,
+                false,
+                false,
+                (at_ms as f64, member),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The earliest score on one shard's agenda.
     pub async fn next_due(&self, shard: u16) -> Result<Option<i64>, BatchError> {
         let first: Vec<(String, f64)> = self

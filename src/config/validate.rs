@@ -169,6 +169,14 @@ impl Config {
                 reason: "must be at least 0.3 (heartbeats run at a third of it)".into(),
             });
         }
+        if self.cache_ttl()? <= self.max_wait()? + self.lock_ttl()? {
+            // A collecting batch lives up to max wait, then a lease: its keys must
+            // outlive both, or its messages would expire before they are claimed.
+            return Err(ConfigError {
+                var: "CACHE_TTL_HOURS",
+                reason: "must be longer than BATCH_MAX_WAIT_SECONDS + LOCK_TTL_SECONDS".into(),
+            });
+        }
         Ok(())
     }
 
@@ -300,6 +308,14 @@ mod tests {
         let mut argv = vec!["lull"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).expect("parses").config
+    }
+
+    #[test]
+    fn a_cache_ttl_shorter_than_a_batch_can_live_is_refused() {
+        let error = parse(&["--cache-ttl-hours=0.01", "--batch-max-wait-seconds=120"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(error.var, "CACHE_TTL_HOURS");
     }
 
     #[test]

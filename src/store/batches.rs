@@ -93,7 +93,7 @@ impl Store {
                  (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO UPDATE SET
-                 message_ids = CASE WHEN reply_batches.status IN ('sending', 'sent', 'failed')
+                 message_ids = CASE WHEN reply_batches.status IN ('sending', 'sent', 'failed', 'dropped')
                                     THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
                  claims = EXCLUDED.claims,
                  supersedes = EXCLUDED.supersedes,
@@ -117,9 +117,11 @@ impl Store {
         Ok(record)
     }
 
-    /// Makes the batch the answer of its messages, unless another batch already is,
-    /// and marks it sending with its text. Returns the ids it owns: an empty list
-    /// means every message was answered elsewhere and nothing must be sent.
+    /// Makes the batch the answer of its messages, unless another batch already is.
+    /// Only when it owns them all is it marked `sending` with its text: a text that
+    /// quotes a message answered elsewhere must never be resumed. Owning some, it
+    /// keeps `generating` with those (the caller generates again); owning none, it
+    /// is `dropped`. Returns the ids it owns, in the batch's order.
     pub async fn begin_sending(
         &self,
         batch_id: &str,
@@ -143,15 +145,23 @@ impl Store {
             .copied()
             .filter(|id| owned.contains(id))
             .collect();
+        let status = match owned.len() {
+            0 => "dropped",
+            n if n == message_ids.len() => "sending",
+            _ => "generating",
+        };
         sqlx::query(
             "UPDATE reply_batches
-             SET status = 'sending', reply_text = $2, message_ids = $3,
-                 generated_at = now(), updated_at = now()
+             SET status = $4, message_ids = $3,
+                 reply_text = CASE WHEN $4 = 'sending' THEN $2 ELSE reply_text END,
+                 generated_at = CASE WHEN $4 = 'sending' THEN now() ELSE generated_at END,
+                 updated_at = now()
              WHERE id = $1",
         )
         .bind(batch_id)
         .bind(reply_text)
         .bind(&owned)
+        .bind(status)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -178,7 +188,8 @@ impl Store {
         Ok(())
     }
 
-    /// The reply failed for good (or ran out of attempts).
+    /// The reply failed for good (or ran out of attempts); its messages will not be
+    /// batched again.
     pub async fn mark_failed(
         &self,
         batch_id: &str,
@@ -187,11 +198,18 @@ impl Store {
         code: Option<i64>,
         message: &str,
     ) -> Result<(), StoreError> {
+        // Its messages count as handled: without this the reconciler would batch
+        // them again forever (the same refusal each time), and every later message
+        // of the conversation would fail along with them.
         sqlx::query(
-            "UPDATE reply_batches
-             SET status = 'failed', attempts = attempts + $2, platform_message_ids = $3,
-                 error_code = $4, error_message = $5, updated_at = now()
-             WHERE id = $1",
+            "WITH failed AS (
+                 UPDATE reply_batches
+                 SET status = 'failed', attempts = attempts + $2, platform_message_ids = $3,
+                     error_code = $4, error_message = $5, updated_at = now()
+                 WHERE id = $1
+                 RETURNING message_ids)
+             UPDATE conversation_messages SET batch_id = $1
+             WHERE id IN (SELECT unnest(message_ids) FROM failed) AND batch_id IS NULL",
         )
         .bind(batch_id)
         .bind(attempts as i32)

@@ -5,7 +5,8 @@
 //! `batch_id` says which reply answered it, and is set only when that reply is about
 //! to be sent, in the same statement that checks nobody else answered it.
 //! `reply_batches` records each reply: its messages, text, status
-//! (generating → sending → sent | failed), attempts, platform ids, error, timings.
+//! (generating → sending → sent | failed; dropped when another batch answered all its
+//! messages), attempts, platform ids, error, timings.
 
 mod batches;
 mod messages;

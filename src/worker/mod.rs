@@ -28,6 +28,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// Claims of one batch (resumes, supersedes, outages) before a responder outage
+/// fails it for good.
+pub const MAX_CLAIMS: i64 = 10;
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -170,7 +174,7 @@ impl Worker {
                 return BatchOutcome::Retry;
             }
         };
-        if record.status == "sent" || record.status == "failed" {
+        if matches!(record.status.as_str(), "sent" | "failed" | "dropped") {
             tracing::info!(status = %record.status, "batch already finished before a crash; acknowledging");
             self.ack(&keys, &claim.token, &[]).await;
             self.rebatch_unanswered(conversation, claim, &record.message_ids)
@@ -216,12 +220,7 @@ impl Worker {
         };
         let text = match reply {
             Ok(text) => text,
-            Err(error) => {
-                tracing::error!(%error, "no reply generated");
-                return self
-                    .fail(&keys, claim, &[], 0, None, &error.to_string())
-                    .await;
-            }
+            Err(error) => return self.not_generated(&keys, claim, error).await,
         };
 
         // Last look before the reply becomes visible: new messages supersede it.
@@ -276,20 +275,21 @@ impl Worker {
                 .await
             {
                 Ok(text) => text,
-                Err(error) => {
-                    tracing::error!(%error, "no reply generated");
-                    return self
-                        .fail(&keys, claim, &[], 0, None, &error.to_string())
-                        .await;
-                }
+                Err(error) => return self.not_generated(&keys, claim, error).await,
             };
-            if let Err(error) = self
+            match self
                 .store
                 .begin_sending(&claim.batch_id, &owned, &text)
                 .await
             {
-                tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
-                return BatchOutcome::Retry;
+                Ok(again) if again.len() == owned.len() => {}
+                // Answered elsewhere once more: the lease runs out and the next
+                // claim starts over from what the database says.
+                Ok(_) => return BatchOutcome::Retry,
+                Err(error) => {
+                    tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
+                    return BatchOutcome::Retry;
+                }
             }
             text
         } else {
@@ -308,6 +308,24 @@ impl Worker {
             claimed_at,
         )
         .await
+    }
+
+    /// The responder gave up. Unavailable (an outage): leave the batch in flight, so
+    /// it is claimed again when its lease runs out, up to [`MAX_CLAIMS`] times.
+    /// Refused, or still unavailable after that: the batch fails for good.
+    async fn not_generated(
+        &self,
+        keys: &ConversationKeys,
+        claim: &Claim,
+        error: ResponderError,
+    ) -> BatchOutcome {
+        if matches!(error, ResponderError::Unavailable(_)) && claim.claims < MAX_CLAIMS {
+            tracing::warn!(%error, claims = claim.claims, "responder unavailable; batch tried again when its lease runs out");
+            return BatchOutcome::Retry;
+        }
+        tracing::error!(%error, "no reply generated");
+        self.fail(keys, claim, &[], 0, None, &error.to_string())
+            .await
     }
 
     fn may_supersede(&self, claim: &Claim) -> bool {
@@ -370,7 +388,15 @@ impl Worker {
                 .unwrap_or_default(),
         };
         let in_batch: HashSet<i64> = claim.entries.iter().map(|e| e.id).collect();
-        history.retain(|e| !in_batch.contains(&e.id));
+        // Messages that arrived after this batch's (a higher database id: ids follow
+        // arrival) wait for the next batch, e.g. when a resumed batch leaves them in
+        // their window: not this reply's to answer, so not in its context. A late
+        // message answered now keeps the earlier exchange, which arrived before it.
+        let newest = claim.entries.iter().map(|e| e.id).max().unwrap_or(i64::MAX);
+        history.retain(|e| {
+            let waiting = e.dir == Direction::Inbound && e.id > newest;
+            !in_batch.contains(&e.id) && !waiting
+        });
         ReplyContext {
             conversation: conversation.clone(),
             history,

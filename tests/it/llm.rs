@@ -392,3 +392,42 @@ async fn a_message_during_generation_cancels_it_and_one_reply_answers_both() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_message_is_not_batched_again_and_the_next_one_is_answered_alone() {
+    let llm = FakeApi::openai().await;
+    llm.script([Answer::error(
+        400,
+        r#"{"error":{"message":"Content policy.","type":"invalid_request_error"}}"#,
+    )]);
+    let app = spawn_app_with(|c| {
+        use_llm(c, ResponderKind::OpenAi, &llm);
+        // The reconciler looks often and at young messages: it must leave this one be.
+        c.reconcile_interval_seconds = 0.2;
+        c.reconcile_min_age_seconds = 0.1;
+    })
+    .await;
+    let refused = whatsapp_text(MARIA, "wamid.llm-refused", now_secs() - 60, "POISON");
+    app.post_whatsapp(&refused).await;
+    batch_with_status(&app, "failed").await;
+    // Several reconcile passes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        llm.seen().len(),
+        1,
+        "the refused message is not generated again"
+    );
+
+    let next = whatsapp_text(MARIA, "wamid.llm-next", now_secs(), "hello again");
+    app.post_whatsapp(&next).await;
+    replies_at_least(&app.graph, 1).await;
+    let requests = llm.seen();
+    assert_eq!(requests.len(), 2);
+    let turns = requests[1].body["messages"].as_array().unwrap();
+    let last = turns.last().unwrap()["content"].as_str().unwrap();
+    assert!(last.contains("hello again"), "{last}");
+    // The refused message may show as context, but it is not this batch's.
+    let sent = batch_with_status(&app, "sent").await;
+    assert_eq!(sent.message_ids.len(), 1);
+    app.stop().await;
+}

@@ -15,6 +15,7 @@ mod policy;
 mod process;
 mod redis_server;
 mod resume;
+mod scanner;
 mod scripts;
 mod telegram_flow;
 mod whatsapp_flow;

@@ -336,3 +336,17 @@ async fn history_keeps_only_the_newest_history_limit_entries() {
     assert_eq!(snapshot.history, all[all.len() - HISTORY_LIMIT..]);
     assert_eq!(snapshot.msgs, all, "the batch itself is never trimmed");
 }
+
+#[tokio::test]
+async fn the_same_append_run_twice_adds_the_message_once() {
+    let rig = Rig::new().await;
+    let (e1, e2) = (msg(1, T0), msg(2, T0 + 100));
+    rig.append(&e1, T0).await;
+    rig.append(&e2, T0 + 100).await;
+    // A client resending the call after its reply was lost.
+    let again = rig.append(&e2, T0 + 150).await;
+    assert_eq!(again.batch_len, 2);
+    let snapshot = rig.snapshot().await;
+    assert_eq!(snapshot.msgs, vec![e1.clone(), e2.clone()]);
+    assert_eq!(snapshot.history, vec![e1, e2]);
+}

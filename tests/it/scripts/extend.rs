@@ -10,7 +10,9 @@ async fn extending_with_the_claim_token_renews_the_lease_and_counts_pending_mess
     rig.append(&e1, T0).await;
     rig.claimed("tok-1", T0 + WINDOW).await;
     rig.append(&e2, T0 + 1_500).await;
-    // Most of the lease is gone, so the renewal shows.
+    // The batch's own keys are close to expiring, and most of the lease is gone,
+    // so the renewals show.
+    rig.pin_ttls().await;
     let _: i64 = rig
         .redis()
         .pexpire(&rig.keys.lock, 700, None)
@@ -33,7 +35,10 @@ async fn extending_with_the_claim_token_renews_the_lease_and_counts_pending_mess
             ..before
         }
     );
-    assert_fresh("lock", rig.ttls().await.lock, LEASE, 1_000);
+    let ttls = rig.ttls().await;
+    assert_fresh("lock", ttls.lock, LEASE, 1_000);
+    assert_fresh("inflight", ttls.inflight, TTL, 1_000);
+    assert_fresh("state", ttls.state, TTL, 1_000);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use super::*;
 use lull::batch::RequeueMode::{HandBack, Supersede};
 
 #[tokio::test]
-async fn handing_back_merges_the_batch_into_msgs_in_order_and_is_due_at_once() {
+async fn handing_back_leaves_the_batch_in_flight_due_at_once_and_newer_messages_wait() {
     let rig = Rig::new().await;
     let (e1, e2) = (msg(1, T0), msg(2, T0 + 200));
     // Sent between e1 and e2, delivered after the claim.
@@ -13,7 +13,6 @@ async fn handing_back_merges_the_batch_into_msgs_in_order_and_is_due_at_once() {
     rig.append(&e2, T0 + 200).await;
     rig.claimed("tok-1", T0 + 1_200).await;
     rig.append(&late, T0 + 1_300).await;
-    rig.pin_ttls().await;
     let now = T0 + 1_400;
     let due = rig
         .batcher
@@ -25,28 +24,28 @@ async fn handing_back_merges_the_batch_into_msgs_in_order_and_is_due_at_once() {
         rig.snapshot().await,
         Snapshot {
             history: vec![e1.clone(), late.clone(), e2.clone()],
-            msgs: vec![e1.clone(), late.clone(), e2.clone()],
-            deadline: Some(now),
-            state: state(&[("batch", &"tok-1"), ("claims", &1), ("started", &T0)]),
+            msgs: vec![late.clone()],
+            inflight: vec![e1.clone(), e2.clone()],
+            deadline: Some(T0 + 1_300 + WINDOW),
+            state: state(&[
+                ("batch", &"tok-1"),
+                ("claims", &1),
+                ("inflight_started", &T0),
+                ("started", &(T0 + 1_300)),
+            ]),
             score: Some(now),
             ..Snapshot::default()
         }
     );
-    let ttls = rig.ttls().await;
-    for (name, pttl) in [
-        ("msgs", ttls.msgs),
-        ("deadline", ttls.deadline),
-        ("state", ttls.state),
-    ] {
-        assert_fresh(name, pttl, TTL, 5_000);
-    }
 
-    // The next claim answers everything under the same batch id.
+    // The next claim resumes the same batch at once; the late message, still in
+    // its window, is left for the batch after it.
     let claim = rig.claimed("tok-2", now).await;
     assert_eq!(claim.batch_id, "tok-1");
     assert_eq!(claim.claims, 2);
     assert_eq!(claim.started_ms, T0);
-    assert_eq!(claim.entries, vec![e1, late, e2]);
+    assert_eq!(claim.entries, vec![e1, e2]);
+    assert_eq!(rig.snapshot().await.msgs, vec![late]);
 }
 
 #[tokio::test]
