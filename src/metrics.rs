@@ -68,6 +68,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Send attempts retried after a retryable error.",
     ),
     (
+        "lull_batches_restored_total",
+        "counter",
+        "Replies being sent when Redis lost its data, put back to be resumed.",
+    ),
+    (
         "lull_messages_reconciled_total",
         "counter",
         "Stored messages Redis had lost, batched again.",

@@ -9,6 +9,7 @@ use crate::batch::{AppendMode, Batcher};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Unanswered};
+use crate::time::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +68,50 @@ impl Reconciler {
             self.metrics
                 .add("lull_messages_reconciled_total", &[], rebatched as u64);
         }
-        Ok(rebatched)
+        Ok(rebatched + self.restore_sending().await?)
+    }
+
+    /// Replies that were being sent when Redis lost its data: their messages belong
+    /// to them in PostgreSQL (so the pass above skips them), but nothing in Redis
+    /// would resume them. Put each back in flight; restore.lua leaves alone any that
+    /// Redis still tracks (a live worker, a batch waiting for its claim).
+    async fn restore_sending(&self) -> Result<usize, StoreError> {
+        let mut restored = 0;
+        for stale in self.store.stale_sending(self.min_age, PAGE).await? {
+            let span = tracing::info_span!(
+                "reconcile",
+                channel = stale.conversation.channel.as_str(),
+                conversation = %stale.conversation,
+                batch_id = %stale.batch_id,
+            );
+            match self
+                .batcher
+                .restore(
+                    &stale.conversation,
+                    &stale.batch_id,
+                    stale.started_ms,
+                    &stale.entries,
+                    now_ms(),
+                )
+                .await
+            {
+                Ok(true) => {
+                    restored += 1;
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            "reply that was being sent when Redis lost it put back to be resumed"
+                        )
+                    });
+                }
+                Ok(false) => {}
+                Err(_) => break,
+            }
+        }
+        if restored > 0 {
+            self.metrics
+                .add("lull_batches_restored_total", &[], restored as u64);
+        }
+        Ok(restored)
     }
 
     /// Appends each message in reconcile mode; `None` when Redis is down (the next

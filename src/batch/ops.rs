@@ -277,6 +277,35 @@ pub(crate) fn ack_call(
     })
 }
 
+pub(crate) fn restore_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: i64,
+    batch_id: &str,
+    started_ms: i64,
+    entries: &[Entry],
+) -> Result<Call, BatchError> {
+    let mut args = vec![
+        int(now),
+        text(&keys.member),
+        text(batch_id),
+        int(started_ms),
+        int(ms(policy.ttl)),
+    ];
+    for entry in entries {
+        args.push(text(serde_json::to_string(entry)?));
+    }
+    Ok(Call {
+        keys: vec![
+            keys.agenda.clone(),
+            keys.inflight.clone(),
+            keys.lock.clone(),
+            keys.state.clone(),
+        ],
+        args,
+    })
+}
+
 fn bad(script: &'static str, detail: impl Into<String>) -> BatchError {
     BatchError::Reply {
         script,
@@ -433,7 +462,12 @@ mod tests {
         );
         assert_arity(
             &scripts.ack,
-            &ack_call(&keys, &p, 1, "t", &[e]).unwrap(),
+            &ack_call(&keys, &p, 1, "t", std::slice::from_ref(&e)).unwrap(),
+            true,
+        );
+        assert_arity(
+            &scripts.restore,
+            &restore_call(&keys, &p, 1, "b", 1, &[e]).unwrap(),
             true,
         );
     }

@@ -191,6 +191,27 @@ impl Batcher {
         ops::decode_ack(self.run(&self.scripts.ack, call).await?)
     }
 
+    /// restore.lua: puts a batch PostgreSQL holds as sending back in flight, unless
+    /// Redis still tracks a batch for the conversation; true when restored.
+    pub async fn restore(
+        &self,
+        conversation: &Conversation,
+        batch_id: &str,
+        started_ms: i64,
+        entries: &[Entry],
+        now: i64,
+    ) -> Result<bool, BatchError> {
+        let keys = self.keys.conversation(conversation);
+        let call = ops::restore_call(&keys, &self.policy, now, batch_id, started_ms, entries)?;
+        let reply: Value = self
+            .scripts
+            .restore
+            .script
+            .evalsha_with_reload(self.pool.next(), call.keys, call.args)
+            .await?;
+        Ok(reply.as_i64() == Some(1))
+    }
+
     /// Members of one shard's agenda due by `now`, earliest first.
     pub async fn due(&self, shard: u16, now: i64, limit: i64) -> Result<Vec<String>, BatchError> {
         let members: Vec<String> = self

@@ -35,6 +35,8 @@ pub struct Scripts {
     pub requeue: LuaScript,
     /// ack.lua
     pub ack: LuaScript,
+    /// restore.lua
+    pub restore: LuaScript,
 }
 
 fn load(name: &'static str) -> LuaScript {
@@ -61,11 +63,12 @@ impl Scripts {
             extend: load("extend.lua"),
             requeue: load("requeue.lua"),
             ack: load("ack.lua"),
+            restore: load("restore.lua"),
         }
     }
 
     /// All scripts, for SCRIPT LOAD at start.
-    pub fn all(&self) -> [&LuaScript; 6] {
+    pub fn all(&self) -> [&LuaScript; 7] {
         [
             &self.append,
             &self.hydrate,
@@ -73,6 +76,7 @@ impl Scripts {
             &self.extend,
             &self.requeue,
             &self.ack,
+            &self.restore,
         ]
     }
 }

@@ -1,8 +1,9 @@
 //! Queries on `reply_batches`, and the one that makes a message answered.
 
 use super::{Store, StoreError, timestamp};
-use crate::message::Conversation;
+use crate::message::{ChannelKind, Conversation, Entry};
 use chrono::{DateTime, Utc};
+use std::time::Duration;
 
 /// A claimed batch, as the worker records it.
 #[derive(Debug, Clone)]
@@ -40,6 +41,29 @@ pub struct BatchRecord {
     pub reply_text: Option<String>,
     /// Platform ids of the parts that went out.
     pub platform_message_ids: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StaleRow {
+    id: String,
+    channel: String,
+    account_id: String,
+    contact_id: String,
+    first_message_at: Option<DateTime<Utc>>,
+    message_ids: Vec<i64>,
+}
+
+/// A batch PostgreSQL holds as `sending`, with what Redis needs to resume it.
+#[derive(Debug, Clone)]
+pub struct StaleSending {
+    /// Batch id.
+    pub batch_id: String,
+    /// Its conversation.
+    pub conversation: Conversation,
+    /// Unix ms of its first message.
+    pub started_ms: i64,
+    /// Its messages, platform order.
+    pub entries: Vec<Entry>,
 }
 
 /// A reply batch row, for the admin page and tests.
@@ -219,6 +243,49 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Batches left `sending` for longer than `min_age`: normally a live worker in a
+    /// long retry, or a handed-back batch waiting for its claim; after Redis lost its
+    /// data, a reply nobody will resume unless it is put back (the reconciler asks
+    /// Redis which is which).
+    pub async fn stale_sending(
+        &self,
+        min_age: Duration,
+        limit: i64,
+    ) -> Result<Vec<StaleSending>, StoreError> {
+        let rows: Vec<StaleRow> = sqlx::query_as(
+            "SELECT id, channel, account_id, contact_id, first_message_at, message_ids
+             FROM reply_batches
+             WHERE status = 'sending' AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at
+             LIMIT $2",
+        )
+        .bind(min_age.as_secs_f64())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stale = Vec::with_capacity(rows.len());
+        for row in rows {
+            let StaleRow {
+                id,
+                channel,
+                account_id: account,
+                contact_id: contact,
+                first_message_at: first,
+                message_ids,
+            } = row;
+            let Some(channel) = ChannelKind::parse(&channel) else {
+                continue;
+            };
+            stale.push(StaleSending {
+                batch_id: id,
+                conversation: Conversation::new(channel, account, contact),
+                started_ms: first.map_or(0, |t| t.timestamp_millis()),
+                entries: self.entries(&message_ids).await?,
+            });
+        }
+        Ok(stale)
     }
 
     /// The batch, by id.

@@ -178,6 +178,19 @@ impl Store {
         Ok(entries)
     }
 
+    /// The messages with these ids, in platform order.
+    pub async fn entries(&self, ids: &[i64]) -> Result<Vec<Entry>, StoreError> {
+        let rows: Vec<EntryRow> = sqlx::query_as(
+            "SELECT id, platform_timestamp, direction, message_type, external_message_id, text
+             FROM conversation_messages WHERE id = ANY($1)
+             ORDER BY platform_timestamp, id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Entry::from).collect())
+    }
+
     /// Answerable inbound messages with no reply, received more than `min_age` ago,
     /// with an id above `after_id` (keyset pages), oldest id first.
     pub async fn unanswered(

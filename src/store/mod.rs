@@ -11,7 +11,7 @@
 mod batches;
 mod messages;
 
-pub use batches::{BatchRecord, BatchRow, NewBatch};
+pub use batches::{BatchRecord, BatchRow, NewBatch, StaleSending};
 pub use messages::Unanswered;
 
 use sqlx::migrate::MigrateDatabase;

@@ -67,3 +67,79 @@ async fn a_reply_handed_back_mid_send_is_resumed_without_resending_its_sent_part
     assert!(committed.contains("“00 ") && committed.contains("“24 "));
     second.stop().await;
 }
+
+#[tokio::test]
+async fn a_reply_being_sent_when_redis_lost_its_data_is_put_back_and_resumed() {
+    let mut first = spawn_app_with(|c| {
+        c.send_retry_base_ms = 20_000;
+        c.shutdown_drain_seconds = 0.3;
+    })
+    .await;
+    first
+        .graph
+        .script([Answer::error(500, "<html>Internal Server Error</html>")]);
+    first
+        .post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
+    wait_for("the send's retry", PATIENCE, || async {
+        (first.metrics.counter("lull_send_retries_total", &[]) >= 1).then_some(())
+    })
+    .await;
+    first.shut_down().await;
+
+    // Redis restarts without persistence: everything of the conversation is gone,
+    // while PostgreSQL holds the batch as sending and its message as answered by it.
+    let keys = first
+        .batcher
+        .keys()
+        .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
+    let redis = lull::batch::Batcher::connect(
+        &redis_url(),
+        1,
+        std::time::Duration::from_secs(2),
+        &first.prefix,
+        1,
+        first.batcher.policy().clone(),
+    )
+    .await
+    .unwrap();
+    let gone: i64 = fred::interfaces::KeysInterface::del(
+        redis.pool().next(),
+        vec![
+            keys.history.clone(),
+            keys.msgs.clone(),
+            keys.inflight.clone(),
+            keys.deadline.clone(),
+            keys.lock.clone(),
+            keys.state.clone(),
+            keys.agenda.clone(),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(gone >= 3, "the in-flight batch was in Redis");
+
+    let second = spawn_app_sharing(&first, |c| {
+        c.reconcile_interval_seconds = 0.2;
+        c.reconcile_min_age_seconds = 0.1;
+    })
+    .await;
+    let sent = batch_with_status(&second, "sent").await;
+    assert_eq!(sent.message_ids.len(), 1);
+    assert_eq!(
+        second.metrics.counter("lull_batches_restored_total", &[]),
+        1
+    );
+    let sends = first.graph.replies();
+    assert_eq!(sends.len(), 2, "the refused send, then the resumed one");
+    assert_eq!(
+        sends[0].body["text"], sends[1].body["text"],
+        "the committed text"
+    );
+    assert_eq!(
+        second.count("SELECT count(*) FROM reply_batches").await,
+        1,
+        "no second batch for the same message"
+    );
+    second.stop().await;
+}
