@@ -66,6 +66,7 @@ impl Ingest {
             .collect();
         let stored = self.store.insert_inbound(&rows).await?;
         let mut report = IngestReport::default();
+        let mut redis_failed = false;
         for ((message, _), entry) in rows.iter().zip(stored) {
             let channel = message.conversation.channel.as_str();
             let span = tracing::info_span!(
@@ -91,14 +92,19 @@ impl Ingest {
                     "message stored"
                 )
             });
+            if redis_failed {
+                // One timeout per request is enough: the platform must get its answer
+                // well within its own timeout, and the reconciler batches the rest.
+                continue;
+            }
             let mode = AppendMode::for_kind(message.kind, &policy);
-            if self
+            match self
                 .batch(&message.conversation, &entry, mode, false)
                 .instrument(span)
                 .await
-                .is_ok()
             {
-                report.batched += 1;
+                Ok(_) => report.batched += 1,
+                Err(_) => redis_failed = true,
             }
         }
         Ok(report)

@@ -36,7 +36,10 @@ pub async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(error) => {
+                        // Out of file descriptors, usually: give connections time to
+                        // close instead of spinning on the error.
                         tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
