@@ -191,6 +191,17 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// GETs `path` and returns the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// GETs `path` and returns the body as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get_text(path).await).unwrap()
+    }
+
     /// POSTs a body to the WhatsApp webhook, signed with the fixtures' secret.
     pub async fn post_whatsapp(&self, body: &[u8]) -> reqwest::Response {
         self.post_signed("/api/whatsapp/webhook", body).await

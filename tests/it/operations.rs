@@ -12,15 +12,7 @@ async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
         .await;
     replies_at_least(&app.graph, 1).await;
     batch_with_status(&app, "sent").await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     for line in [
         "lull_messages_stored_total{channel=\"whatsapp\"} 3\n",
         "lull_messages_duplicate_total{channel=\"whatsapp\"} 3\n",
@@ -31,15 +23,7 @@ async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
         assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
     }
     wait_for("the sent counter", PATIENCE, || async {
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.get_text("/metrics").await;
         text.contains("lull_replies_sent_total{channel=\"whatsapp\"} 1\n")
             .then_some(())
     })
@@ -52,15 +36,7 @@ async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
     let app = spawn_app_with(|c| c.batch_window_seconds = 30.0).await;
     app.post_whatsapp(&fixture("whatsapp/text_single.json"))
         .await;
-    let waiting: serde_json::Value = app
-        .http
-        .get(app.url("/admin/api/waiting"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let waiting = app.get_json("/admin/api/waiting").await;
     assert_eq!(
         waiting[0]["conversation"],
         format!("whatsapp:{PHONE_ID}:{MARIA}")
@@ -70,15 +46,7 @@ async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
     let page = app.http.get(app.url("/admin")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Waiting in Redis"));
-    let batches: serde_json::Value = app
-        .http
-        .get(app.url("/admin/api/batches"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batches = app.get_json("/admin/api/batches").await;
     assert_eq!(batches, serde_json::json!([]));
     app.stop().await;
 }
@@ -105,15 +73,7 @@ async fn health_and_readiness_answer_when_both_stores_are_up() {
     let app = spawn_app().await;
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.get_json("/readyz").await;
     assert_eq!(
         ready,
         serde_json::json!({"status": "ok", "postgres": "up", "redis": "up"})
