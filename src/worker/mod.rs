@@ -270,10 +270,14 @@ impl Worker {
             );
             let mut own = claim.clone();
             own.entries.retain(|e| owned.contains(&e.id));
-            let text = match self
-                .generate(&self.context(conversation, &keys, &own).await)
-                .await
-            {
+            let context = self.context(conversation, &keys, &own).await;
+            let reply = tokio::select! {
+                reply = self.generate(&context) => reply,
+                _ = hand_back.cancelled() => {
+                    return self.give_back(&keys, &claim.token, BatchOutcome::HandedBack).await;
+                }
+            };
+            let text = match reply {
                 Ok(text) => text,
                 Err(error) => return self.not_generated(&keys, claim, error).await,
             };
