@@ -22,20 +22,13 @@ use common::{Bench, PHONE_ID, post, row, signed_text, wait_until};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
     if !common::invoked_by_cargo_bench("claim_lag") {
         return;
     }
-    let conversations = setting("CLAIM_LAG_CONVERSATIONS", 500);
-    let spread = Duration::from_millis(setting("CLAIM_LAG_SPREAD_MS", 3000));
+    let conversations = common::setting("CLAIM_LAG_CONVERSATIONS", 500);
+    let spread = Duration::from_millis(common::setting("CLAIM_LAG_SPREAD_MS", 3000));
     let bench = Bench::new();
     let graph = common::fake_graph().await;
     let mut config = bench.config(&graph);

@@ -29,21 +29,14 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
     if !common::invoked_by_cargo_bench("ingest") {
         return;
     }
-    let messages = setting("INGEST_MESSAGES", 20_000);
-    let conversations = setting("INGEST_CONVERSATIONS", 2_000).max(1);
-    let in_flight = setting("INGEST_IN_FLIGHT", 64).max(1);
+    let messages = common::setting("INGEST_MESSAGES", 20_000);
+    let conversations = common::setting("INGEST_CONVERSATIONS", 2_000).max(1);
+    let in_flight = common::setting("INGEST_IN_FLIGHT", 64).max(1);
     let bench = Bench::new();
     let graph = common::fake_graph().await;
     let mut config = bench.config(&graph);

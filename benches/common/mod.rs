@@ -121,6 +121,14 @@ impl Bench {
     }
 }
 
+/// A numeric setting of a benchmark from the environment, or its default.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// False when the binary was not started by `cargo bench` (e.g. by
 /// `cargo test --all-targets`, which runs `harness = false` benches as tests):
 /// the benchmark then only says how to run it.

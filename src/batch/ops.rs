@@ -131,6 +131,14 @@ fn text(s: impl Into<String>) -> Value {
     Value::String(s.into().into())
 }
 
+/// Appends entries as JSON arguments (the variadic `ARGV[n..]` of a script).
+fn push_entries(args: &mut Vec<Value>, entries: &[Entry]) -> Result<(), BatchError> {
+    for entry in entries {
+        args.push(text(serde_json::to_string(entry)?));
+    }
+    Ok(())
+}
+
 pub(crate) fn append_call(
     keys: &ConversationKeys,
     policy: &Policy,
@@ -173,9 +181,7 @@ pub(crate) fn hydrate_call(
     rows: &[Entry],
 ) -> Result<Call, BatchError> {
     let mut args = vec![int(ms(policy.ttl)), int(policy.history_limit.into())];
-    for row in rows {
-        args.push(text(serde_json::to_string(row)?));
-    }
+    push_entries(&mut args, rows)?;
     Ok(Call {
         keys: vec![keys.history.clone()],
         args,
@@ -260,9 +266,7 @@ pub(crate) fn ack_call(
         int(policy.history_limit.into()),
         int(ms(policy.ttl)),
     ];
-    for entry in reply {
-        args.push(text(serde_json::to_string(entry)?));
-    }
+    push_entries(&mut args, reply)?;
     Ok(Call {
         keys: vec![
             keys.agenda.clone(),
@@ -292,9 +296,7 @@ pub(crate) fn restore_call(
         int(started_ms),
         int(ms(policy.ttl)),
     ];
-    for entry in entries {
-        args.push(text(serde_json::to_string(entry)?));
-    }
+    push_entries(&mut args, entries)?;
     Ok(Call {
         keys: vec![
             keys.agenda.clone(),
