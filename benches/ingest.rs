@@ -39,7 +39,7 @@ async fn main() {
     let in_flight = common::setting("INGEST_IN_FLIGHT", 64).max(1);
     let bench = Bench::new();
     let graph = common::fake_graph().await;
-    let mut config = bench.config(&graph);
+    let mut config = bench.config(&graph.url);
     config.batch_window_seconds = 0.1;
     let window = config.window().expect("window");
     let app = common::build(config).await;

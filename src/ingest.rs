@@ -9,7 +9,7 @@ use crate::batch::{AppendMode, AppendOutcome, BatchError, Batcher, RedisHealth};
 use crate::message::{Conversation, Entry, InboundMessage};
 use crate::metrics::Metrics;
 use crate::scanner::Wake;
-use crate::store::{Store, StoreError};
+use crate::store::{InboundRows, Store, StoreError};
 use crate::time::now_ms;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -53,27 +53,32 @@ impl Ingest {
         }
     }
 
-    /// Stores every message (one statement), then batches each new one. Fails only
-    /// when PostgreSQL does: the caller answers 503 so the platform retries.
+    /// Stores every message (one statement, shared with the webhooks arriving
+    /// meanwhile), then batches each new one in order. Fails only when PostgreSQL
+    /// does: the caller answers 503 so the platform retries.
     pub async fn ingest(&self, messages: Vec<InboundMessage>) -> Result<IngestReport, StoreError> {
-        let policy = self.batcher.policy().clone();
-        let rows: Vec<(InboundMessage, bool)> = messages
+        let policy = self.batcher.policy();
+        // The rows go to the store by value; the log lines and the appends need only
+        // each message's conversation and id (an entry carries the rest).
+        let mut sources = Vec::with_capacity(messages.len());
+        let rows: InboundRows = messages
             .into_iter()
             .map(|m| {
-                let answerable = AppendMode::for_kind(m.kind, &policy).answerable();
+                let answerable = AppendMode::for_kind(m.kind, policy).answerable();
+                sources.push((m.conversation.clone(), m.external_id.clone()));
                 (m, answerable)
             })
             .collect();
-        let stored = self.store.insert_inbound(&rows).await?;
+        let stored = self.store.insert_inbound(rows).await?;
         let mut report = IngestReport::default();
         let mut redis_failed = false;
-        for ((message, _), entry) in rows.iter().zip(stored) {
-            let channel = message.conversation.channel.as_str();
+        for ((conversation, external_id), entry) in sources.iter().zip(stored) {
+            let channel = conversation.channel.as_str();
             let span = tracing::info_span!(
                 "message",
                 channel,
-                conversation = %message.conversation,
-                message_id = %message.external_id,
+                conversation = %conversation,
+                message_id = %external_id,
             );
             let Some(entry) = entry else {
                 report.duplicates += 1;
@@ -88,7 +93,7 @@ impl Ingest {
             span.in_scope(|| {
                 tracing::info!(
                     db_id = entry.id,
-                    kind = message.kind.as_str(),
+                    kind = entry.kind.as_str(),
                     "message stored"
                 )
             });
@@ -97,9 +102,9 @@ impl Ingest {
                 // well within its own timeout, and the reconciler batches the rest.
                 continue;
             }
-            let mode = AppendMode::for_kind(message.kind, &policy);
+            let mode = AppendMode::for_kind(entry.kind, policy);
             match self
-                .batch(&message.conversation, &entry, mode, false)
+                .batch(conversation, &entry, mode, false)
                 .instrument(span)
                 .await
             {

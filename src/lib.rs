@@ -15,6 +15,8 @@
 //! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
 //! - [`app`]: builds all of the above from a [`config::Config`] and runs it until shutdown.
+//! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
+//!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
 
 pub mod app;
 pub mod batch;
@@ -22,6 +24,7 @@ pub mod channel;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod loadtest;
 pub mod message;
 pub mod metrics;
 pub mod reconcile;

@@ -2,11 +2,17 @@ use anyhow::Context;
 use clap::Parser;
 use lull::app::App;
 use lull::config::{Cli, Command};
+use lull::loadtest::LoadtestCommand;
 use lull::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Loadtest(args)) = cli.command {
+        // Before App::build: a load generator needs no database and runs no migrations.
+        telemetry::init_with_writer(cli.config.log_format, std::io::stderr);
+        return loadtest(args.command).await;
+    }
     telemetry::init(cli.config.log_format);
     let config = cli.config;
     let command = cli.command.unwrap_or(Command::Serve);
@@ -17,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Command::Worker => None,
+        Command::Worker | Command::Loadtest(_) => None,
         Command::Serve => Some(
             tokio::net::TcpListener::bind(&bind)
                 .await
@@ -25,6 +31,19 @@ async fn main() -> anyhow::Result<()> {
         ),
     };
     app.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Runs a load test and prints its summary; a violation fails the process.
+async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
+    let json = command.json();
+    let report = lull::loadtest::run(command).await.context("load test")?;
+    println!("{}", report.render(json));
+    let violations = report.violations().len();
+    anyhow::ensure!(
+        violations == 0,
+        "load test failed: {violations} violation(s)"
+    );
     Ok(())
 }
 

@@ -97,6 +97,8 @@ impl Scanner {
     }
 
     /// Claims every due conversation there is a free slot for and starts its batch.
+    /// The claims of one shard go out together (one pipelined round trip), so a
+    /// backlog is taken as fast as slots free up, not one round trip per batch.
     /// Returns what it started, so tests can drive the loop without sleeping.
     pub async fn claim_once(
         &self,
@@ -109,6 +111,7 @@ impl Scanner {
                 break;
             }
             let due = self.batcher.due(shard, now_ms(), free as i64).await?;
+            let mut wanted = Vec::with_capacity(due.len());
             for member in due {
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                     break;
@@ -120,7 +123,17 @@ impl Scanner {
                     continue;
                 };
                 let token = format!("{:032x}", rand::rng().random::<u128>());
-                let outcome = match self.batcher.claim(&member, &token, now_ms()).await {
+                wanted.push((permit, conversation, member, token));
+            }
+            let now = now_ms();
+            let outcomes = futures::future::join_all(
+                wanted
+                    .iter()
+                    .map(|(_, _, member, token)| self.batcher.claim(member, token, now)),
+            )
+            .await;
+            for ((permit, conversation, member, _), outcome) in wanted.into_iter().zip(outcomes) {
+                let outcome = match outcome {
                     Ok(outcome) => outcome,
                     Err(error) => {
                         // One broken conversation (a key of the wrong type left by

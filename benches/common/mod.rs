@@ -1,4 +1,4 @@
-//! What both benchmarks share: the app built in-process on a database of its own
+//! What the benchmarks share: the app built in-process on a database of its own
 //! (created by `App::build`, dropped at the end) and a Redis key prefix of its own
 //! (its keys deleted at the end, never FLUSHDB), a tiny local Graph API, signed
 //! WhatsApp webhooks, and a way to wait on PostgreSQL.
@@ -7,9 +7,11 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `BENCH_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`) point it elsewhere.
 
+// Each benchmark uses a part of what they share.
+#![allow(dead_code)]
+
 use bytes::Bytes;
 use fred::interfaces::{ClientLike, KeysInterface};
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,12 +19,13 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use lull::app::App;
 use lull::config::{Config, Secret};
+use lull::loadtest::webhook;
 use rand::Rng;
-use sha2::Sha256;
 use sqlx::Connection;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -147,22 +150,56 @@ pub async fn build(config: Config) -> App {
         .unwrap_or_else(|error| panic!("the app does not start: {error}"))
 }
 
-/// A Graph API that answers every send with a fresh wamid and everything else
-/// (read receipts) with success, as fast as it can.
-pub async fn fake_graph() -> String {
+/// A tiny local Graph API: every text send gets a fresh wamid and is counted per
+/// recipient; everything else (read receipts, typing) gets success.
+pub struct FakeGraph {
+    /// Its base URL, as GRAPH_API_BASE.
+    pub url: String,
+    sends: Arc<Mutex<HashMap<String, u32>>>,
+    total: Arc<AtomicU64>,
+}
+
+impl FakeGraph {
+    /// Text sends received, in all.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Text sends received, per recipient (`to`).
+    pub fn sends(&self) -> HashMap<String, u32> {
+        self.sends.lock().expect("sends").clone()
+    }
+}
+
+/// The recipient of a send, read without parsing the whole body.
+fn recipient(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("\"to\":\"")? + 6;
+    let len = text[start..].find('"')?;
+    Some(text[start..start + len].to_owned())
+}
+
+/// Starts the [`FakeGraph`], as fast as it can answer.
+pub async fn fake_graph() -> FakeGraph {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let counter = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let counter = total.clone();
+    let sends = Arc::new(Mutex::new(HashMap::new()));
+    let recorded = sends.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let counter = counter.clone();
+            let (counter, sends) = (counter.clone(), recorded.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let counter = counter.clone();
+                    let (counter, sends) = (counter.clone(), sends.clone());
                     async move {
                         let body = request.into_body().collect().await?.to_bytes();
                         let reply = if body.windows(13).any(|w| w == b"\"type\":\"text\"") {
-                            let n = counter.fetch_add(1, Ordering::Relaxed);
+                            if let Some(to) = recipient(&body) {
+                                *sends.lock().expect("sends").entry(to).or_insert(0) += 1;
+                            }
+                            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
                             format!(
                                 r#"{{"messaging_product":"whatsapp","messages":[{{"id":"wamid.bench{n}"}}]}}"#
                             )
@@ -182,34 +219,17 @@ pub async fn fake_graph() -> String {
             });
         }
     });
-    format!("http://{addr}/v23.0")
+    FakeGraph {
+        url: format!("http://{addr}/v23.0"),
+        sends,
+        total,
+    }
 }
 
 /// A WhatsApp text webhook from `from`, signed: (body, `X-Hub-Signature-256`).
 pub fn signed_text(from: &str, id: &str, ts_secs: i64, text: &str) -> (Vec<u8>, String) {
-    let body = serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "109876543210987",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
-                    "contacts": [{"profile": {"name": "Bench User"}, "wa_id": from}],
-                    "messages": [{
-                        "from": from, "id": id, "timestamp": ts_secs.to_string(),
-                        "type": "text", "text": {"body": text}
-                    }]
-                }
-            }]
-        }]
-    })
-    .to_string()
-    .into_bytes();
-    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("key");
-    mac.update(&body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let body = webhook::whatsapp_text(PHONE_ID, from, id, ts_secs, text);
+    let signature = webhook::sign(&Secret::new(APP_SECRET), &body);
     (body, signature)
 }
 

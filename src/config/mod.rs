@@ -36,6 +36,8 @@ pub enum Command {
     Worker,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Load generators that check lull's promises under load (no database needed).
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 /// Log line format.

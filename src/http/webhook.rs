@@ -14,6 +14,15 @@ use tracing::Instrument;
 /// Longest time a client may take to send its body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The 200 answer to a webhook POST.
+#[derive(serde::Serialize)]
+struct Summary {
+    stored: usize,
+    duplicates: usize,
+    statuses: usize,
+    skipped: usize,
+}
+
 /// The platform's GET subscription handshake.
 pub fn handshake(channel: &dyn Channel, query: &str) -> Response<Body> {
     match channel.handshake(query) {
@@ -87,12 +96,12 @@ pub async fn receive(
         };
         let (statuses, skipped, count) = (parsed.statuses, parsed.skipped, parsed.messages.len());
         let summary = |report: IngestReport| {
-            let body = serde_json::json!({
-                "stored": report.stored,
-                "duplicates": report.duplicates,
-                "statuses": statuses,
-                "skipped": skipped,
-            });
+            let body = Summary {
+                stored: report.stored,
+                duplicates: report.duplicates,
+                statuses,
+                skipped,
+            };
             response::json(StatusCode::OK, &body)
         };
         if count == 0 {

@@ -1,17 +1,20 @@
 //! Queries on `reply_batches`, and the one that makes a message answered.
 
+use super::messages::EntryRow;
 use super::{Store, StoreError, timestamp};
 use crate::message::{ChannelKind, Conversation, Entry};
 use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A claimed batch, as the worker records it.
 #[derive(Debug, Clone)]
-pub struct NewBatch<'a> {
+pub struct NewBatch {
     /// The batch id (claim.lua's).
-    pub id: &'a str,
+    pub id: String,
     /// Its conversation.
-    pub conversation: &'a Conversation,
+    pub conversation: Conversation,
     /// Inbound message ids, platform order.
     pub message_ids: Vec<i64>,
     /// How many times it has been claimed.
@@ -28,6 +31,25 @@ pub struct NewBatch<'a> {
     pub claimed_ms: i64,
 }
 
+/// A generated reply about to be sent: the batch takes its messages.
+#[derive(Debug, Clone)]
+pub(super) struct Commit {
+    pub batch_id: String,
+    pub message_ids: Vec<i64>,
+    pub text: String,
+}
+
+/// A reply the platform accepted, to be recorded.
+#[derive(Debug, Clone)]
+pub(super) struct SentReply {
+    pub conversation: Conversation,
+    pub batch_id: String,
+    pub attempts: u32,
+    /// (platform message id, text) of each part, in order.
+    pub parts: Vec<(String, String)>,
+    pub now_ms: i64,
+}
+
 /// Where a batch stands, as the database knows it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BatchRecord {
@@ -41,6 +63,26 @@ pub struct BatchRecord {
     pub reply_text: Option<String>,
     /// Platform ids of the parts that went out.
     pub platform_message_ids: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenedRow {
+    id: String,
+    #[sqlx(flatten)]
+    record: BatchRecord,
+}
+
+#[derive(sqlx::FromRow)]
+struct OwnedRow {
+    batch_id: String,
+    owned: Vec<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SentRow {
+    batch_id: String,
+    #[sqlx(flatten)]
+    entry: EntryRow,
 }
 
 #[derive(sqlx::FromRow)]
@@ -107,89 +149,210 @@ pub struct BatchRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-impl Store {
-    /// Records a claim: a new batch, or a resumed or superseded one under the same id.
-    /// A batch already sent or failed keeps its messages; its status tells the worker
-    /// not to send again.
-    pub async fn open_batch(&self, batch: &NewBatch<'_>) -> Result<BatchRecord, StoreError> {
-        let record: BatchRecord = sqlx::query_as(
-            "INSERT INTO reply_batches
-                 (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (id) DO UPDATE SET
-                 message_ids = CASE WHEN reply_batches.status IN ('sending', 'sent', 'failed', 'dropped')
-                                    THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
-                 claims = EXCLUDED.claims,
-                 supersedes = EXCLUDED.supersedes,
-                 due_at = EXCLUDED.due_at,
-                 claimed_at = EXCLUDED.claimed_at,
+/// A PostgreSQL array literal of ids: arrays of arrays must be rectangular, so
+/// each batch's ids travel as one text value and are cast back in SQL.
+fn id_list(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+/// Records claims (the opening group's flush): a new batch, or a resumed or
+/// superseded one under the same id. A batch already sending, sent or failed keeps
+/// its messages; its status tells the worker not to generate again.
+pub(super) async fn open_batches(
+    pool: PgPool,
+    batches: Vec<NewBatch>,
+) -> Result<Vec<BatchRecord>, StoreError> {
+    let column = |f: fn(&NewBatch) -> String| batches.iter().map(f).collect::<Vec<_>>();
+    let rows: Vec<OpenedRow> = sqlx::query_as(
+        "INSERT INTO reply_batches
+             (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
+         SELECT id, c, a, ct, m::bigint[], cl, su, f, d, at
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+                     $8::timestamptz[], $9::timestamptz[], $10::timestamptz[])
+              AS u(id, c, a, ct, m, cl, su, f, d, at)
+         ON CONFLICT (id) DO UPDATE SET
+             message_ids = CASE WHEN reply_batches.status IN ('sending', 'sent', 'failed', 'dropped')
+                                THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
+             claims = EXCLUDED.claims,
+             supersedes = EXCLUDED.supersedes,
+             due_at = EXCLUDED.due_at,
+             claimed_at = EXCLUDED.claimed_at,
+             updated_at = now()
+         RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids",
+    )
+    .bind(column(|b| b.id.clone()))
+    .bind(column(|b| b.conversation.channel.as_str().to_owned()))
+    .bind(column(|b| b.conversation.account.clone()))
+    .bind(column(|b| b.conversation.contact.clone()))
+    .bind(column(|b| id_list(&b.message_ids)))
+    .bind(batches.iter().map(|b| b.claims as i32).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| b.supersedes as i32).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| timestamp(b.started_ms)).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| timestamp(b.due_ms)).collect::<Vec<_>>())
+    .bind(batches.iter().map(|b| timestamp(b.claimed_ms)).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await?;
+    let mut by_id: HashMap<String, BatchRecord> =
+        rows.into_iter().map(|r| (r.id, r.record)).collect();
+    // A missing row makes the answer short: the group is then run request by request.
+    Ok(batches.iter().filter_map(|b| by_id.remove(&b.id)).collect())
+}
+
+/// Makes each batch the answer of its messages, unless another batch already is
+/// (the sending group's flush), in one statement. Only a batch that owns all its
+/// messages becomes `sending` with its text: a text that quotes a message answered
+/// elsewhere must never be resumed. Owning some, it stays `generating` with those
+/// (the caller generates again); owning none, it is `dropped`. Two batches of one
+/// group wanting the same message: the UPDATE gives it to one of them only.
+pub(super) async fn commit_batches(
+    pool: PgPool,
+    commits: Vec<Commit>,
+) -> Result<Vec<Vec<i64>>, StoreError> {
+    let rows: Vec<OwnedRow> = sqlx::query_as(
+        "WITH input AS (
+             SELECT b, t, m::bigint[] AS ids FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(b, t, m)
+         ), taken AS (
+             UPDATE conversation_messages m SET batch_id = w.b
+             FROM (SELECT i.b, unnest(i.ids) AS id FROM input i) w
+             WHERE m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
+             RETURNING m.id, m.batch_id
+         ), owned AS (
+             SELECT i.b, i.t, cardinality(i.ids) AS wanted,
+                    coalesce((SELECT array_agg(k.id ORDER BY array_position(i.ids, k.id))
+                              FROM taken k WHERE k.batch_id = i.b), '{}') AS ids
+             FROM input i
+         ), marked AS (
+             UPDATE reply_batches r
+             SET status = CASE WHEN cardinality(o.ids) = 0 THEN 'dropped'
+                               WHEN cardinality(o.ids) = o.wanted THEN 'sending'
+                               ELSE 'generating' END,
+                 message_ids = o.ids,
+                 reply_text = CASE WHEN cardinality(o.ids) = o.wanted THEN o.t ELSE r.reply_text END,
+                 generated_at = CASE WHEN cardinality(o.ids) = o.wanted THEN now() ELSE r.generated_at END,
                  updated_at = now()
-             RETURNING status, attempts, message_ids, reply_text, platform_message_ids",
-        )
-        .bind(batch.id)
-        .bind(batch.conversation.channel.as_str())
-        .bind(&batch.conversation.account)
-        .bind(&batch.conversation.contact)
-        .bind(&batch.message_ids)
-        .bind(batch.claims as i32)
-        .bind(batch.supersedes as i32)
-        .bind(timestamp(batch.started_ms))
-        .bind(timestamp(batch.due_ms))
-        .bind(timestamp(batch.claimed_ms))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(record)
+             FROM owned o WHERE r.id = o.b
+         )
+         SELECT b AS batch_id, ids AS owned FROM owned",
+    )
+    .bind(commits.iter().map(|c| c.batch_id.clone()).collect::<Vec<_>>())
+    .bind(commits.iter().map(|c| c.text.clone()).collect::<Vec<_>>())
+    .bind(commits.iter().map(|c| id_list(&c.message_ids)).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await?;
+    let mut by_id: HashMap<String, Vec<i64>> =
+        rows.into_iter().map(|r| (r.batch_id, r.owned)).collect();
+    Ok(commits
+        .iter()
+        .filter_map(|c| by_id.remove(&c.batch_id))
+        .collect())
+}
+
+/// Records sent replies (the sent group's flush) in one statement: each batch
+/// becomes `sent` with its attempts and platform ids, and each part is stored as
+/// an outbound message of its batch. Returns each batch's parts as history entries.
+pub(super) async fn record_replies(
+    pool: PgPool,
+    replies: Vec<SentReply>,
+) -> Result<Vec<Vec<Entry>>, StoreError> {
+    let parts = || {
+        replies
+            .iter()
+            .flat_map(|r| r.parts.iter().enumerate().map(move |(n, p)| (r, n, p)))
+    };
+    let rows: Vec<SentRow> = sqlx::query_as(
+        "WITH parts AS (
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                                  $7::text[], $8::timestamptz[])
+                           AS p(b, e, t, n, c, a, ct, ts)
+         ), sent AS (
+             UPDATE reply_batches r
+             SET status = 'sent', attempts = r.attempts + s.attempts,
+                 platform_message_ids = coalesce(
+                     (SELECT array_agg(p.e ORDER BY p.n) FROM parts p WHERE p.b = s.b), '{}'),
+                 sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
+             FROM UNNEST($9::text[], $10::int[]) AS s(b, attempts)
+             WHERE r.id = s.b
+         )
+         INSERT INTO conversation_messages
+             (channel, account_id, contact_id, external_message_id, direction, message_type,
+              text, answerable, platform_timestamp, batch_id)
+         SELECT c, a, ct, e, 'out', 'reply', t, false, ts, b FROM parts ORDER BY b, n
+         ON CONFLICT (channel, external_message_id) DO UPDATE SET batch_id = EXCLUDED.batch_id
+         RETURNING batch_id, id, platform_timestamp, direction, message_type, external_message_id, text",
+    )
+    .bind(parts().map(|(r, _, _)| r.batch_id.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(_, _, (id, _))| id.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(_, _, (_, text))| text.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(_, n, _)| n as i32).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.conversation.channel.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.conversation.account.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.conversation.contact.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| timestamp(r.now_ms)).collect::<Vec<_>>())
+    .bind(replies.iter().map(|r| r.batch_id.clone()).collect::<Vec<_>>())
+    .bind(replies.iter().map(|r| r.attempts as i32).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await?;
+    let mut by_batch: HashMap<String, Vec<Entry>> = HashMap::new();
+    for row in rows {
+        by_batch
+            .entry(row.batch_id)
+            .or_default()
+            .push(row.entry.into());
+    }
+    Ok(replies
+        .iter()
+        .map(|r| {
+            let mut entries = by_batch.remove(&r.batch_id).unwrap_or_default();
+            entries.sort_by_key(|e| e.id);
+            entries
+        })
+        .collect())
+}
+
+impl Store {
+    /// Records a claim (see [`open_batches`]), grouped with concurrent claims.
+    pub async fn open_batch(&self, batch: &NewBatch) -> Result<BatchRecord, StoreError> {
+        self.opening.submit(batch.clone()).await
     }
 
-    /// Makes the batch the answer of its messages, unless another batch already is.
-    /// Only when it owns them all is it marked `sending` with its text: a text that
-    /// quotes a message answered elsewhere must never be resumed. Owning some, it
-    /// keeps `generating` with those (the caller generates again); owning none, it
-    /// is `dropped`. Returns the ids it owns, in the batch's order.
+    /// Makes the batch the answer of its messages unless another batch already is
+    /// (see [`commit_batches`]), grouped with concurrent batches. Returns the ids it
+    /// owns, in the batch's order.
     pub async fn begin_sending(
         &self,
         batch_id: &str,
         message_ids: &[i64],
         reply_text: &str,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let owned: Vec<(i64,)> = sqlx::query_as(
-            "UPDATE conversation_messages SET batch_id = $1
-             WHERE id = ANY($2) AND (batch_id IS NULL OR batch_id = $1)
-             RETURNING id",
-        )
-        .bind(batch_id)
-        .bind(message_ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        // RETURNING gives no order: keep the batch's platform order.
-        let owned: std::collections::HashSet<i64> = owned.into_iter().map(|(id,)| id).collect();
-        let owned: Vec<i64> = message_ids
-            .iter()
-            .copied()
-            .filter(|id| owned.contains(id))
-            .collect();
-        let status = match owned.len() {
-            0 => "dropped",
-            n if n == message_ids.len() => "sending",
-            _ => "generating",
-        };
-        sqlx::query(
-            "UPDATE reply_batches
-             SET status = $4, message_ids = $3,
-                 reply_text = CASE WHEN $4 = 'sending' THEN $2 ELSE reply_text END,
-                 generated_at = CASE WHEN $4 = 'sending' THEN now() ELSE generated_at END,
-                 updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(batch_id)
-        .bind(reply_text)
-        .bind(&owned)
-        .bind(status)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(owned)
+        self.sending
+            .submit(Commit {
+                batch_id: batch_id.to_owned(),
+                message_ids: message_ids.to_vec(),
+                text: reply_text.to_owned(),
+            })
+            .await
+    }
+
+    /// Records a sent reply and its parts as outbound messages (see
+    /// [`record_replies`]), grouped with concurrent replies.
+    pub async fn record_sent(
+        &self,
+        conversation: &Conversation,
+        batch_id: &str,
+        attempts: u32,
+        parts: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.sent
+            .submit(SentReply {
+                conversation: conversation.clone(),
+                batch_id: batch_id.to_owned(),
+                attempts,
+                parts: parts.to_vec(),
+                now_ms,
+            })
+            .await
     }
 
     /// Some parts went out before the batch was handed back: a resume skips them.

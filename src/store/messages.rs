@@ -3,10 +3,11 @@
 use super::{Store, StoreError, timestamp};
 use crate::message::{ChannelKind, Conversation, Direction, Entry, InboundMessage, MessageKind};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(sqlx::FromRow)]
-struct EntryRow {
+pub(super) struct EntryRow {
     id: i64,
     platform_timestamp: DateTime<Utc>,
     direction: String,
@@ -50,65 +51,83 @@ struct UnansweredRow {
     entry: EntryRow,
 }
 
+#[derive(sqlx::FromRow)]
+struct InsertedRow {
+    channel: String,
+    #[sqlx(flatten)]
+    entry: EntryRow,
+}
+
+/// Inserts the messages of many webhooks in one statement (the inbound group's
+/// flush). Each webhook gets its messages back in input order: a new row as its
+/// entry, a duplicate as `None`.
+///
+/// A row is new only at the first position that carries its (channel, external
+/// id): rows go in in input order (`ORDER BY n`), so a later copy in the same
+/// statement, like a copy already stored, is skipped by `ON CONFLICT`.
+pub(super) async fn insert_groups(
+    pool: sqlx::PgPool,
+    webhooks: Vec<super::InboundRows>,
+) -> Result<Vec<Vec<Option<Entry>>>, StoreError> {
+    let messages = || webhooks.iter().flatten().map(|(m, _)| m);
+    let column = |f: fn(&InboundMessage) -> &str| messages().map(f).collect::<Vec<_>>();
+    let answerable: Vec<bool> = webhooks.iter().flatten().map(|(_, a)| *a).collect();
+    let ts: Vec<DateTime<Utc>> = messages().map(|m| timestamp(m.timestamp_ms)).collect();
+    let payload: Vec<&serde_json::Value> = messages().map(|m| &m.payload).collect();
+    let rows: Vec<InsertedRow> = sqlx::query_as(
+        "INSERT INTO conversation_messages
+             (channel, account_id, contact_id, external_message_id, direction, message_type,
+              text, answerable, platform_timestamp, webhook_payload)
+         SELECT c, a, ct, e, 'in', k, t, ans, ts, p
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::bool[], $8::timestamptz[], $9::jsonb[])
+              WITH ORDINALITY AS u(c, a, ct, e, k, t, ans, ts, p, n)
+         ORDER BY n
+         ON CONFLICT (channel, external_message_id) DO NOTHING
+         RETURNING channel, id, platform_timestamp, direction, message_type,
+                   external_message_id, text",
+    )
+    .bind(column(|m| m.conversation.channel.as_str()))
+    .bind(column(|m| &m.conversation.account))
+    .bind(column(|m| &m.conversation.contact))
+    .bind(column(|m| &m.external_id))
+    .bind(column(|m| m.kind.as_str()))
+    .bind(column(|m| &m.text))
+    .bind(&answerable)
+    .bind(&ts)
+    .bind(&payload)
+    .fetch_all(&pool)
+    .await?;
+
+    // Each (channel, external id) at its first position; the new rows go there.
+    let mut first = HashMap::with_capacity(answerable.len());
+    for (position, m) in messages().enumerate() {
+        let key = (m.conversation.channel.as_str(), m.external_id.as_str());
+        first.entry(key).or_insert(position);
+    }
+    let mut entries: Vec<Option<Entry>> = vec![None; answerable.len()];
+    for row in rows {
+        let key = (row.channel.as_str(), row.entry.external_message_id.as_str());
+        if let Some(&position) = first.get(&key) {
+            entries[position] = Some(row.entry.into());
+        }
+    }
+    let mut entries = entries.into_iter();
+    Ok(webhooks
+        .iter()
+        .map(|rows| entries.by_ref().take(rows.len()).collect())
+        .collect())
+}
+
 impl Store {
-    /// Inserts the messages of one webhook in one statement; each new one comes back
-    /// as its entry, a duplicate (platform retry) as `None`, in input order.
+    /// Inserts the messages of one webhook, in one statement with other webhooks
+    /// arriving meanwhile; each new one comes back as its entry, a duplicate
+    /// (platform retry) as `None`, in input order. Returns once they are committed.
     pub async fn insert_inbound(
         &self,
-        messages: &[(InboundMessage, bool)],
+        messages: super::InboundRows,
     ) -> Result<Vec<Option<Entry>>, StoreError> {
-        let mut channel = Vec::with_capacity(messages.len());
-        let mut account = Vec::with_capacity(messages.len());
-        let mut contact = Vec::with_capacity(messages.len());
-        let mut external = Vec::with_capacity(messages.len());
-        let mut kind = Vec::with_capacity(messages.len());
-        let mut text = Vec::with_capacity(messages.len());
-        let mut answerable = Vec::with_capacity(messages.len());
-        let mut ts = Vec::with_capacity(messages.len());
-        let mut payload = Vec::with_capacity(messages.len());
-        for (m, needs_reply) in messages {
-            channel.push(m.conversation.channel.as_str());
-            account.push(m.conversation.account.as_str());
-            contact.push(m.conversation.contact.as_str());
-            external.push(m.external_id.as_str());
-            kind.push(m.kind.as_str());
-            text.push(m.text.as_str());
-            answerable.push(*needs_reply);
-            ts.push(timestamp(m.timestamp_ms));
-            payload.push(m.payload.clone());
-        }
-        let rows: Vec<EntryRow> = sqlx::query_as(
-            "INSERT INTO conversation_messages
-                 (channel, account_id, contact_id, external_message_id, direction, message_type,
-                  text, answerable, platform_timestamp, webhook_payload)
-             SELECT c, a, ct, e, 'in', k, t, ans, ts, p
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::bool[], $8::timestamptz[], $9::jsonb[])
-                  AS u(c, a, ct, e, k, t, ans, ts, p)
-             ON CONFLICT (channel, external_message_id) DO NOTHING
-             RETURNING id, platform_timestamp, direction, message_type, external_message_id, text",
-        )
-        .bind(&channel)
-        .bind(&account)
-        .bind(&contact)
-        .bind(&external)
-        .bind(&kind)
-        .bind(&text)
-        .bind(&answerable)
-        .bind(&ts)
-        .bind(&payload)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut fresh: Vec<Option<Entry>> = rows.into_iter().map(|r| Some(r.into())).collect();
-        Ok(messages
-            .iter()
-            .map(|(m, _)| {
-                fresh
-                    .iter_mut()
-                    .find(|e| e.as_ref().is_some_and(|e| e.ext == m.external_id))
-                    .and_then(Option::take)
-            })
-            .collect())
+        self.inbound.submit(messages).await
     }
 
     /// The last `limit` messages of a conversation, both directions, oldest first.
@@ -133,49 +152,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Entry::from).collect())
-    }
-
-    /// Records a sent reply in one statement (one commit): the batch becomes `sent`
-    /// with its attempts and platform ids, and each part is stored as an outbound
-    /// message of the batch. Returns the parts as history entries.
-    pub async fn record_sent(
-        &self,
-        conversation: &Conversation,
-        batch_id: &str,
-        attempts: u32,
-        parts: &[(String, String)],
-        now_ms: i64,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let external: Vec<&str> = parts.iter().map(|(id, _)| id.as_str()).collect();
-        let text: Vec<&str> = parts.iter().map(|(_, t)| t.as_str()).collect();
-        let rows: Vec<EntryRow> = sqlx::query_as(
-            "WITH sent AS (
-                 UPDATE reply_batches
-                 SET status = 'sent', attempts = attempts + $8, platform_message_ids = $4,
-                     sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
-                 WHERE id = $7)
-             INSERT INTO conversation_messages
-                 (channel, account_id, contact_id, external_message_id, direction, message_type,
-                  text, answerable, platform_timestamp, batch_id)
-             SELECT $1, $2, $3, e, 'out', 'reply', t, false, $6, $7
-             FROM UNNEST($4::text[], $5::text[]) WITH ORDINALITY AS u(e, t, n)
-             ORDER BY n
-             ON CONFLICT (channel, external_message_id) DO UPDATE SET batch_id = EXCLUDED.batch_id
-             RETURNING id, platform_timestamp, direction, message_type, external_message_id, text",
-        )
-        .bind(conversation.channel.as_str())
-        .bind(&conversation.account)
-        .bind(&conversation.contact)
-        .bind(&external)
-        .bind(&text)
-        .bind(timestamp(now_ms))
-        .bind(batch_id)
-        .bind(attempts as i32)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut entries: Vec<Entry> = rows.into_iter().map(Entry::from).collect();
-        entries.sort_by_key(|e| e.id);
-        Ok(entries)
     }
 
     /// The messages with these ids, in platform order.

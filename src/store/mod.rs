@@ -9,9 +9,11 @@
 //! messages), attempts, platform ids, error, timings.
 
 mod batches;
+mod group;
 mod messages;
 
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleSending};
+pub use group::{Group, GroupLimits};
 pub use messages::Unanswered;
 
 use sqlx::migrate::MigrateDatabase;
@@ -27,12 +29,46 @@ pub enum StoreError {
     /// A migration failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The group writer is gone (the process is stopping).
+    #[error("database writer stopped")]
+    Closed,
+    /// The grouped statement holding this request failed for a reason not its own.
+    #[error("database: {0}")]
+    Unavailable(String),
+    /// PostgreSQL refused a statement (tests of the group writer).
+    #[cfg(test)]
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
-/// The database pool and every query lull runs.
+impl StoreError {
+    /// PostgreSQL answered and refused the statement (a value it rejects, a
+    /// conflict, a deadlock): the same requests may succeed when written apart.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(_)) => true,
+            #[cfg(test)]
+            StoreError::Refused(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One webhook's messages to insert: each with whether it needs a reply.
+pub type InboundRows = Vec<(crate::message::InboundMessage, bool)>;
+
+/// The database pool, the group writers, and every query lull runs.
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Concurrent webhooks' inserts, one statement per group.
+    inbound: Group<InboundRows, Vec<Option<crate::message::Entry>>>,
+    /// Claims recorded.
+    opening: Group<NewBatch, BatchRecord>,
+    /// Replies taking their messages before the send.
+    sending: Group<batches::Commit, Vec<i64>>,
+    /// Replies recorded as sent.
+    sent: Group<batches::SentReply, Vec<crate::message::Entry>>,
 }
 
 impl Store {
@@ -47,12 +83,25 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
-    /// Wraps an existing pool (tests).
+    /// Wraps an existing pool and starts the group writers. Each of the four may
+    /// hold a quarter of the pool's connections at most, so together they never
+    /// starve one another or the reads.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        let flushers = (pool.options().get_max_connections() as usize / 4).max(1);
+        let limits = GroupLimits {
+            max_requests: 256,
+            flushers,
+        };
+        Self {
+            inbound: writer(&pool, "inbound", limits, messages::insert_groups),
+            opening: writer(&pool, "opening", limits, batches::open_batches),
+            sending: writer(&pool, "sending", limits, batches::commit_batches),
+            sent: writer(&pool, "sent", limits, batches::record_replies),
+            pool,
+        }
     }
 
     /// The pool (tests, admin).
@@ -71,6 +120,22 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// A group writer whose flush runs on `pool`.
+fn writer<Req, Resp, Fut>(
+    pool: &PgPool,
+    name: &'static str,
+    limits: GroupLimits,
+    flush: fn(PgPool, Vec<Req>) -> Fut,
+) -> Group<Req, Resp>
+where
+    Req: Clone + Send + 'static,
+    Resp: Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<Resp>, StoreError>> + Send + 'static,
+{
+    let pool = pool.clone();
+    Group::spawn(name, limits, move |requests| flush(pool.clone(), requests))
 }
 
 /// Unix ms → timestamp.

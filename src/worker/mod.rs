@@ -155,8 +155,8 @@ impl Worker {
         let record = match self
             .store
             .open_batch(&NewBatch {
-                id: &claim.batch_id,
-                conversation,
+                id: claim.batch_id.clone(),
+                conversation: conversation.clone(),
                 message_ids: ids.clone(),
                 claims: claim.claims,
                 supersedes: claim.supersedes,

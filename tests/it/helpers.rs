@@ -4,13 +4,11 @@
 use crate::fake_graph::{FakeGraph, TOKEN};
 use crate::fake_server::{FakeApi, Seen};
 use clap::Parser;
-use hmac::{Hmac, Mac};
 use lull::app::App;
 use lull::batch::Batcher;
 use lull::config::{Cli, Config, Secret};
 use lull::store::Store;
 use rand::Rng;
-use sha2::Sha256;
 use sqlx::Connection;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -282,9 +280,7 @@ pub fn forged_signature() -> String {
 
 /// `sha256=<hex HMAC>` of a body under the fixtures' app secret.
 pub fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    lull::loadtest::webhook::sign(&Secret::new(APP_SECRET), body)
 }
 
 /// A fixture's exact bytes.
@@ -298,26 +294,7 @@ pub fn fixture(path: &str) -> Vec<u8> {
 
 /// A WhatsApp text webhook from `from`, with a message id and a unix-seconds time.
 pub fn whatsapp_text(from: &str, id: &str, ts_secs: i64, text: &str) -> Vec<u8> {
-    serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "109876543210987",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
-                    "contacts": [{"profile": {"name": "Test User"}, "wa_id": from}],
-                    "messages": [{
-                        "from": from, "id": id, "timestamp": ts_secs.to_string(),
-                        "type": "text", "text": {"body": text}
-                    }]
-                }
-            }]
-        }]
-    })
-    .to_string()
-    .into_bytes()
+    lull::loadtest::webhook::whatsapp_text(PHONE_ID, from, id, ts_secs, text)
 }
 
 /// Unix seconds now.

@@ -1,0 +1,224 @@
+//! Group commit: concurrent callers' writes of one kind share one statement.
+//!
+//! PostgreSQL here commits about 6,000 single-row transactions a second but about
+//! 41,000 rows a second when 32 share a commit, so each write lull makes per
+//! message or per reply goes through a [`Group`]: a caller submits its request and
+//! waits; a flusher takes every request queued so far (up to a maximum) and runs
+//! them as one statement. Nothing waits on a timer: a lone request is flushed at
+//! once, and requests group only while earlier flushes are busy, so grouping grows
+//! with the load and adds no latency when idle.
+//!
+//! Each caller is answered only after the statement holding its request committed.
+//! If a grouped statement fails, every request in it is run again alone, so one bad
+//! request (a value PostgreSQL refuses, a deadlock with another group) fails alone
+//! and never costs the others.
+
+use super::StoreError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+type Reply<Resp> = oneshot::Sender<Result<Resp, StoreError>>;
+type Flush<Req, Resp> = Arc<
+    dyn Fn(Vec<Req>) -> Pin<Box<dyn Future<Output = Result<Vec<Resp>, StoreError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Sizes of a [`Group`].
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    /// Most requests in one statement.
+    pub max_requests: usize,
+    /// Statements of this kind running at once (database connections it may hold).
+    pub flushers: usize,
+}
+
+/// A queue of writes of one kind, flushed in groups. Cloning shares the queue.
+pub struct Group<Req, Resp> {
+    queue: mpsc::UnboundedSender<(Req, Reply<Resp>)>,
+}
+
+impl<Req, Resp> Clone for Group<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<Req, Resp> Group<Req, Resp>
+where
+    Req: Clone + Send + 'static,
+    Resp: Send + 'static,
+{
+    /// Starts the flusher. `flush` runs a group as one statement and returns one
+    /// response per request, in order. The flusher ends when every clone is dropped.
+    pub fn spawn<F, Fut>(name: &'static str, limits: GroupLimits, flush: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Resp>, StoreError>> + Send + 'static,
+    {
+        let flush: Flush<Req, Resp> = Arc::new(move |group| Box::pin(flush(group)));
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(run(name, limits, flush, requests));
+        Self { queue }
+    }
+
+    /// Queues `request` and waits until the statement holding it has committed.
+    pub async fn submit(&self, request: Req) -> Result<Resp, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((request, reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run<Req, Resp>(
+    name: &'static str,
+    limits: GroupLimits,
+    flush: Flush<Req, Resp>,
+    mut requests: mpsc::UnboundedReceiver<(Req, Reply<Resp>)>,
+) where
+    Req: Clone + Send + 'static,
+    Resp: Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.flushers.max(1)));
+    let max = limits.max_requests.max(1);
+    while let Some(first) = requests.recv().await {
+        // Wait for a free flusher first: whatever queues meanwhile joins this group.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        while group.len() < max {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let flush = flush.clone();
+        tokio::spawn(async move {
+            flush_group(name, &flush, group).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn flush_group<Req: Clone, Resp>(
+    name: &'static str,
+    flush: &Flush<Req, Resp>,
+    group: Vec<(Req, Reply<Resp>)>,
+) {
+    let (batch, replies): (Vec<Req>, Vec<Reply<Resp>>) = group.into_iter().unzip();
+    let size = batch.len();
+    let error = match flush(batch.clone()).await {
+        Ok(answers) if answers.len() == size => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(answer));
+            }
+            return;
+        }
+        Ok(answers) => {
+            StoreError::Unavailable(format!("{} answers for {size} requests", answers.len()))
+        }
+        Err(error) => error,
+    };
+    if size == 1 || !error.is_refusal() {
+        // Alone already, or PostgreSQL unreachable: running each again alone would
+        // only make every caller wait for the same failure once more.
+        let reason = error.to_string();
+        let mut replies = replies.into_iter();
+        if let Some(first) = replies.next() {
+            let _ = first.send(Err(error));
+        }
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+        }
+        return;
+    }
+    tracing::warn!(group = name, size, %error, "grouped write refused; writing each request alone");
+    for (request, reply) in batch.into_iter().zip(replies) {
+        let answer = match flush(vec![request]).await {
+            Ok(mut answers) if answers.len() == 1 => answers.pop().ok_or(StoreError::Closed),
+            Ok(_) => Err(StoreError::Closed),
+            Err(error) => Err(error),
+        };
+        let _ = reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A flush that records group sizes, doubles each number, refuses 13, and
+    /// takes a while so that requests pile up behind it.
+    fn doubling(sizes: Arc<Mutex<Vec<usize>>>) -> Group<i64, i64> {
+        Group::spawn(
+            "test",
+            GroupLimits {
+                max_requests: 50,
+                flushers: 1,
+            },
+            move |group: Vec<i64>| {
+                let sizes = sizes.clone();
+                async move {
+                    sizes.lock().unwrap().push(group.len());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if group.contains(&13) {
+                        return Err(StoreError::Refused("13".into()));
+                    }
+                    Ok(group.iter().map(|n| n * 2).collect())
+                }
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_a_flush_and_each_gets_its_own_answer() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let group = doubling(sizes.clone());
+        let answers = futures_join((20..120).map(|n| (n, group.clone())).collect::<Vec<_>>()).await;
+        for (n, answer) in answers {
+            assert_eq!(answer.unwrap(), n * 2);
+        }
+        let sizes = sizes.lock().unwrap();
+        assert!(sizes.len() < 100, "no grouping happened: {sizes:?}");
+        assert!(
+            sizes.iter().all(|&s| s <= 50),
+            "a group exceeded its limit: {sizes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_fails_alone_and_its_group_is_still_written() {
+        let group = doubling(Arc::new(Mutex::new(Vec::new())));
+        let answers =
+            futures_join(vec![(12, group.clone()), (13, group.clone()), (14, group)]).await;
+        for (n, answer) in answers {
+            match n {
+                13 => assert!(answer.is_err()),
+                _ => assert_eq!(answer.unwrap(), n * 2),
+            }
+        }
+    }
+
+    async fn futures_join(
+        requests: Vec<(i64, Group<i64, i64>)>,
+    ) -> Vec<(i64, Result<i64, StoreError>)> {
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|(n, group)| tokio::spawn(async move { (n, group.submit(n).await) }))
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.unwrap());
+        }
+        out
+    }
+}
