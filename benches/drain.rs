@@ -114,6 +114,21 @@ async fn main() {
     .await
     .expect("exactly-once query");
 
+    // Where the time of a batch goes, from PostgreSQL's records (p50, p99, ms).
+    let phases: Vec<(String, f64, f64)> = sqlx::query_as(
+        "SELECT phase, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+         FROM (SELECT unnest(ARRAY['due -> claimed', 'claimed -> committed', 'committed -> recorded']) AS phase,
+                      unnest(ARRAY[claimed_at - due_at, generated_at - claimed_at, sent_at - generated_at])
+                          AS span
+               FROM reply_batches WHERE status = 'sent') spans,
+              LATERAL (SELECT (extract(epoch FROM span) * 1000)::float8 AS ms) m
+         GROUP BY phase ORDER BY min(ms)",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("phase query");
+
     println!(
         "drain: {conversations} due conversations, WORKER_CONCURRENCY {concurrency}, DATABASE_POOL_SIZE {pool_size}"
     );
@@ -124,6 +139,12 @@ async fn main() {
         "replies/s",
         format!("{:.0}", conversations as f64 / recorded.as_secs_f64()),
     );
+    for (phase, p50, p99) in &phases {
+        row(
+            &format!("{phase} p50/p99 (ms)"),
+            format!("{p50:.0} / {p99:.0}"),
+        );
+    }
     row("recipients answered", sends.len().to_string());
     row("recipients answered twice", twice.to_string());
     row("batches", batches.to_string());

@@ -195,10 +195,9 @@ pub async fn fake_graph() -> FakeGraph {
                     let (counter, sends) = (counter.clone(), sends.clone());
                     async move {
                         let body = request.into_body().collect().await?.to_bytes();
-                        let reply = if body.windows(13).any(|w| w == b"\"type\":\"text\"") {
-                            if let Some(to) = recipient(&body) {
-                                *sends.lock().expect("sends").entry(to).or_insert(0) += 1;
-                            }
+                        // A send names its recipient; a read receipt or typing does not.
+                        let reply = if let Some(to) = recipient(&body) {
+                            *sends.lock().expect("sends").entry(to).or_insert(0) += 1;
                             let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
                             format!(
                                 r#"{{"messaging_product":"whatsapp","messages":[{{"id":"wamid.bench{n}"}}]}}"#

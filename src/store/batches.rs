@@ -205,6 +205,10 @@ pub(super) async fn open_batches(
 /// elsewhere must never be resumed. Owning some, it stays `generating` with those
 /// (the caller generates again); owning none, it is `dropped`. Two batches of one
 /// group wanting the same message: the UPDATE gives it to one of them only.
+///
+/// Each UPDATE names its rows with `= ANY(ids)` as well as by the join: the
+/// planner then reads them through the primary key whatever it guesses about the
+/// unnested arrays, instead of hashing a whole fast-growing table per group.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: Vec<Commit>,
@@ -215,7 +219,7 @@ pub(super) async fn commit_batches(
          ), taken AS (
              UPDATE conversation_messages m SET batch_id = w.b
              FROM (SELECT i.b, unnest(i.ids) AS id FROM input i) w
-             WHERE m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
+             WHERE m.id = ANY($4) AND m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
              RETURNING m.id, m.batch_id
          ), owned AS (
              SELECT i.b, i.t, cardinality(i.ids) AS wanted,
@@ -231,13 +235,14 @@ pub(super) async fn commit_batches(
                  reply_text = CASE WHEN cardinality(o.ids) = o.wanted THEN o.t ELSE r.reply_text END,
                  generated_at = CASE WHEN cardinality(o.ids) = o.wanted THEN now() ELSE r.generated_at END,
                  updated_at = now()
-             FROM owned o WHERE r.id = o.b
+             FROM owned o WHERE r.id = ANY($1) AND r.id = o.b
          )
          SELECT b AS batch_id, ids AS owned FROM owned",
     )
     .bind(commits.iter().map(|c| c.batch_id.clone()).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| c.text.clone()).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| id_list(&c.message_ids)).collect::<Vec<_>>())
+    .bind(commits.iter().flat_map(|c| c.message_ids.iter().copied()).collect::<Vec<_>>())
     .fetch_all(&pool)
     .await?;
     let mut by_id: HashMap<String, Vec<i64>> =
@@ -272,7 +277,7 @@ pub(super) async fn record_replies(
                      (SELECT array_agg(p.e ORDER BY p.n) FROM parts p WHERE p.b = s.b), '{}'),
                  sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
              FROM UNNEST($9::text[], $10::int[]) AS s(b, attempts)
-             WHERE r.id = s.b
+             WHERE r.id = ANY($9) AND r.id = s.b
          )
          INSERT INTO conversation_messages
              (channel, account_id, contact_id, external_message_id, direction, message_type,
