@@ -64,6 +64,7 @@ impl Ingest {
         let rows: InboundRows = messages
             .into_iter()
             .map(|m| {
+                let m = m.without_nul();
                 let answerable = AppendMode::for_kind(m.kind, policy).answerable();
                 sources.push((m.conversation.clone(), m.external_id.clone()));
                 (m, answerable)

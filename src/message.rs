@@ -164,6 +164,37 @@ pub struct InboundMessage {
     pub payload: serde_json::Value,
 }
 
+impl InboundMessage {
+    /// The message with every NUL character (U+0000) replaced by U+FFFD in its text
+    /// and payload. PostgreSQL's text and jsonb refuse NUL, which a platform relays
+    /// as the user sent it: kept, it would fail its whole webhook on every retry.
+    pub fn without_nul(mut self) -> Self {
+        if self.text.contains('\0') {
+            self.text = self.text.replace('\0', "\u{FFFD}");
+        }
+        replace_nul(&mut self.payload);
+        self
+    }
+}
+
+fn replace_nul(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(fields) => {
+            if fields.keys().any(|k| k.contains('\0')) {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v))
+                    .collect();
+            }
+            fields.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
+}
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {
@@ -203,4 +234,28 @@ pub struct Entry {
     pub ext: String,
     /// Readable text.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_replaced_in_the_text_and_anywhere_in_the_payload() {
+        let message = InboundMessage {
+            conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),
+            external_id: "wamid.nul".into(),
+            kind: MessageKind::Text,
+            text: "a\0b".into(),
+            timestamp_ms: 0,
+            contact_name: None,
+            payload: serde_json::json!({"text": {"body": "a\0b"}, "k\0": ["\0"]}),
+        }
+        .without_nul();
+        assert_eq!(message.text, "a\u{FFFD}b");
+        assert_eq!(
+            message.payload,
+            serde_json::json!({"text": {"body": "a\u{FFFD}b"}, "k\u{FFFD}": ["\u{FFFD}"]})
+        );
+    }
 }

@@ -62,6 +62,11 @@ pub struct Scanner {
     worker: Arc<Worker>,
     slots: Arc<Semaphore>,
     concurrency: usize,
+    /// Free slots that wake a full loop: under a backlog, claiming one conversation
+    /// per finished batch would cost a round trip per batch; waiting for a few
+    /// together claims them in one. A due conversation never waits longer than the
+    /// scan interval for them.
+    refill: usize,
     interval: Duration,
     wake: Arc<Wake>,
     redis: Arc<RedisHealth>,
@@ -90,6 +95,7 @@ impl Scanner {
             worker,
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            refill: (concurrency / 16).max(1),
             interval,
             wake,
             redis,
@@ -150,11 +156,14 @@ impl Scanner {
                     ClaimOutcome::Claimed(claim) => {
                         let (worker, wake, hand_back) =
                             (self.worker.clone(), self.wake.clone(), hand_back.clone());
+                        let (slots, refill) = (self.slots.clone(), self.refill);
                         let conv = conversation.clone();
                         let task = tokio::spawn(async move {
                             let outcome = worker.process(conv, claim, hand_back).await;
                             drop(permit);
-                            wake.now();
+                            if slots.available_permits() >= refill {
+                                wake.now();
+                            }
                             outcome
                         });
                         started.push(Running { conversation, task });

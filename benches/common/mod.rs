@@ -73,8 +73,10 @@ impl Bench {
     pub fn config(&self, graph_api_base: &str) -> Config {
         let mut config = Config::default();
         let admin = admin_url();
-        let (base, _) = admin.rsplit_once('/').expect("a database URL");
-        config.database_url = format!("{base}/{}", self.db_name);
+        // The admin URL's parameters (e.g. `?sslmode=disable`) apply to ours too.
+        let (base, rest) = admin.rsplit_once('/').expect("a database URL");
+        let params = rest.find('?').map_or("", |at| &rest[at..]);
+        config.database_url = format!("{base}/{}{params}", self.db_name);
         config.redis_url = redis_url();
         config.redis_key_prefix = self.prefix.clone();
         config.graph_api_base = graph_api_base.to_owned();
@@ -265,3 +267,7 @@ where
 pub fn row(name: &str, value: String) {
     println!("  {name:<28} {value:>12}");
 }
+
+/// The allocator the `lull` binary uses, so the benchmarks measure the same code.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

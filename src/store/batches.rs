@@ -161,7 +161,7 @@ fn id_list(ids: &[i64]) -> String {
 /// its messages; its status tells the worker not to generate again.
 pub(super) async fn open_batches(
     pool: PgPool,
-    batches: Vec<NewBatch>,
+    batches: std::sync::Arc<[NewBatch]>,
 ) -> Result<Vec<BatchRecord>, StoreError> {
     let column = |f: fn(&NewBatch) -> String| batches.iter().map(f).collect::<Vec<_>>();
     let rows: Vec<OpenedRow> = sqlx::query_as(
@@ -211,7 +211,7 @@ pub(super) async fn open_batches(
 /// unnested arrays, instead of hashing a whole fast-growing table per group.
 pub(super) async fn commit_batches(
     pool: PgPool,
-    commits: Vec<Commit>,
+    commits: std::sync::Arc<[Commit]>,
 ) -> Result<Vec<Vec<i64>>, StoreError> {
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
@@ -258,7 +258,7 @@ pub(super) async fn commit_batches(
 /// an outbound message of its batch. Returns each batch's parts as history entries.
 pub(super) async fn record_replies(
     pool: PgPool,
-    replies: Vec<SentReply>,
+    replies: std::sync::Arc<[SentReply]>,
 ) -> Result<Vec<Vec<Entry>>, StoreError> {
     let parts = || {
         replies

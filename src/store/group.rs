@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Reply<Resp> = oneshot::Sender<Result<Resp, StoreError>>;
 type Flush<Req, Resp> = Arc<
-    dyn Fn(Vec<Req>) -> Pin<Box<dyn Future<Output = Result<Vec<Resp>, StoreError>> + Send>>
+    dyn Fn(Arc<[Req]>) -> Pin<Box<dyn Future<Output = Result<Vec<Resp>, StoreError>> + Send>>
         + Send
         + Sync,
 >;
@@ -50,14 +50,14 @@ impl<Req, Resp> Clone for Group<Req, Resp> {
 
 impl<Req, Resp> Group<Req, Resp>
 where
-    Req: Clone + Send + 'static,
+    Req: Clone + Send + Sync + 'static,
     Resp: Send + 'static,
 {
     /// Starts the flusher. `flush` runs a group as one statement and returns one
     /// response per request, in order. The flusher ends when every clone is dropped.
     pub fn spawn<F, Fut>(name: &'static str, limits: GroupLimits, flush: F) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<[Req]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Resp>, StoreError>> + Send + 'static,
     {
         let flush: Flush<Req, Resp> = Arc::new(move |group| Box::pin(flush(group)));
@@ -82,7 +82,7 @@ async fn run<Req, Resp>(
     flush: Flush<Req, Resp>,
     mut requests: mpsc::UnboundedReceiver<(Req, Reply<Resp>)>,
 ) where
-    Req: Clone + Send + 'static,
+    Req: Clone + Send + Sync + 'static,
     Resp: Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.flushers.max(1)));
@@ -107,13 +107,15 @@ async fn run<Req, Resp>(
     }
 }
 
-async fn flush_group<Req: Clone, Resp>(
+async fn flush_group<Req: Clone + Sync, Resp>(
     name: &'static str,
     flush: &Flush<Req, Resp>,
     group: Vec<(Req, Reply<Resp>)>,
 ) {
     let (batch, replies): (Vec<Req>, Vec<Reply<Resp>>) = group.into_iter().unzip();
     let size = batch.len();
+    // Shared, not copied: a request (a webhook's messages and payloads) can be large.
+    let batch: Arc<[Req]> = batch.into();
     let error = match flush(batch.clone()).await {
         Ok(answers) if answers.len() == size => {
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -140,8 +142,8 @@ async fn flush_group<Req: Clone, Resp>(
         return;
     }
     tracing::warn!(group = name, size, %error, "grouped write refused; writing each request alone");
-    for (request, reply) in batch.into_iter().zip(replies) {
-        let answer = match flush(vec![request]).await {
+    for (request, reply) in batch.iter().zip(replies) {
+        let answer = match flush(Arc::from([request.clone()])).await {
             Ok(mut answers) if answers.len() == 1 => answers.pop().ok_or(StoreError::Closed),
             Ok(_) => Err(StoreError::Closed),
             Err(error) => Err(error),
@@ -165,7 +167,7 @@ mod tests {
                 max_requests: 50,
                 flushers: 1,
             },
-            move |group: Vec<i64>| {
+            move |group: Arc<[i64]>| {
                 let sizes = sizes.clone();
                 async move {
                     sizes.lock().unwrap().push(group.len());

@@ -67,7 +67,7 @@ struct InsertedRow {
 /// statement, like a copy already stored, is skipped by `ON CONFLICT`.
 pub(super) async fn insert_groups(
     pool: sqlx::PgPool,
-    webhooks: Vec<super::InboundRows>,
+    webhooks: std::sync::Arc<[super::InboundRows]>,
 ) -> Result<Vec<Vec<Option<Entry>>>, StoreError> {
     let messages = || webhooks.iter().flatten().map(|(m, _)| m);
     let column = |f: fn(&InboundMessage) -> &str| messages().map(f).collect::<Vec<_>>();
