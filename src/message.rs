@@ -165,22 +165,36 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
-    /// The message with every NUL character (U+0000) replaced by U+FFFD in its text
-    /// and payload. PostgreSQL's text and jsonb refuse NUL, which a platform relays
-    /// as the user sent it: kept, it would fail its whole webhook on every retry.
+    /// The message with every NUL character (U+0000) replaced by U+FFFD in every
+    /// string that is stored: text, payload, platform id, account and contact.
+    /// PostgreSQL's text and jsonb refuse NUL, which a platform relays as the user
+    /// sent it: kept, it would fail its whole webhook (and the good messages in it)
+    /// on every retry. The same id is replaced the same way on a retry, so a
+    /// duplicate is still recognised.
     pub fn without_nul(mut self) -> Self {
-        if self.text.contains('\0') {
-            self.text = self.text.replace('\0', "\u{FFFD}");
+        for field in [
+            &mut self.text,
+            &mut self.external_id,
+            &mut self.conversation.account,
+            &mut self.conversation.contact,
+        ] {
+            replace_nul_in(field);
         }
         replace_nul(&mut self.payload);
         self
     }
 }
 
+fn replace_nul_in(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
 fn replace_nul(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
-        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::String(s) => replace_nul_in(s),
         Value::Array(items) => items.iter_mut().for_each(replace_nul),
         Value::Object(fields) => {
             if fields.keys().any(|k| k.contains('\0')) {
@@ -241,10 +255,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nul_characters_are_replaced_in_the_text_and_anywhere_in_the_payload() {
+    fn nul_characters_are_replaced_in_every_stored_string_and_anywhere_in_the_payload() {
         let message = InboundMessage {
-            conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),
-            external_id: "wamid.nul".into(),
+            conversation: Conversation::new(ChannelKind::WhatsApp, "1\0", "2\0"),
+            external_id: "wamid.nul\0".into(),
             kind: MessageKind::Text,
             text: "a\0b".into(),
             timestamp_ms: 0,
@@ -253,6 +267,11 @@ mod tests {
         }
         .without_nul();
         assert_eq!(message.text, "a\u{FFFD}b");
+        assert_eq!(message.external_id, "wamid.nul\u{FFFD}");
+        assert_eq!(
+            message.conversation,
+            Conversation::new(ChannelKind::WhatsApp, "1\u{FFFD}", "2\u{FFFD}")
+        );
         assert_eq!(
             message.payload,
             serde_json::json!({"text": {"body": "a\u{FFFD}b"}, "k\u{FFFD}": ["\u{FFFD}"]})

@@ -111,7 +111,14 @@ impl Scanner {
         hand_back: &CancellationToken,
     ) -> Result<Vec<Running>, BatchError> {
         let mut started = Vec::new();
+        // A push back that fails ends the pass, but only once every claim already
+        // made is running: a claim left behind would keep its conversation locked
+        // until its lease runs out.
+        let mut failure = None;
         for (shard, _) in self.batcher.keys().agendas() {
+            if failure.is_some() {
+                break;
+            }
             let free = self.slots.available_permits();
             if free == 0 {
                 break;
@@ -148,7 +155,9 @@ impl Scanner {
                         // is down the push fails too, and the pass ends.
                         tracing::error!(%member, %error, "claim failed; conversation retried later");
                         let later = now_ms() + self.batcher.policy().lease.as_millis() as i64;
-                        self.batcher.postpone(shard, &member, later).await?;
+                        if let Err(error) = self.batcher.postpone(shard, &member, later).await {
+                            failure.get_or_insert(error);
+                        }
                         continue;
                     }
                 };
@@ -175,7 +184,10 @@ impl Scanner {
                 }
             }
         }
-        Ok(started)
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(started),
+        }
     }
 
     /// When the loop should look again: the earliest agenda score, capped by the interval.

@@ -156,6 +156,18 @@ fn id_list(ids: &[i64]) -> String {
     format!("{{{}}}", ids.join(","))
 }
 
+/// Refuses a group in which two requests name the same batch: one statement would
+/// update its row once (with either request's values) and give one answer for
+/// both, so such a group is written request by request instead (see
+/// [`StoreError::SameRow`]).
+fn distinct_batches<'a>(mut ids: impl Iterator<Item = &'a str>) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    match ids.find(|id| !seen.insert(*id)) {
+        Some(id) => Err(StoreError::SameRow(format!("batch {id}"))),
+        None => Ok(()),
+    }
+}
+
 /// Records claims (the opening group's flush): a new batch, or a resumed or
 /// superseded one under the same id. A batch already sending, sent or failed keeps
 /// its messages; its status tells the worker not to generate again.
@@ -195,7 +207,9 @@ pub(super) async fn open_batches(
     .await?;
     let mut by_id: HashMap<String, BatchRecord> =
         rows.into_iter().map(|r| (r.id, r.record)).collect();
-    // A missing row makes the answer short: the group is then run request by request.
+    // Every request has its row (two of one batch are refused by ON CONFLICT). A
+    // missing one would make the answer short: the group writer then fails the
+    // whole group without writing it again, as this statement has committed.
     Ok(batches.iter().filter_map(|b| by_id.remove(&b.id)).collect())
 }
 
@@ -213,6 +227,7 @@ pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
 ) -> Result<Vec<Vec<i64>>, StoreError> {
+    distinct_batches(commits.iter().map(|c| c.batch_id.as_str()))?;
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
              SELECT b, t, m::bigint[] AS ids FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(b, t, m)
@@ -260,6 +275,7 @@ pub(super) async fn record_replies(
     pool: PgPool,
     replies: std::sync::Arc<[SentReply]>,
 ) -> Result<Vec<Vec<Entry>>, StoreError> {
+    distinct_batches(replies.iter().map(|r| r.batch_id.as_str()))?;
     let parts = || {
         replies
             .iter()

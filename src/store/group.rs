@@ -142,12 +142,24 @@ async fn flush_group<Req: Clone + Sync, Resp>(
         return;
     }
     tracing::warn!(group = name, size, %error, "grouped write refused; writing each request alone");
+    let mut unreachable: Option<String> = None;
     for (request, reply) in batch.iter().zip(replies) {
+        if let Some(reason) = &unreachable {
+            // PostgreSQL stopped answering meanwhile: the rest would each wait for
+            // the same failure (a connection timeout apiece), one after the other.
+            let _ = reply.send(Err(StoreError::Unavailable(reason.clone())));
+            continue;
+        }
         let answer = match flush(Arc::from([request.clone()])).await {
             Ok(mut answers) if answers.len() == 1 => answers.pop().ok_or(StoreError::Closed),
             Ok(_) => Err(StoreError::Closed),
             Err(error) => Err(error),
         };
+        if let Err(error) = &answer {
+            if !error.is_refusal() {
+                unreachable = Some(error.to_string());
+            }
+        }
         let _ = reply.send(answer);
     }
 }
@@ -208,6 +220,39 @@ mod tests {
                 _ => assert_eq!(answer.unwrap(), n * 2),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn once_the_database_is_unreachable_the_rest_of_a_refused_group_fails_at_once() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let group = Group::spawn(
+            "test",
+            GroupLimits {
+                max_requests: 50,
+                flushers: 1,
+            },
+            move |group: Arc<[i64]>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(group.to_vec());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    match group.len() {
+                        1 => Err(StoreError::Unavailable("connection timed out".into())),
+                        _ => Err(StoreError::Refused("deadlock".into())),
+                    }
+                }
+            },
+        );
+        let answers = futures_join(vec![(1, group.clone()), (2, group.clone()), (3, group)]).await;
+
+        assert!(answers.iter().all(|(_, answer)| answer.is_err()));
+        let calls = calls.lock().unwrap();
+        assert_eq!(
+            *calls,
+            [vec![1, 2, 3], vec![1]],
+            "one try alone, then no more"
+        );
     }
 
     async fn futures_join(

@@ -35,6 +35,10 @@ pub enum StoreError {
     /// The grouped statement holding this request failed for a reason not its own.
     #[error("database: {0}")]
     Unavailable(String),
+    /// Two requests of one group write the same row (the same batch twice): the
+    /// group is refused before it runs, and each request is written alone.
+    #[error("one row written twice in a group: {0}")]
+    SameRow(String),
     /// PostgreSQL refused a statement (tests of the group writer).
     #[cfg(test)]
     #[error("refused: {0}")]
@@ -46,7 +50,7 @@ impl StoreError {
     /// conflict, a deadlock): the same requests may succeed when written apart.
     pub fn is_refusal(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Database(_)) => true,
+            StoreError::Database(sqlx::Error::Database(_)) | StoreError::SameRow(_) => true,
             #[cfg(test)]
             StoreError::Refused(_) => true,
             _ => false,
@@ -81,9 +85,9 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            // No ping before each use: it is a round trip per query, and a broken
-            // connection fails its query anyway (and is then dropped).
-            .test_before_acquire(false)
+            // The ping before each use stays (sqlx's default): without it, after a
+            // PostgreSQL restart every pooled connection fails its next statement,
+            // and a sent reply whose record fails that way would be sent again.
             .connect(url)
             .await?;
         Ok(Self::from_pool(pool))

@@ -267,3 +267,46 @@ async fn the_unique_key_on_platform_ids_is_named_unique_external_message_id() {
     );
     store.pool().close().await;
 }
+
+/// A NUL in a message's platform id or sender (which PostgreSQL's text refuses as
+/// it does in the text) must not fail its whole webhook on every retry: the good
+/// message beside it would never be stored.
+#[tokio::test]
+async fn a_nul_character_in_a_message_id_or_sender_does_not_lose_the_message_beside_it() {
+    let app = spawn_app().await;
+    let mut body: Value = serde_json::from_slice(&whatsapp_text(
+        MARIA,
+        "wamid.good",
+        now_secs(),
+        "a good message",
+    ))
+    .unwrap();
+    let messages = body["entry"][0]["changes"][0]["value"]["messages"]
+        .as_array_mut()
+        .unwrap();
+    let mut bad_id = messages[0].clone();
+    bad_id["id"] = "wamid.bad\u{0}id".into();
+    let mut bad_sender = messages[0].clone();
+    bad_sender["id"] = "wamid.bad-sender".into();
+    bad_sender["from"] = "1555\u{0}".into();
+    messages.push(bad_id);
+    messages.push(bad_sender);
+    let body = serde_json::to_vec(&body).unwrap();
+
+    let response = app.post_whatsapp(&body).await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    let stored = app
+        .column("SELECT external_message_id FROM conversation_messages ORDER BY id")
+        .await;
+    assert!(stored.contains(&"wamid.good".to_owned()), "{stored:?}");
+    // A retry of the same POST is a duplicate, not a second copy.
+    let again = app.post_whatsapp(&body).await;
+    assert_eq!(again.status().as_u16(), 200);
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
+            .await,
+        stored.len() as i64
+    );
+    app.stop().await;
+}

@@ -7,6 +7,7 @@ mod fake_graph;
 mod fake_platforms;
 mod fake_server;
 mod faults;
+mod group_commit;
 mod helpers;
 mod ingest_group;
 mod instagram_flow;

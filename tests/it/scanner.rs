@@ -39,3 +39,140 @@ async fn a_conversation_whose_claim_fails_does_not_stall_the_others() {
     let _: () = redis.del((&broken.msgs, &broken.agenda)).await.unwrap();
     app.stop().await;
 }
+
+/// A TCP proxy in front of the shared Redis that, once armed, makes the next ZADD
+/// sent as a command fail (renamed to an unknown command on its way through).
+struct ZaddBreaker {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    broken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ZaddBreaker {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let broken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (armed_in, broken_in) = (armed.clone(), broken.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let (armed, broken, upstream) =
+                    (armed_in.clone(), broken_in.clone(), upstream.clone());
+                connections.spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        const ZADD: &[u8] = b"$4\r\nZADD\r\n";
+                        loop {
+                            let n = match client_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let chunk = &mut buf[..n];
+                            if let Some(at) = chunk.windows(ZADD.len()).position(|w| w == ZADD) {
+                                if armed.swap(false, Ordering::SeqCst) {
+                                    chunk[at + 7] = b'X';
+                                    broken.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            if server_write.write_all(chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let down = tokio::io::copy(&mut server_read, &mut client_write);
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        });
+        Self {
+            port,
+            armed,
+            broken,
+            task,
+        }
+    }
+}
+
+impl Drop for ZaddBreaker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The claims of one pass go out together: when one fails and pushing it back
+/// fails too, the conversations claimed beside it must still be worked on, not
+/// left locked until their lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_push_back_does_not_strand_the_conversations_claimed_beside_it() {
+    use std::sync::atomic::Ordering;
+    let upstream = url::Url::parse(&redis_url()).unwrap();
+    let breaker = ZaddBreaker::start(format!(
+        "{}:{}",
+        upstream.host_str().unwrap(),
+        upstream.port().unwrap_or(6379)
+    ))
+    .await;
+    let app = spawn_app_with(|c| {
+        c.redis_url = format!("redis://127.0.0.1:{}", breaker.port);
+        c.lock_ttl_seconds = 3.0;
+    })
+    .await;
+    let redis = app.batcher.pool().next();
+    let maria = app
+        .batcher
+        .keys()
+        .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
+    // Sorts before Maria's on the agenda, so it is claimed first in the pass.
+    let broken = app.batcher.keys().for_member("whatsapp:0:broken");
+    assert_eq!(broken.agenda, maria.agenda, "one shard");
+    let _: () = redis
+        .set(&broken.msgs, "not a list", None, None, false)
+        .await
+        .unwrap();
+
+    let posted = std::time::Instant::now();
+    app.post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
+    let due: f64 = redis
+        .zscore(&maria.agenda, maria.member.as_str())
+        .await
+        .unwrap();
+    // Due together with Maria's batch; its push back fails once.
+    let _: () = redis
+        .zadd(
+            &broken.agenda,
+            None,
+            None,
+            false,
+            false,
+            (due, broken.member.as_str()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(breaker.broken.load(Ordering::SeqCst), 0);
+    breaker.armed.store(true, Ordering::SeqCst);
+
+    replies_at_least(&app.graph, 1).await;
+    let waited = posted.elapsed();
+    assert_eq!(
+        breaker.broken.load(Ordering::SeqCst),
+        1,
+        "the push back failed once"
+    );
+    assert!(
+        waited < std::time::Duration::from_millis(2500),
+        "the reply waited {waited:?}: its claim was dropped and it waited for its lease"
+    );
+    let _: () = redis.del((&broken.msgs, &broken.agenda)).await.unwrap();
+    app.stop().await;
+}

@@ -115,6 +115,7 @@ async fn load(
                 ledger: ledger.clone(),
                 shards,
                 batch: i64::from(args.batch),
+                claimers: args.claimers as i64,
                 death_rate: args.death_rate,
                 lease: Duration::from_millis(args.lease_ms),
             };
@@ -197,6 +198,7 @@ struct Claimer {
     ledger: Arc<Ledger>,
     shards: u16,
     batch: i64,
+    claimers: i64,
     death_rate: f64,
     lease: Duration,
 }
@@ -217,7 +219,11 @@ impl Claimer {
             let mut found = false;
             for _ in 0..self.shards {
                 shard = (shard + 1) % self.shards;
-                let mut due = match self.batcher.due(shard, now_ms(), self.batch).await {
+                // Every claimer sees the same earliest members: each takes a window
+                // of its own among them (as separate lull instances would collide
+                // only where their windows overlap), in an order of its own.
+                let ahead = self.batch * self.claimers;
+                let due = match self.batcher.due(shard, now_ms(), ahead).await {
                     Ok(due) => due,
                     Err(error) => {
                         self.ledger.error(format!("due: {error}"));
@@ -225,8 +231,12 @@ impl Claimer {
                     }
                 };
                 found |= !due.is_empty();
-                // Every claimer sees the same earliest members: try them in an
-                // order of its own, so they spread instead of colliding.
+                let windows = due.len().div_ceil(self.batch as usize).max(1);
+                let mut due: Vec<String> = due
+                    .chunks(self.batch as usize)
+                    .nth(index % windows)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default();
                 due.shuffle(&mut rng);
                 for member in due {
                     self.claim(&member, &mut rng, &mut latencies).await;

@@ -1,0 +1,494 @@
+//! The grouped writes of a reply's life (claim recorded, messages taken before the
+//! send, reply recorded as sent) keep the semantics of the single-batch statements
+//! they replaced, whatever else shares their group.
+//!
+//! The store tests run on one thread with a store of one connection: the requests
+//! of one `join!` are all queued before the group's flusher runs, so they are
+//! flushed as one statement.
+
+use crate::helpers::*;
+use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
+use lull::store::{BatchRow, NewBatch, Store};
+
+async fn store(db: &TestDb) -> Store {
+    let store = Store::connect(&db.url, 1).await.expect("test database");
+    store.migrate().await.expect("migrations");
+    store
+}
+
+fn maria() -> Conversation {
+    Conversation::new(ChannelKind::WhatsApp, PHONE_ID, MARIA)
+}
+
+/// Stores `n` inbound messages of Maria's; returns their ids.
+async fn messages(store: &Store, tag: &str, n: usize) -> Vec<i64> {
+    let rows = (0..n)
+        .map(|i| {
+            let id = format!("wamid.{tag}{i}");
+            let message = InboundMessage {
+                conversation: maria(),
+                external_id: id.clone(),
+                kind: MessageKind::Text,
+                text: format!("{tag} {i}"),
+                timestamp_ms: now_secs() * 1000 + i as i64,
+                contact_name: None,
+                payload: serde_json::json!({ "id": id }),
+            };
+            (message, true)
+        })
+        .collect();
+    let stored = store.insert_inbound(rows).await.unwrap();
+    stored.into_iter().map(|e| e.unwrap().id).collect()
+}
+
+fn new_batch(id: &str, message_ids: &[i64], claims: i64) -> NewBatch {
+    let now = lull::time::now_ms();
+    NewBatch {
+        id: id.to_owned(),
+        conversation: maria(),
+        message_ids: message_ids.to_vec(),
+        claims,
+        supersedes: 0,
+        started_ms: now,
+        due_ms: now,
+        claimed_ms: now,
+    }
+}
+
+async fn open(store: &Store, id: &str, message_ids: &[i64]) {
+    store
+        .open_batch(&new_batch(id, message_ids, 1))
+        .await
+        .unwrap();
+}
+
+async fn row(store: &Store, id: &str) -> BatchRow {
+    store.batch(id).await.unwrap().expect("batch row")
+}
+
+/// Which batch answers each message, in the order given.
+async fn owners(store: &Store, ids: &[i64]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT batch_id FROM conversation_messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        out.push(owner);
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_batch_of_a_group_takes_its_messages_as_it_would_alone() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let all = messages(&store, "all", 3).await;
+    let some = messages(&store, "some", 2).await;
+    let none = messages(&store, "none", 1).await;
+    for (id, ids) in [
+        ("b-all", all.clone()),
+        ("b-some", some.clone()),
+        ("b-none", none.clone()),
+        ("b-empty", vec![]),
+        ("other", vec![some[1], none[0]]),
+    ] {
+        open(&store, id, &ids).await;
+    }
+    // Another batch answered one of b-some's messages and b-none's only one.
+    store
+        .begin_sending("other", &[some[1], none[0]], "elsewhere")
+        .await
+        .unwrap();
+    // Platform order, not id order.
+    let all_order = vec![all[2], all[0], all[1]];
+
+    let (a, s, n, e) = tokio::join!(
+        store.begin_sending("b-all", &all_order, "all text"),
+        store.begin_sending("b-some", &some, "some text"),
+        store.begin_sending("b-none", &none, "none text"),
+        store.begin_sending("b-empty", &[], "empty text"),
+    );
+
+    assert_eq!(a.unwrap(), all_order, "owned ids keep the batch's order");
+    assert_eq!(s.unwrap(), vec![some[0]]);
+    assert_eq!(n.unwrap(), Vec::<i64>::new());
+    assert_eq!(e.unwrap(), Vec::<i64>::new());
+    let b_all = row(&store, "b-all").await;
+    assert_eq!(
+        (b_all.status.as_str(), b_all.reply_text.as_deref()),
+        ("sending", Some("all text"))
+    );
+    assert_eq!(b_all.message_ids, all_order);
+    assert!(b_all.generated_at.is_some());
+    let b_some = row(&store, "b-some").await;
+    assert_eq!(
+        (b_some.status.as_str(), b_some.reply_text.as_deref()),
+        ("generating", None)
+    );
+    assert_eq!(b_some.message_ids, vec![some[0]]);
+    assert!(b_some.generated_at.is_none());
+    let b_none = row(&store, "b-none").await;
+    assert_eq!(
+        (b_none.status.as_str(), b_none.message_ids.len()),
+        ("dropped", 0)
+    );
+    assert_eq!(row(&store, "b-empty").await.status, "dropped");
+    assert_eq!(
+        owners(&store, &[all[0], some[0], some[1], none[0]]).await,
+        [
+            Some("b-all".to_owned()),
+            Some("b-some".to_owned()),
+            Some("other".to_owned()),
+            Some("other".to_owned())
+        ]
+    );
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_message_wanted_by_two_batches_of_one_group_is_taken_by_one_only() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "contested", 2).await;
+    open(&store, "first", &ids).await;
+    open(&store, "second", &[ids[1]]).await;
+
+    let contested = [ids[1]];
+    let (first, second) = tokio::join!(
+        store.begin_sending("first", &ids, "first text"),
+        store.begin_sending("second", &contested, "second text"),
+    );
+
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(
+        !first.contains(&ids[1]) || second.is_empty(),
+        "{first:?} {second:?}"
+    );
+    assert!(
+        first.contains(&ids[1]) || second == [ids[1]],
+        "{first:?} {second:?}"
+    );
+    let owner = owners(&store, &[ids[1]]).await.remove(0).unwrap();
+    let (winner, loser) = if owner == "first" {
+        ("first", "second")
+    } else {
+        ("second", "first")
+    };
+    assert_eq!(row(&store, winner).await.status, "sending");
+    assert_ne!(row(&store, loser).await.status, "sending");
+    store.pool().close().await;
+}
+
+/// Two requests of one group for the same batch (two workers on one batch after its
+/// lease ran out): each is answered, as it was when they were written one by one,
+/// and the batches grouped with them are not failed.
+#[tokio::test]
+async fn two_commits_of_one_batch_in_a_group_are_each_answered_and_spare_the_others() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "twice", 2).await;
+    let bystander = messages(&store, "bystander", 1).await;
+    open(&store, "twice", &ids).await;
+    open(&store, "bystander", &bystander).await;
+
+    let (one, two, other) = tokio::join!(
+        store.begin_sending("twice", &ids, "one"),
+        store.begin_sending("twice", &ids, "two"),
+        store.begin_sending("bystander", &bystander, "bystander text"),
+    );
+
+    // Committed either way: before the fix, the callers were told otherwise.
+    assert_eq!(row(&store, "bystander").await.status, "sending");
+    assert_eq!(other.unwrap(), bystander, "a bystander is not failed");
+    assert_eq!(one.unwrap(), ids);
+    assert_eq!(two.unwrap(), ids);
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn two_records_of_one_batch_in_a_group_each_get_their_parts_and_attempts() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "rec", 1).await;
+    open(&store, "rec", &ids).await;
+    let now = lull::time::now_ms();
+    let first = vec![("wamid.out.a".to_owned(), "part a".to_owned())];
+    let second = vec![("wamid.out.b".to_owned(), "part b".to_owned())];
+
+    let m = maria();
+    let (one, two) = tokio::join!(
+        store.record_sent(&m, "rec", 1, &first, now),
+        store.record_sent(&m, "rec", 2, &second, now),
+    );
+
+    let texts = |r: Vec<lull::message::Entry>| r.into_iter().map(|e| e.text).collect::<Vec<_>>();
+    assert_eq!(texts(one.unwrap()), ["part a"]);
+    assert_eq!(texts(two.unwrap()), ["part b"]);
+    assert_eq!(
+        row(&store, "rec").await.attempts,
+        3,
+        "both requests' attempts"
+    );
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_group_of_sent_replies_records_each_as_alone() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let (a, b, c) = (
+        messages(&store, "ra", 1).await,
+        messages(&store, "rb", 1).await,
+        messages(&store, "rc", 1).await,
+    );
+    open(&store, "ra", &a).await;
+    open(&store, "rb", &b).await;
+    open(&store, "rc", &c).await;
+    // A resume before: one part of rb went out and was recorded with 2 attempts.
+    store
+        .record_progress("rb", 2, &["wamid.rb.0".to_owned()])
+        .await
+        .unwrap();
+    let now = lull::time::now_ms();
+    let parts = |tag: &str, n: usize| {
+        (0..n)
+            .map(|i| (format!("wamid.{tag}.{i}"), format!("{tag} part {i}")))
+            .collect::<Vec<_>>()
+    };
+
+    let (m, pa, pb) = (maria(), parts("ra", 3), parts("rb", 2));
+    let (ra, rb, rc) = tokio::join!(
+        store.record_sent(&m, "ra", 1, &pa, now),
+        store.record_sent(&m, "rb", 1, &pb, now),
+        store.record_sent(&m, "rc", 4, &[], now),
+    );
+
+    let texts = |r: Vec<lull::message::Entry>| r.into_iter().map(|e| e.text).collect::<Vec<_>>();
+    assert_eq!(texts(ra.unwrap()), ["ra part 0", "ra part 1", "ra part 2"]);
+    assert_eq!(texts(rb.unwrap()), ["rb part 0", "rb part 1"]);
+    assert!(rc.unwrap().is_empty());
+    let (ra, rb, rc) = (
+        row(&store, "ra").await,
+        row(&store, "rb").await,
+        row(&store, "rc").await,
+    );
+    assert_eq!((ra.status.as_str(), ra.attempts), ("sent", 1));
+    assert_eq!(
+        ra.platform_message_ids,
+        ["wamid.ra.0", "wamid.ra.1", "wamid.ra.2"]
+    );
+    assert_eq!((rb.status.as_str(), rb.attempts), ("sent", 3));
+    assert_eq!(rb.platform_message_ids, ["wamid.rb.0", "wamid.rb.1"]);
+    assert_eq!((rc.status.as_str(), rc.attempts), ("sent", 4));
+    assert!(rc.platform_message_ids.is_empty());
+    let outbound = sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM conversation_messages WHERE direction = 'out'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(outbound, 5);
+    store.pool().close().await;
+}
+
+/// A refused grouped statement is rolled back before each request is written alone:
+/// the others' attempts are counted once.
+#[tokio::test]
+async fn a_refused_reply_record_fails_alone_and_the_others_count_once() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let a = messages(&store, "ok", 1).await;
+    open(&store, "ok", &a).await;
+    let now = lull::time::now_ms();
+    let part = |id: &str| vec![(id.to_owned(), "text".to_owned())];
+
+    // "missing" has no batch row: its outbound row breaks the foreign key.
+    let (m, ok_part, missing_part) = (maria(), part("wamid.ok.out"), part("wamid.missing.out"));
+    let (ok, missing) = tokio::join!(
+        store.record_sent(&m, "ok", 2, &ok_part, now),
+        store.record_sent(&m, "missing", 1, &missing_part, now),
+    );
+
+    assert_eq!(ok.unwrap().len(), 1);
+    assert!(missing.is_err());
+    let ok = row(&store, "ok").await;
+    assert_eq!((ok.status.as_str(), ok.attempts), ("sent", 2));
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn two_claims_of_one_batch_in_a_group_are_each_recorded() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "claimed", 2).await;
+    let other = messages(&store, "other", 1).await;
+
+    let (a, b, c) = (
+        new_batch("same", &ids, 1),
+        new_batch("same", &ids[..1], 2),
+        new_batch("other", &other, 1),
+    );
+    let (one, two, three) = tokio::join!(
+        store.open_batch(&a),
+        store.open_batch(&b),
+        store.open_batch(&c)
+    );
+
+    assert_eq!(one.unwrap().message_ids, ids);
+    assert_eq!(two.unwrap().message_ids, ids[..1]);
+    assert_eq!(three.unwrap().message_ids, other);
+    let same = row(&store, "same").await;
+    assert_eq!((same.claims, same.message_ids), (2, ids[..1].to_vec()));
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "fin", 2).await;
+    let fresh = messages(&store, "fresh", 1).await;
+    open(&store, "fin", &ids).await;
+    store.begin_sending("fin", &ids, "text").await.unwrap();
+
+    let (a, b) = (
+        new_batch("fin", &ids[..1], 2),
+        new_batch("fresh", &fresh, 1),
+    );
+    let (fin, fresh_record) = tokio::join!(store.open_batch(&a), store.open_batch(&b));
+
+    let fin = fin.unwrap();
+    assert_eq!(
+        (
+            fin.status.as_str(),
+            fin.message_ids,
+            fin.reply_text.as_deref()
+        ),
+        ("sending", ids.clone(), Some("text"))
+    );
+    let fresh_record = fresh_record.unwrap();
+    assert_eq!(
+        (fresh_record.status.as_str(), fresh_record.message_ids),
+        ("generating", fresh)
+    );
+    store.pool().close().await;
+}
+
+/// A TCP proxy in front of PostgreSQL that can drop every connection through it
+/// while still accepting new ones: what lull's pooled connections see when
+/// PostgreSQL restarts.
+struct RestartingProxy {
+    port: u16,
+    upstream: std::sync::Arc<std::sync::Mutex<String>>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RestartingProxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (target, restarts) = (upstream.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.lock().unwrap().clone();
+                let mut restarted = restarts.subscribe();
+                connections.spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = restarted.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            upstream,
+            generation,
+            task,
+        }
+    }
+
+    /// `url` through the proxy; where it pointed becomes the proxy's upstream.
+    fn route(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).unwrap();
+        *self.upstream.lock().unwrap() =
+            format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+
+    /// Closes every connection made so far, as a restart of PostgreSQL would.
+    fn restart(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+impl Drop for RestartingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// PostgreSQL restarts while a reply is on its way to the platform: the pooled
+/// connections are all dead. Recording the sent reply must not fail because of
+/// that (a fresh connection is there for the asking), or the batch stays
+/// `sending` and is sent to the user a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_sent_across_a_postgres_restart_is_recorded_and_not_sent_again() {
+    let proxy = RestartingProxy::start().await;
+    let app = spawn_app_with(|c| c.database_url = proxy.route(&c.database_url)).await;
+    let slow = serde_json::json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": MARIA, "wa_id": MARIA}],
+        "messages": [{"id": "wamid.slow-send"}]
+    });
+    app.graph.script([crate::fake_graph::Answer {
+        delay: std::time::Duration::from_millis(800),
+        ..crate::fake_graph::Answer::new(200, slow.to_string())
+    }]);
+    app.post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
+    replies_at_least(&app.graph, 1).await;
+
+    proxy.restart();
+
+    let direct = Store::connect(&app.db.url, 1).await.unwrap();
+    let latest = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT status FROM reply_batches ORDER BY claimed_at DESC LIMIT 1",
+        )
+        .fetch_one(direct.pool())
+        .await
+        .unwrap()
+    };
+    // The send takes 800 ms; then the record.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let recorded = latest().await;
+    // A second instance, whose reconciler puts back replies left `sending`.
+    let second = spawn_app_sharing(&app, |c| {
+        c.reconcile_interval_seconds = 0.2;
+        c.reconcile_min_age_seconds = 0.1;
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(6000)).await;
+
+    assert_eq!(
+        (recorded.as_str(), app.graph.replies().len()),
+        ("sent", 1),
+        "the sent reply is recorded, and the user gets it once"
+    );
+    second.stop().await;
+    direct.pool().close().await;
+    app.stop().await;
+}
