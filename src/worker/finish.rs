@@ -5,6 +5,10 @@ use super::{BatchOutcome, Worker};
 use crate::batch::{AckOutcome, Claim, ConversationKeys, RequeueMode};
 use crate::message::{Conversation, Entry};
 use crate::time::now_ms;
+use std::time::Duration;
+
+/// Tries to record a sent reply before giving up (about 1.5 s in all).
+const RECORD_TRIES: u32 = 5;
 
 impl Worker {
     /// Requeues the batch (supersede or hand-back); a lost lease gives nothing back.
@@ -60,14 +64,28 @@ impl Worker {
             .cloned()
             .zip(parts.iter().cloned())
             .collect();
-        let reply_entries = self
-            .store
-            .record_sent(conversation, &claim.batch_id, attempts, &rows, now)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
-                Vec::new()
-            });
+        let mut tries = 0;
+        let reply_entries = loop {
+            tries += 1;
+            match self
+                .store
+                .record_sent(conversation, &claim.batch_id, attempts, &rows, now)
+                .await
+            {
+                Ok(entries) => break entries,
+                // The platform has the reply: unrecorded, it would be sent again. A
+                // pooled connection PostgreSQL dropped (a restart) fails once; the
+                // next try gets a fresh one.
+                Err(error) if tries < RECORD_TRIES => {
+                    tracing::warn!(%error, tries, "reply sent, record failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(100) * tries).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
+                    break Vec::new();
+                }
+            }
+        };
         self.ack(keys, &claim.token, &reply_entries).await;
         self.metrics.inc(
             "lull_replies_sent_total",
