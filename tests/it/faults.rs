@@ -8,6 +8,7 @@
 
 use crate::fake_graph::{Answer, FakeGraph, Seen};
 use crate::helpers::*;
+use crate::pg_proxy::PgProxy;
 use crate::process::{LullProcess, Spec, message};
 use crate::redis_server::OwnRedis;
 use fred::interfaces::{KeysInterface, SortedSetsInterface};
@@ -17,10 +18,9 @@ use lull::store::{BatchRow, Store};
 use rand::Rng;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 /// A generation that outlasts the test: the process holding it must die or hand it back.
@@ -502,57 +502,6 @@ async fn a_131047_fails_the_batch_at_the_first_attempt_with_its_error_code() {
 /// A fixture as text.
 fn fixture_text(path: &str) -> String {
     String::from_utf8(fixture(path)).unwrap()
-}
-
-/// A TCP proxy in front of PostgreSQL. Once cut, its port is closed and every
-/// connection through it is gone: the service behind it has a database on a
-/// closed port.
-struct PgProxy {
-    port: u16,
-    upstream: Arc<Mutex<String>>,
-    task: JoinHandle<()>,
-}
-
-impl PgProxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let upstream = Arc::new(Mutex::new(String::new()));
-        let target = upstream.clone();
-        let task = tokio::spawn(async move {
-            // Dropped with this task: cutting the proxy closes every connection.
-            let mut connections = JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                let target = target.lock().unwrap().clone();
-                connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            upstream,
-            task,
-        }
-    }
-
-    /// `url` through the proxy; where it pointed becomes the proxy's upstream.
-    fn route(&self, url: &str) -> String {
-        let mut url = url::Url::parse(url).unwrap();
-        *self.upstream.lock().unwrap() =
-            format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(self.port)).unwrap();
-        url.to_string()
-    }
-
-    /// Closes the port and every connection through it.
-    async fn cut(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
 }
 
 /// Every key under a Redis prefix.

@@ -7,6 +7,7 @@
 //! flushed as one statement.
 
 use crate::helpers::*;
+use crate::pg_proxy::PgProxy;
 use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use lull::store::{BatchRow, NewBatch, Store};
 
@@ -377,76 +378,13 @@ async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
     store.pool().close().await;
 }
 
-/// A TCP proxy in front of PostgreSQL that can drop every connection through it
-/// while still accepting new ones: what lull's pooled connections see when
-/// PostgreSQL restarts.
-struct RestartingProxy {
-    port: u16,
-    upstream: std::sync::Arc<std::sync::Mutex<String>>,
-    generation: tokio::sync::watch::Sender<u64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RestartingProxy {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let upstream = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (generation, _) = tokio::sync::watch::channel(0u64);
-        let (target, restarts) = (upstream.clone(), generation.clone());
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                let target = target.lock().unwrap().clone();
-                let mut restarted = restarts.subscribe();
-                connections.spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = restarted.changed() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            upstream,
-            generation,
-            task,
-        }
-    }
-
-    /// `url` through the proxy; where it pointed becomes the proxy's upstream.
-    fn route(&self, url: &str) -> String {
-        let mut url = url::Url::parse(url).unwrap();
-        *self.upstream.lock().unwrap() =
-            format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-        url.set_host(Some("127.0.0.1")).unwrap();
-        url.set_port(Some(self.port)).unwrap();
-        url.to_string()
-    }
-
-    /// Closes every connection made so far, as a restart of PostgreSQL would.
-    fn restart(&self) {
-        self.generation.send_modify(|g| *g += 1);
-    }
-}
-
-impl Drop for RestartingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// PostgreSQL restarts while a reply is on its way to the platform: the pooled
 /// connections are all dead. Recording the sent reply must not fail because of
 /// that (a fresh connection is there for the asking), or the batch stays
 /// `sending` and is sent to the user a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_sent_across_a_postgres_restart_is_recorded_and_not_sent_again() {
-    let proxy = RestartingProxy::start().await;
+    let proxy = PgProxy::start().await;
     let app = spawn_app_with(|c| c.database_url = proxy.route(&c.database_url)).await;
     let slow = serde_json::json!({
         "messaging_product": "whatsapp",

@@ -14,6 +14,7 @@ mod instagram_flow;
 mod llm;
 mod loadtest;
 mod operations;
+mod pg_proxy;
 mod policy;
 mod process;
 mod redis_server;

@@ -1,0 +1,75 @@
+//! A TCP proxy in front of PostgreSQL, to fail the database under a running lull:
+//! `restart` drops every connection made so far (as a PostgreSQL restart does) and
+//! keeps accepting new ones; `cut` closes the port and every connection for good.
+
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub struct PgProxy {
+    port: u16,
+    upstream: Arc<Mutex<String>>,
+    generation: watch::Sender<u64>,
+    task: JoinHandle<()>,
+}
+
+impl PgProxy {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = Arc::new(Mutex::new(String::new()));
+        let (generation, _) = watch::channel(0u64);
+        let (target, restarts) = (upstream.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            // Dropped with this task: cutting the proxy closes every connection.
+            let mut connections = JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.lock().unwrap().clone();
+                let mut restarted = restarts.subscribe();
+                connections.spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = restarted.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            upstream,
+            generation,
+            task,
+        }
+    }
+
+    /// `url` through the proxy; where it pointed becomes the proxy's upstream.
+    pub fn route(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).unwrap();
+        *self.upstream.lock().unwrap() =
+            format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+
+    /// Closes every connection made so far, as a restart of PostgreSQL would.
+    pub fn restart(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Closes the port and every connection through it.
+    pub async fn cut(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
