@@ -220,6 +220,10 @@ pub(super) async fn open_batches(
 /// (the caller generates again); owning none, it is `dropped`. Two batches of one
 /// group wanting the same message: the UPDATE gives it to one of them only.
 ///
+/// Only a batch still `generating` is committed: a second worker on the same batch
+/// (the first stalled past its whole lease after its last look) finds it `sending`
+/// already, and owns nothing, so it sends nothing; the first sends the committed text.
+///
 /// Each UPDATE names its rows with `= ANY(ids)` as well as by the join: the
 /// planner then reads them through the primary key whatever it guesses about the
 /// unnested arrays, instead of hashing a whole fast-growing table per group.
@@ -250,9 +254,11 @@ pub(super) async fn commit_batches(
                  reply_text = CASE WHEN cardinality(o.ids) = o.wanted THEN o.t ELSE r.reply_text END,
                  generated_at = CASE WHEN cardinality(o.ids) = o.wanted THEN now() ELSE r.generated_at END,
                  updated_at = now()
-             FROM owned o WHERE r.id = ANY($1) AND r.id = o.b
+             FROM owned o WHERE r.id = ANY($1) AND r.id = o.b AND r.status = 'generating'
+             RETURNING r.id
          )
-         SELECT b AS batch_id, ids AS owned FROM owned",
+         SELECT o.b AS batch_id, CASE WHEN k.id IS NULL THEN '{}' ELSE o.ids END AS owned
+         FROM owned o LEFT JOIN marked k ON k.id = o.b",
     )
     .bind(commits.iter().map(|c| c.batch_id.clone()).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| c.text.clone()).collect::<Vec<_>>())
