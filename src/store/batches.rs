@@ -339,8 +339,8 @@ pub(super) async fn record_replies(
 
 impl Store {
     /// Records a claim (see [`open_batches`]), grouped with concurrent claims.
-    pub async fn open_batch(&self, batch: &NewBatch) -> Result<BatchRecord, StoreError> {
-        self.opening.submit(batch.clone()).await
+    pub async fn open_batch(&self, batch: NewBatch) -> Result<BatchRecord, StoreError> {
+        self.opening.submit(batch).await
     }
 
     /// Makes the batch the answer of its messages unless another batch already is

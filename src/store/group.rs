@@ -1,7 +1,7 @@
 //! Group commit: concurrent callers' writes of one kind share one statement.
 //!
-//! PostgreSQL here commits about 6,000 single-row transactions a second but about
-//! 41,000 rows a second when 32 share a commit, so each write lull makes per
+//! PostgreSQL on this project's machines commits about 6,000 single-row transactions
+//! a second but about 41,000 rows a second when 32 share a commit (DESIGN.md), so each write lull makes per
 //! message or per reply goes through a [`Group`]: a caller submits its request and
 //! waits; a flusher takes every request queued so far (up to a maximum) and runs
 //! them as one statement. Nothing waits on a timer: a lone request is flushed at
@@ -9,9 +9,10 @@
 //! with the load and adds no latency when idle.
 //!
 //! Each caller is answered only after the statement holding its request committed.
-//! If a grouped statement fails, every request in it is run again alone, so one bad
-//! request (a value PostgreSQL refuses, a deadlock with another group) fails alone
-//! and never costs the others.
+//! If PostgreSQL refuses a grouped statement, every request in it is run again
+//! alone, so one bad request (a value PostgreSQL refuses, a deadlock with another
+//! group) fails alone and never costs the others; if PostgreSQL cannot be reached,
+//! every request fails at once.
 
 use super::StoreError;
 use std::future::Future;
@@ -185,7 +186,7 @@ mod tests {
                     sizes.lock().unwrap().push(group.len());
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     if group.contains(&13) {
-                        return Err(StoreError::Refused("13".into()));
+                        return Err(StoreError::SameRow("13".into()));
                     }
                     Ok(group.iter().map(|n| n * 2).collect())
                 }
@@ -239,7 +240,7 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     match group.len() {
                         1 => Err(StoreError::Unavailable("connection timed out".into())),
-                        _ => Err(StoreError::Refused("deadlock".into())),
+                        _ => Err(StoreError::SameRow("deadlock".into())),
                     }
                 }
             },

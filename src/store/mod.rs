@@ -13,7 +13,7 @@ mod group;
 mod messages;
 
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleSending};
-pub use group::{Group, GroupLimits};
+use group::{Group, GroupLimits};
 pub use messages::Unanswered;
 
 use sqlx::migrate::MigrateDatabase;
@@ -39,22 +39,16 @@ pub enum StoreError {
     /// group is refused before it runs, and each request is written alone.
     #[error("one row written twice in a group: {0}")]
     SameRow(String),
-    /// PostgreSQL refused a statement (tests of the group writer).
-    #[cfg(test)]
-    #[error("refused: {0}")]
-    Refused(String),
 }
 
 impl StoreError {
     /// PostgreSQL answered and refused the statement (a value it rejects, a
     /// conflict, a deadlock): the same requests may succeed when written apart.
     pub fn is_refusal(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(_)) | StoreError::SameRow(_) => true,
-            #[cfg(test)]
-            StoreError::Refused(_) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Database(_)) | StoreError::SameRow(_)
+        )
     }
 }
 

@@ -154,7 +154,7 @@ impl Worker {
         let ids: Vec<i64> = claim.entries.iter().map(|e| e.id).collect();
         let record = match self
             .store
-            .open_batch(&NewBatch {
+            .open_batch(NewBatch {
                 id: claim.batch_id.clone(),
                 conversation: conversation.clone(),
                 message_ids: ids.clone(),

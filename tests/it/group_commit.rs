@@ -58,7 +58,7 @@ fn new_batch(id: &str, message_ids: &[i64], claims: i64) -> NewBatch {
 
 async fn open(store: &Store, id: &str, message_ids: &[i64]) {
     store
-        .open_batch(&new_batch(id, message_ids, 1))
+        .open_batch(new_batch(id, message_ids, 1))
         .await
         .unwrap();
 }
@@ -338,9 +338,9 @@ async fn two_claims_of_one_batch_in_a_group_are_each_recorded() {
         new_batch("other", &other, 1),
     );
     let (one, two, three) = tokio::join!(
-        store.open_batch(&a),
-        store.open_batch(&b),
-        store.open_batch(&c)
+        store.open_batch(a),
+        store.open_batch(b),
+        store.open_batch(c)
     );
 
     assert_eq!(one.unwrap().message_ids, ids);
@@ -364,7 +364,7 @@ async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
         new_batch("fin", &ids[..1], 2),
         new_batch("fresh", &fresh, 1),
     );
-    let (fin, fresh_record) = tokio::join!(store.open_batch(&a), store.open_batch(&b));
+    let (fin, fresh_record) = tokio::join!(store.open_batch(a), store.open_batch(b));
 
     let fin = fin.unwrap();
     assert_eq!(

@@ -2,6 +2,22 @@
 
 use crate::helpers::*;
 use fred::interfaces::{KeysInterface, SortedSetsInterface};
+use lull::batch::ConversationKeys;
+
+/// Puts a conversation on its agenda, due at `score` (unix ms).
+async fn schedule(redis: &fred::clients::Client, keys: &ConversationKeys, score: f64) {
+    let _: () = redis
+        .zadd(
+            &keys.agenda,
+            None,
+            None,
+            false,
+            false,
+            (score, keys.member.as_str()),
+        )
+        .await
+        .unwrap();
+}
 
 #[tokio::test]
 async fn a_conversation_whose_claim_fails_does_not_stall_the_others() {
@@ -13,17 +29,7 @@ async fn a_conversation_whose_claim_fails_does_not_stall_the_others() {
         .set(&broken.msgs, "not a list", None, None, false)
         .await
         .unwrap();
-    let _: () = redis
-        .zadd(
-            &broken.agenda,
-            None,
-            None,
-            false,
-            false,
-            (0.0, broken.member.as_str()),
-        )
-        .await
-        .unwrap();
+    schedule(redis, &broken, 0.0).await;
 
     app.post_whatsapp(&fixture("whatsapp/text_single.json"))
         .await;
@@ -148,17 +154,7 @@ async fn a_failed_push_back_does_not_strand_the_conversations_claimed_beside_it(
         .await
         .unwrap();
     // Due together with Maria's batch; its push back fails once.
-    let _: () = redis
-        .zadd(
-            &broken.agenda,
-            None,
-            None,
-            false,
-            false,
-            (due, broken.member.as_str()),
-        )
-        .await
-        .unwrap();
+    schedule(redis, &broken, due).await;
     assert_eq!(breaker.broken.load(Ordering::SeqCst), 0);
     breaker.armed.store(true, Ordering::SeqCst);
 
