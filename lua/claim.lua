@@ -16,6 +16,7 @@ KEYS[3] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch, JSON
 KEYS[4] conv:{channel}:{account}:{contact}:lock      STRING claim token
 KEYS[5] conv:{channel}:{account}:{contact}:state     HASH   batch, started, inflight_started, claims, supersedes
 KEYS[6] conv:{channel}:{account}:{contact}:deadline  STRING unix ms the collecting batch is due
+KEYS[7] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON (read only here)
 
 ARGV[1] now       unix ms
 ARGV[2] member    agenda member: {channel}:{account}:{contact}
@@ -27,13 +28,15 @@ Reply:
   {0}                      not due (no score, or score in the future): someone else has it
   {1, retry_at_ms}         locked by another worker; rescheduled at the lock's expiry
   {2}                      nothing to answer; removed from the agenda
-  {3, batch_id, claims, supersedes, started_ms, due_ms, entry...}
-                           claimed: the agenda score that made it due, then the
-                           in-flight entries, oldest first
+  {3, batch_id, claims, supersedes, started_ms, due_ms, n_entries, entry × n_entries, history_entry...}
+                           claimed: the agenda score that made it due, the
+                           in-flight entries, oldest first, then the history,
+                           oldest first (none when the key is missing), so the
+                           worker needs no second round trip to build its context
 ]]
 local rcall = redis.call
-local agenda, msgs, inflight, lock, state, deadline_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local agenda, msgs, inflight, lock, state, deadline_key, history =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now, member, token = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local lease, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 
@@ -104,8 +107,12 @@ rcall('ZADD', agenda, now + lease, member)
 rcall('PEXPIRE', inflight, ttl)
 rcall('PEXPIRE', state, ttl)
 
-local reply = {3, batch, claims, supersedes, started, tonumber(score)}
-for _, raw in ipairs(rcall('LRANGE', inflight, 0, -1)) do
+local entries = rcall('LRANGE', inflight, 0, -1)
+local reply = {3, batch, claims, supersedes, started, tonumber(score), #entries}
+for _, raw in ipairs(entries) do
+  reply[#reply + 1] = raw
+end
+for _, raw in ipairs(rcall('LRANGE', history, 0, -1)) do
   reply[#reply + 1] = raw
 end
 return reply

@@ -89,6 +89,9 @@ pub struct Claim {
     pub due_ms: i64,
     /// The messages, oldest first.
     pub entries: Vec<Entry>,
+    /// The conversation's history as Redis held it at the claim, oldest first; empty
+    /// when Redis had none. It includes the batch's own messages.
+    pub history: Vec<Entry>,
 }
 
 /// What extend.lua did.
@@ -188,7 +191,8 @@ pub(crate) fn hydrate_call(
     })
 }
 
-/// KEYS of claim.lua and requeue.lua: both move a batch between msgs and inflight.
+/// KEYS of requeue.lua, and claim.lua's first six: both move a batch between msgs
+/// and inflight.
 fn claim_keys(keys: &ConversationKeys) -> Vec<String> {
     vec![
         keys.agenda.clone(),
@@ -201,8 +205,11 @@ fn claim_keys(keys: &ConversationKeys) -> Vec<String> {
 }
 
 pub(crate) fn claim_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
+    // The history rides along in the reply: the worker's context needs it at once.
+    let mut call_keys = claim_keys(keys);
+    call_keys.push(keys.history.clone());
     Call {
-        keys: claim_keys(keys),
+        keys: call_keys,
         args: vec![
             int(now),
             text(&keys.member),
@@ -336,6 +343,18 @@ pub(crate) fn decode_append(reply: Vec<Value>) -> Result<AppendOutcome, BatchErr
     })
 }
 
+/// JSON entries of claim.lua's reply.
+fn claimed_entries(raw: &[Value]) -> Result<Vec<Entry>, BatchError> {
+    raw.iter()
+        .map(|v| {
+            let raw = v
+                .as_str()
+                .ok_or_else(|| bad("claim.lua", "entry is not a string"))?;
+            Ok(serde_json::from_str(&raw)?)
+        })
+        .collect()
+}
+
 pub(crate) fn decode_claim(reply: Vec<Value>, token: &str) -> Result<ClaimOutcome, BatchError> {
     let [status] = ints::<1>("claim.lua", &reply)?;
     match status {
@@ -350,16 +369,20 @@ pub(crate) fn decode_claim(reply: Vec<Value>, token: &str) -> Result<ClaimOutcom
                 .get(1)
                 .and_then(Value::as_string)
                 .ok_or_else(|| bad("claim.lua", "no batch id"))?;
-            let [claims, supersedes, started_ms, due_ms] = ints::<4>("claim.lua", &reply[2..])?;
-            let entries = reply[6..]
-                .iter()
-                .map(|v| {
-                    let raw = v
-                        .as_str()
-                        .ok_or_else(|| bad("claim.lua", "entry is not a string"))?;
-                    Ok(serde_json::from_str(&raw)?)
-                })
-                .collect::<Result<Vec<Entry>, BatchError>>()?;
+            let [claims, supersedes, started_ms, due_ms, n_entries] =
+                ints::<5>("claim.lua", &reply[2..])?;
+            let rest = &reply[7..];
+            let split = usize::try_from(n_entries)
+                .ok()
+                .filter(|&n| n <= rest.len())
+                .ok_or_else(|| {
+                    bad(
+                        "claim.lua",
+                        format!("{n_entries} entries announced, {} items follow", rest.len()),
+                    )
+                })?;
+            let (entries, history) = rest.split_at(split);
+            let (entries, history) = (claimed_entries(entries)?, claimed_entries(history)?);
             Ok(ClaimOutcome::Claimed(Claim {
                 batch_id,
                 token: token.to_owned(),
@@ -368,6 +391,7 @@ pub(crate) fn decode_claim(reply: Vec<Value>, token: &str) -> Result<ClaimOutcom
                 started_ms,
                 due_ms,
                 entries,
+                history,
             }))
         }
         other => Err(bad("claim.lua", format!("unknown status {other}"))),
@@ -471,6 +495,27 @@ mod tests {
             &scripts.restore,
             &restore_call(&keys, &p, 1, "b", 1, &[e]).unwrap(),
             true,
+        );
+    }
+
+    #[test]
+    fn a_claim_reply_splits_into_the_batch_and_the_history_after_it() {
+        let json = |e: &Entry| text(serde_json::to_string(e).unwrap());
+        let (batch, older) = (entry(), Entry { id: 0, ..entry() });
+        let claimed = |n_entries: i64, items: &[&Entry]| {
+            let mut reply = vec![int(3), text("b"), int(1), int(0), int(5), int(6)];
+            reply.push(int(n_entries));
+            reply.extend(items.iter().map(|e| json(e)));
+            decode_claim(reply, "t")
+        };
+        let Ok(ClaimOutcome::Claimed(claim)) = claimed(1, &[&batch, &older, &batch]) else {
+            panic!("expected a claim");
+        };
+        assert_eq!(claim.entries, vec![batch.clone()]);
+        assert_eq!(claim.history, vec![older, batch.clone()]);
+        assert!(
+            claimed(2, &[&batch]).is_err(),
+            "more entries announced than sent"
         );
     }
 

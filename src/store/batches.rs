@@ -34,7 +34,8 @@ pub struct NewBatch {
 /// A generated reply about to be sent: the batch takes its messages.
 #[derive(Debug, Clone)]
 pub(super) struct Commit {
-    pub batch_id: String,
+    /// The claim, written as the batch's row if no claim was recorded before.
+    pub batch: NewBatch,
     pub message_ids: Vec<i64>,
     pub text: String,
 }
@@ -220,57 +221,77 @@ pub(super) async fn open_batches(
 /// (the caller generates again); owning none, it is `dropped`. Two batches of one
 /// group wanting the same message: the UPDATE gives it to one of them only.
 ///
-/// Only a batch still `generating` is committed: a second worker on the same batch
-/// (the first stalled past its whole lease after its last look) finds it `sending`
-/// already, and owns nothing, so it sends nothing; the first sends the committed text.
+/// A batch whose claim was not recorded (a first claim answered fast: see the
+/// worker) gets its row here, claim and commit in one write. A recorded batch is
+/// committed only while it is still `generating`: a second worker on the same
+/// batch (the first stalled past its whole lease after its last look) finds it
+/// `sending` already, and owns nothing, so it sends nothing; the first sends the
+/// committed text. Whichever of the two commits first wins, recorded or not.
 ///
-/// Each UPDATE names its rows with `= ANY(ids)` as well as by the join: the
-/// planner then reads them through the primary key whatever it guesses about the
-/// unnested arrays, instead of hashing a whole fast-growing table per group.
+/// The messages' UPDATE names its rows with `= ANY(ids)` as well as by the join:
+/// the planner then reads them through the primary key whatever it guesses about
+/// the unnested arrays, instead of hashing a whole fast-growing table per group.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
 ) -> Result<Vec<Vec<i64>>, StoreError> {
-    distinct_batches(commits.iter().map(|c| c.batch_id.as_str()))?;
+    distinct_batches(commits.iter().map(|c| c.batch.id.as_str()))?;
+    let column = |f: fn(&Commit) -> String| commits.iter().map(f).collect::<Vec<_>>();
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
-             SELECT b, t, m::bigint[] AS ids FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(b, t, m)
+             SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $5::text[], $6::text[], $7::text[],
+                         $8::int[], $9::int[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
+                  AS u(b, t, m, c, a, ct, cl, su, f, d, at)
          ), taken AS (
              UPDATE conversation_messages m SET batch_id = w.b
              FROM (SELECT i.b, unnest(i.ids) AS id FROM input i) w
              WHERE m.id = ANY($4) AND m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
              RETURNING m.id, m.batch_id
          ), owned AS (
-             SELECT i.b, i.t, cardinality(i.ids) AS wanted,
-                    coalesce((SELECT array_agg(k.id ORDER BY array_position(i.ids, k.id))
-                              FROM taken k WHERE k.batch_id = i.b), '{}') AS ids
-             FROM input i
+             SELECT i.*, cardinality(i.ids) = cardinality(got.ids) AS whole, got.ids AS got
+             FROM input i,
+                  LATERAL (SELECT coalesce(array_agg(k.id ORDER BY array_position(i.ids, k.id)), '{}') AS ids
+                           FROM taken k WHERE k.batch_id = i.b) got
          ), marked AS (
-             UPDATE reply_batches r
-             SET status = CASE WHEN cardinality(o.ids) = 0 THEN 'dropped'
-                               WHEN cardinality(o.ids) = o.wanted THEN 'sending'
-                               ELSE 'generating' END,
-                 message_ids = o.ids,
-                 reply_text = CASE WHEN cardinality(o.ids) = o.wanted THEN o.t ELSE r.reply_text END,
-                 generated_at = CASE WHEN cardinality(o.ids) = o.wanted THEN now() ELSE r.generated_at END,
+             INSERT INTO reply_batches AS r
+                 (id, channel, account_id, contact_id, status, message_ids, reply_text, claims,
+                  supersedes, first_message_at, due_at, claimed_at, generated_at)
+             SELECT b, c, a, ct,
+                    CASE WHEN cardinality(got) = 0 THEN 'dropped' WHEN whole THEN 'sending' ELSE 'generating' END,
+                    got, CASE WHEN whole THEN t END, cl, su, f, d, at, CASE WHEN whole THEN now() END
+             FROM owned
+             ON CONFLICT (id) DO UPDATE SET
+                 status = EXCLUDED.status,
+                 message_ids = EXCLUDED.message_ids,
+                 reply_text = coalesce(EXCLUDED.reply_text, r.reply_text),
+                 generated_at = coalesce(EXCLUDED.generated_at, r.generated_at),
                  updated_at = now()
-             FROM owned o WHERE r.id = ANY($1) AND r.id = o.b AND r.status = 'generating'
+             WHERE r.status = 'generating'
              RETURNING r.id
          )
-         SELECT o.b AS batch_id, CASE WHEN k.id IS NULL THEN '{}' ELSE o.ids END AS owned
+         SELECT o.b AS batch_id, CASE WHEN k.id IS NULL THEN '{}' ELSE o.got END AS owned
          FROM owned o LEFT JOIN marked k ON k.id = o.b",
     )
-    .bind(commits.iter().map(|c| c.batch_id.clone()).collect::<Vec<_>>())
-    .bind(commits.iter().map(|c| c.text.clone()).collect::<Vec<_>>())
-    .bind(commits.iter().map(|c| id_list(&c.message_ids)).collect::<Vec<_>>())
+    .bind(column(|c| c.batch.id.clone()))
+    .bind(column(|c| c.text.clone()))
+    .bind(column(|c| id_list(&c.message_ids)))
     .bind(commits.iter().flat_map(|c| c.message_ids.iter().copied()).collect::<Vec<_>>())
+    .bind(column(|c| c.batch.conversation.channel.as_str().to_owned()))
+    .bind(column(|c| c.batch.conversation.account.clone()))
+    .bind(column(|c| c.batch.conversation.contact.clone()))
+    .bind(commits.iter().map(|c| c.batch.claims as i32).collect::<Vec<_>>())
+    .bind(commits.iter().map(|c| c.batch.supersedes as i32).collect::<Vec<_>>())
+    .bind(commits.iter().map(|c| timestamp(c.batch.started_ms)).collect::<Vec<_>>())
+    .bind(commits.iter().map(|c| timestamp(c.batch.due_ms)).collect::<Vec<_>>())
+    .bind(commits.iter().map(|c| timestamp(c.batch.claimed_ms)).collect::<Vec<_>>())
     .fetch_all(&pool)
     .await?;
     let mut by_id: HashMap<String, Vec<i64>> =
         rows.into_iter().map(|r| (r.batch_id, r.owned)).collect();
     Ok(commits
         .iter()
-        .filter_map(|c| by_id.remove(&c.batch_id))
+        .filter_map(|c| by_id.remove(&c.batch.id))
         .collect())
 }
 
@@ -343,18 +364,19 @@ impl Store {
         self.opening.submit(batch).await
     }
 
-    /// Makes the batch the answer of its messages unless another batch already is
-    /// (see [`commit_batches`]), grouped with concurrent batches. Returns the ids it
-    /// owns, in the batch's order.
+    /// Makes the batch the answer of `message_ids` unless another batch already is
+    /// (see [`commit_batches`]), grouped with concurrent batches; writes its claim
+    /// too if [`Store::open_batch`] did not. Returns the ids it owns, in the
+    /// batch's order.
     pub async fn begin_sending(
         &self,
-        batch_id: &str,
+        batch: &NewBatch,
         message_ids: &[i64],
         reply_text: &str,
     ) -> Result<Vec<i64>, StoreError> {
         self.sending
             .submit(Commit {
-                batch_id: batch_id.to_owned(),
+                batch: batch.clone(),
                 message_ids: message_ids.to_vec(),
                 text: reply_text.to_owned(),
             })

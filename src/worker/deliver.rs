@@ -14,13 +14,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 impl Worker {
-    /// Sends `text`'s parts after the `already_sent` ones and records the outcome.
-    /// The database says this batch answers its messages, so the send goes on even
-    /// if the Redis lease is lost (a Redis that lost its data must not leave them
-    /// unanswered).
+    /// Sends `text`'s parts after the `already_sent` ones and records the outcome,
+    /// keeping `lease` alive meanwhile. The database says this batch answers its
+    /// messages, so the send goes on even if the Redis lease is lost (a Redis that
+    /// lost its data must not leave them unanswered).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn deliver(
         &self,
+        lease: Lease,
         conversation: &Conversation,
         keys: &ConversationKeys,
         claim: &Claim,
@@ -30,12 +31,6 @@ impl Worker {
         hand_back: &CancellationToken,
         claimed_at: i64,
     ) -> BatchOutcome {
-        let lease = Lease::start(
-            self.batcher.clone(),
-            keys.clone(),
-            claim.token.clone(),
-            self.settings.heartbeat,
-        );
         let parts = channel.split(text);
         let skip = already_sent.len().min(parts.len());
         let mut platform_ids = already_sent;

@@ -20,7 +20,7 @@ use crate::channel::Channel;
 use crate::message::{ChannelKind, Conversation, Direction, Entry};
 use crate::metrics::Metrics;
 use crate::responder::{ReplyContext, Responder, ResponderError};
-use crate::store::{NewBatch, Store};
+use crate::store::{BatchRecord, NewBatch, Store};
 use crate::time::now_ms;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,6 +31,11 @@ use tracing::Instrument;
 /// Claims of one batch (resumes, supersedes, outages) before a responder outage
 /// fails it for good.
 pub const MAX_CLAIMS: i64 = 10;
+
+/// How long a new batch generates before its claim is written on its own, so
+/// that a slow responder shows as `generating`; a faster reply writes the claim
+/// with its commit.
+const SHOW_GENERATING_AFTER: Duration = Duration::from_millis(200);
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -144,83 +149,80 @@ impl Worker {
             tracing::error!("no channel configured for this conversation; batch left to expire");
             return BatchOutcome::Retry;
         };
-        let mut lease = Lease::start(
-            self.batcher.clone(),
-            keys.clone(),
-            claim.token.clone(),
-            self.settings.heartbeat,
-        );
-
         let ids: Vec<i64> = claim.entries.iter().map(|e| e.id).collect();
-        let record = match self
-            .store
-            .open_batch(NewBatch {
-                id: claim.batch_id.clone(),
-                conversation: conversation.clone(),
-                message_ids: ids.clone(),
-                claims: claim.claims,
-                supersedes: claim.supersedes,
-                started_ms: claim.started_ms,
-                due_ms: claim.due_ms,
-                claimed_ms: claimed_at,
-            })
-            .await
-        {
-            Ok(record) => record,
-            Err(error) => {
-                // Keep the batch: without the database nothing can be recorded, so
-                // leave it in flight; the lease runs out and it is claimed again.
-                tracing::error!(%error, "database unavailable, batch kept in flight for a later claim");
-                return BatchOutcome::Retry;
-            }
+        let batch = NewBatch {
+            id: claim.batch_id.clone(),
+            conversation: conversation.clone(),
+            message_ids: ids.clone(),
+            claims: claim.claims,
+            supersedes: claim.supersedes,
+            started_ms: claim.started_ms,
+            due_ms: claim.due_ms,
+            claimed_ms: claimed_at,
         };
-        if matches!(record.status.as_str(), "sent" | "failed" | "dropped") {
-            tracing::info!(status = %record.status, "batch already finished before a crash; acknowledging");
-            self.ack(&keys, &claim.token, &[]).await;
-            self.rebatch_unanswered(conversation, claim, &record.message_ids)
-                .await;
-            return BatchOutcome::AlreadyAnswered;
-        }
-        if let (true, Some(text)) = (record.status == "sending", record.reply_text.clone()) {
-            // Crashed or handed back while sending: the text is committed and its
-            // messages are this batch's. Send the parts not yet recorded, as they are.
-            tracing::info!(
-                parts_sent = record.platform_message_ids.len(),
-                "resuming a reply that was being sent"
-            );
-            drop(lease);
-            let outcome = self
-                .deliver(
+        // A new batch (its id is this claim's own token) has no row yet: none can
+        // say it is sending or sent, so its claim is written with the commit, one
+        // write instead of two, unless generating takes long enough to be worth
+        // showing. A batch claimed before may have got further: ask first.
+        let mut recorded = claim.batch_id != claim.token;
+        if recorded {
+            let record = match self.store.open_batch(batch.clone()).await {
+                Ok(record) => record,
+                Err(error) => {
+                    // Keep the batch: without the database nothing can be recorded, so
+                    // leave it in flight; the lease runs out and it is claimed again.
+                    tracing::error!(%error, "database unavailable, batch kept in flight for a later claim");
+                    return BatchOutcome::Retry;
+                }
+            };
+            if let Some(outcome) = self
+                .resume(
                     conversation,
                     &keys,
                     claim,
                     &channel,
-                    &text,
-                    record.platform_message_ids.clone(),
+                    &record,
                     hand_back,
                     claimed_at,
                 )
-                .await;
-            self.rebatch_unanswered(conversation, claim, &record.message_ids)
-                .await;
-            return outcome;
+                .await
+            {
+                return outcome;
+            }
         }
+        let mut lease = self.lease(&keys, claim);
         tracing::info!(messages = ids.len(), claims = claim.claims, "batch claimed");
 
         if self.settings.typing_indicator {
             self.show_typing(&channel, conversation, &claim.entries);
         }
 
-        let context = self.context(conversation, &keys, claim).await;
-        let reply = tokio::select! {
-            reply = self.generate(&context) => reply,
-            outcome = self.interrupted(&mut lease, claim, hand_back) => {
-                return self.give_back(&keys, &claim.token, outcome).await;
+        let context = self.context(conversation, claim).await;
+        let generation = self.generate(&context);
+        tokio::pin!(generation);
+        let show_generating = tokio::time::sleep(SHOW_GENERATING_AFTER);
+        tokio::pin!(show_generating);
+        let mut shown = false;
+        let reply = loop {
+            tokio::select! {
+                reply = &mut generation => break reply,
+                outcome = self.interrupted(&mut lease, claim, hand_back) => {
+                    return self.give_back(&keys, &claim.token, outcome).await;
+                }
+                _ = &mut show_generating, if !recorded && !shown => {
+                    shown = true;
+                    recorded = self.record_claim(&batch).await;
+                }
             }
         };
         let text = match reply {
             Ok(text) => text,
-            Err(error) => return self.not_generated(&keys, claim, error).await,
+            Err(error) => {
+                if !recorded {
+                    self.record_claim(&batch).await;
+                }
+                return self.not_generated(&keys, claim, error).await;
+            }
         };
 
         // Last look before the reply becomes visible: new messages supersede it.
@@ -237,15 +239,8 @@ impl Worker {
                 return BatchOutcome::Retry;
             }
         }
-        drop(lease);
-        let lease = Lease::start(
-            self.batcher.clone(),
-            keys.clone(),
-            claim.token.clone(),
-            self.settings.heartbeat,
-        );
 
-        let owned = match self.store.begin_sending(&claim.batch_id, &ids, &text).await {
+        let owned = match self.store.begin_sending(&batch, &ids, &text).await {
             Ok(owned) => owned,
             Err(error) => {
                 tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
@@ -270,7 +265,7 @@ impl Worker {
             );
             let mut own = claim.clone();
             own.entries.retain(|e| owned.contains(&e.id));
-            let context = self.context(conversation, &keys, &own).await;
+            let context = self.context(conversation, &own).await;
             let reply = tokio::select! {
                 reply = self.generate(&context) => reply,
                 _ = hand_back.cancelled() => {
@@ -281,11 +276,7 @@ impl Worker {
                 Ok(text) => text,
                 Err(error) => return self.not_generated(&keys, claim, error).await,
             };
-            match self
-                .store
-                .begin_sending(&claim.batch_id, &owned, &text)
-                .await
-            {
+            match self.store.begin_sending(&batch, &owned, &text).await {
                 Ok(again) if again.len() == owned.len() => {}
                 // Answered elsewhere once more: the lease runs out and the next
                 // claim starts over from what the database says.
@@ -300,8 +291,8 @@ impl Worker {
             text
         };
 
-        drop(lease);
         self.deliver(
+            lease,
             conversation,
             &keys,
             claim,
@@ -312,6 +303,76 @@ impl Worker {
             claimed_at,
         )
         .await
+    }
+
+    /// Records the claim of a batch claimed before: done when it has a reply,
+    /// resumed when it was being sent. `None`: it is generating, go on.
+    #[allow(clippy::too_many_arguments)]
+    async fn resume(
+        &self,
+        conversation: &Conversation,
+        keys: &ConversationKeys,
+        claim: &Claim,
+        channel: &Arc<dyn Channel>,
+        record: &BatchRecord,
+        hand_back: &CancellationToken,
+        claimed_at: i64,
+    ) -> Option<BatchOutcome> {
+        if matches!(record.status.as_str(), "sent" | "failed" | "dropped") {
+            tracing::info!(status = %record.status, "batch already finished before a crash; acknowledging");
+            self.ack(keys, &claim.token, &[]).await;
+            self.rebatch_unanswered(conversation, claim, &record.message_ids)
+                .await;
+            return Some(BatchOutcome::AlreadyAnswered);
+        }
+        let (true, Some(text)) = (record.status == "sending", record.reply_text.as_deref()) else {
+            return None;
+        };
+        // Crashed or handed back while sending: the text is committed and its
+        // messages are this batch's. Send the parts not yet recorded, as they are.
+        tracing::info!(
+            parts_sent = record.platform_message_ids.len(),
+            "resuming a reply that was being sent"
+        );
+        let lease = self.lease(keys, claim);
+        let outcome = self
+            .deliver(
+                lease,
+                conversation,
+                keys,
+                claim,
+                channel,
+                text,
+                record.platform_message_ids.clone(),
+                hand_back,
+                claimed_at,
+            )
+            .await;
+        self.rebatch_unanswered(conversation, claim, &record.message_ids)
+            .await;
+        Some(outcome)
+    }
+
+    /// Starts the claim's heartbeat; it runs until the batch is sent or given back.
+    fn lease(&self, keys: &ConversationKeys, claim: &Claim) -> Lease {
+        Lease::start(
+            self.batcher.clone(),
+            keys.clone(),
+            claim.token.clone(),
+            self.settings.heartbeat,
+        )
+    }
+
+    /// Writes a new batch's claim before its commit (see [`SHOW_GENERATING_AFTER`]);
+    /// false (logged) when the database refused: the commit writes it then.
+    async fn record_claim(&self, batch: &NewBatch) -> bool {
+        match self.store.open_batch(batch.clone()).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%error, "claim not recorded yet; the commit records it");
+                false
+            }
+        }
     }
 
     /// The responder gave up. Unavailable (an outage): leave the batch in flight, so
@@ -376,20 +437,16 @@ impl Worker {
         }
     }
 
-    async fn context(
-        &self,
-        conversation: &Conversation,
-        keys: &ConversationKeys,
-        claim: &Claim,
-    ) -> ReplyContext {
+    async fn context(&self, conversation: &Conversation, claim: &Claim) -> ReplyContext {
         let limit = self.batcher.policy().history_limit;
-        let mut history = match self.batcher.history(keys).await {
-            Ok(history) if !history.is_empty() => history,
-            _ => self
-                .store
+        // claim.lua returned Redis's history with the batch: no second round trip.
+        let mut history = if claim.history.is_empty() {
+            self.store
                 .recent_history(conversation, limit)
                 .await
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        } else {
+            claim.history.clone()
         };
         let in_batch: HashSet<i64> = claim.entries.iter().map(|e| e.id).collect();
         // Messages that arrived after this batch's (a higher database id: ids follow

@@ -63,6 +63,17 @@ async fn open(store: &Store, id: &str, message_ids: &[i64]) {
         .unwrap();
 }
 
+/// Commits a batch whose claim may or may not have been recorded.
+async fn commit(
+    store: &Store,
+    id: &str,
+    message_ids: &[i64],
+    text: &str,
+) -> Result<Vec<i64>, lull::store::StoreError> {
+    let batch = new_batch(id, message_ids, 1);
+    store.begin_sending(&batch, message_ids, text).await
+}
+
 async fn row(store: &Store, id: &str) -> BatchRow {
     store.batch(id).await.unwrap().expect("batch row")
 }
@@ -99,18 +110,18 @@ async fn each_batch_of_a_group_takes_its_messages_as_it_would_alone() {
         open(&store, id, &ids).await;
     }
     // Another batch answered one of b-some's messages and b-none's only one.
-    store
-        .begin_sending("other", &[some[1], none[0]], "elsewhere")
+    let elsewhere = [some[1], none[0]];
+    commit(&store, "other", &elsewhere, "elsewhere")
         .await
         .unwrap();
     // Platform order, not id order.
     let all_order = vec![all[2], all[0], all[1]];
 
     let (a, s, n, e) = tokio::join!(
-        store.begin_sending("b-all", &all_order, "all text"),
-        store.begin_sending("b-some", &some, "some text"),
-        store.begin_sending("b-none", &none, "none text"),
-        store.begin_sending("b-empty", &[], "empty text"),
+        commit(&store, "b-all", &all_order, "all text"),
+        commit(&store, "b-some", &some, "some text"),
+        commit(&store, "b-none", &none, "none text"),
+        commit(&store, "b-empty", &[], "empty text"),
     );
 
     assert_eq!(a.unwrap(), all_order, "owned ids keep the batch's order");
@@ -159,8 +170,8 @@ async fn a_message_wanted_by_two_batches_of_one_group_is_taken_by_one_only() {
 
     let contested = [ids[1]];
     let (first, second) = tokio::join!(
-        store.begin_sending("first", &ids, "first text"),
-        store.begin_sending("second", &contested, "second text"),
+        commit(&store, "first", &ids, "first text"),
+        commit(&store, "second", &contested, "second text"),
     );
 
     let (first, second) = (first.unwrap(), second.unwrap());
@@ -197,9 +208,9 @@ async fn of_two_commits_of_one_batch_only_the_first_sends_and_the_others_are_spa
     open(&store, "bystander", &bystander).await;
 
     let (one, two, other) = tokio::join!(
-        store.begin_sending("twice", &ids, "one"),
-        store.begin_sending("twice", &ids, "two"),
-        store.begin_sending("bystander", &bystander, "bystander text"),
+        commit(&store, "twice", &ids, "one"),
+        commit(&store, "twice", &ids, "two"),
+        commit(&store, "bystander", &bystander, "bystander text"),
     );
 
     // Committed either way: before the fix, the callers were told otherwise.
@@ -358,7 +369,7 @@ async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
     let ids = messages(&store, "fin", 2).await;
     let fresh = messages(&store, "fresh", 1).await;
     open(&store, "fin", &ids).await;
-    store.begin_sending("fin", &ids, "text").await.unwrap();
+    commit(&store, "fin", &ids, "text").await.unwrap();
 
     let (a, b) = (
         new_batch("fin", &ids[..1], 2),
@@ -379,6 +390,76 @@ async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
     assert_eq!(
         (fresh_record.status.as_str(), fresh_record.message_ids),
         ("generating", fresh)
+    );
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_new_batch_committed_without_a_recorded_claim_gets_its_row_with_the_claim() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "unrecorded", 2).await;
+    let recorded = messages(&store, "recorded", 1).await;
+    open(&store, "recorded", &recorded).await;
+    let mut claim = new_batch("unrecorded", &ids, 1);
+    claim.supersedes = 0;
+    claim.started_ms = 1_700_000_000_000;
+    claim.due_ms = 1_700_000_030_000;
+    claim.claimed_ms = 1_700_000_030_002;
+
+    let (unrecorded, other) = tokio::join!(
+        store.begin_sending(&claim, &ids, "unrecorded text"),
+        commit(&store, "recorded", &recorded, "recorded text"),
+    );
+
+    assert_eq!(unrecorded.unwrap(), ids);
+    assert_eq!(other.unwrap(), recorded);
+    let row = row(&store, "unrecorded").await;
+    assert_eq!(
+        (
+            row.status.as_str(),
+            row.reply_text.as_deref(),
+            row.message_ids
+        ),
+        ("sending", Some("unrecorded text"), ids.clone())
+    );
+    assert_eq!(
+        (
+            row.channel.as_str(),
+            row.account_id.as_str(),
+            row.contact_id.as_str()
+        ),
+        ("whatsapp", PHONE_ID, MARIA)
+    );
+    assert_eq!((row.claims, row.supersedes), (1, 0));
+    let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.timestamp_millis());
+    assert_eq!(ms(row.first_message_at), Some(claim.started_ms));
+    assert_eq!(ms(row.due_at), Some(claim.due_ms));
+    assert_eq!(row.claimed_at.timestamp_millis(), claim.claimed_ms);
+    assert!(row.generated_at.is_some());
+    assert_eq!(
+        owners(&store, &ids).await,
+        vec![Some("unrecorded".into()); 2]
+    );
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_second_worker_committing_an_unrecorded_batch_after_the_first_owns_nothing() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "stalled", 2).await;
+    commit(&store, "stalled", &ids, "first worker's text")
+        .await
+        .unwrap();
+
+    let second = commit(&store, "stalled", &ids, "second worker's text").await;
+
+    assert_eq!(second.unwrap(), Vec::<i64>::new(), "nothing to send");
+    let row = row(&store, "stalled").await;
+    assert_eq!(
+        (row.status.as_str(), row.reply_text.as_deref()),
+        ("sending", Some("first worker's text"))
     );
     store.pool().close().await;
 }

@@ -52,6 +52,25 @@ async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
 }
 
 #[tokio::test]
+async fn a_slow_generation_shows_on_the_admin_api_as_generating_until_it_is_sent() {
+    let app = spawn_app_with(|c| c.responder_delay_ms = 1_500).await;
+    app.post_whatsapp(&fixture("whatsapp/text_single.json"))
+        .await;
+
+    let generating = wait_for("the batch shown as generating", PATIENCE, || async {
+        let batches = app.get_json("/admin/api/batches").await;
+        (batches[0]["status"] == "generating").then_some(batches)
+    })
+    .await;
+
+    assert!(app.graph.replies().is_empty(), "the reply is not out yet");
+    assert_eq!(generating[0]["claims"], 1);
+    assert_eq!(batch_with_status(&app, "sent").await.claims, 1);
+    assert_eq!(replies_at_least(&app.graph, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn with_an_admin_token_the_admin_pages_need_it() {
     let app = spawn_app_with(|c| c.admin_token = Some(Secret::new("let-me-in"))).await;
     let status = |path: &str, bearer: Option<&str>| {

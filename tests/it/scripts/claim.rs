@@ -46,6 +46,7 @@ async fn claiming_a_due_batch_moves_it_in_flight_under_a_lease() {
             started_ms: T0,
             due_ms: T0 + 200 + WINDOW,
             entries: vec![e1.clone(), e2.clone()],
+            history: vec![e1.clone(), e2.clone()],
         }
     );
     assert_eq!(
@@ -67,6 +68,38 @@ async fn claiming_a_due_batch_moves_it_in_flight_under_a_lease() {
     assert_fresh("lock", ttls.lock, LEASE, 1_000);
     assert_fresh("inflight", ttls.inflight, TTL, 5_000);
     assert_fresh("state", ttls.state, TTL, 5_000);
+}
+
+#[tokio::test]
+async fn a_claim_returns_the_conversations_history_after_the_batch() {
+    let rig = Rig::new().await;
+    let (e1, e2) = (msg(1, T0), msg(2, T0 + 2_000));
+    rig.append(&e1, T0).await;
+    rig.claimed("tok-1", T0 + WINDOW).await;
+    let reply = bot(10, T0 + 1_500);
+    rig.batcher
+        .ack(&rig.keys, "tok-1", std::slice::from_ref(&reply), T0 + 1_500)
+        .await
+        .unwrap();
+    rig.append(&e2, T0 + 2_000).await;
+    let claim = rig.claimed("tok-2", T0 + 2_000 + WINDOW).await;
+    assert_eq!(claim.entries, vec![e2.clone()]);
+    assert_eq!(claim.history, vec![e1, reply, e2]);
+}
+
+#[tokio::test]
+async fn a_claim_returns_no_history_when_redis_has_none() {
+    let rig = Rig::new().await;
+    let e1 = msg(1, T0);
+    rig.append(&e1, T0).await;
+    rig.drop_key(&rig.keys.history).await;
+    let claim = rig.claimed("tok-1", T0 + WINDOW).await;
+    assert_eq!((claim.entries, claim.history), (vec![e1], vec![]));
+    assert_eq!(
+        rig.snapshot().await.history,
+        vec![],
+        "claim.lua only reads history"
+    );
 }
 
 #[tokio::test]
@@ -136,6 +169,7 @@ async fn a_batch_resumed_after_its_lease_keeps_its_id_and_counts_the_claim() {
             started_ms: T0,
             due_ms: now,
             entries: vec![e1.clone()],
+            history: vec![e1.clone()],
         }
     );
     assert_eq!(
