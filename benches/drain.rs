@@ -34,7 +34,7 @@ async fn main() {
     let conversations = common::setting("DRAIN_CONVERSATIONS", 100_000).max(1);
     let bench = Bench::new();
     let graph = common::fake_graph().await;
-    let mut config = bench.config(&graph.url);
+    let mut config = bench.config(graph.base());
     config.batch_window_seconds = 1.0;
     let (concurrency, pool_size) = (config.worker_concurrency, config.database_pool_size);
     let window = config.window().expect("window");
@@ -82,7 +82,7 @@ async fn main() {
     wait_until(
         "one reply per conversation",
         Duration::from_secs(900),
-        || async { graph.total() >= conversations },
+        || async { graph.replies() >= conversations },
     )
     .await;
     let sent = draining.elapsed();
@@ -101,8 +101,8 @@ async fn main() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), claim_loop).await;
 
-    let sends = graph.sends();
-    let twice = sends.values().filter(|&&n| n > 1).count();
+    let sends = graph.all_replies();
+    let twice = sends.values().filter(|times| times.len() > 1).count();
     let (unanswered, answered_twice, batches): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM conversation_messages
                  WHERE direction = 'in' AND batch_id IS NULL),

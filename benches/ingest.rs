@@ -18,6 +18,7 @@
 mod common;
 
 use common::{Bench, post, row, signed_text};
+use lull::loadtest::report::Latency;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ async fn main() {
     let in_flight = common::setting("INGEST_IN_FLIGHT", 64).max(1);
     let bench = Bench::new();
     let graph = common::fake_graph().await;
-    let config = bench.config(&graph.url);
+    let config = bench.config(graph.base());
     let pool_size = config.database_pool_size;
     let app = common::build(config).await;
     let store = app.store().clone();
@@ -81,10 +82,9 @@ async fn main() {
             }
         });
     }
-    let mut latencies: Vec<Duration> = clients.join_all().await.into_iter().flatten().collect();
+    let latencies: Vec<Duration> = clients.join_all().await.into_iter().flatten().collect();
     let elapsed = start.elapsed();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    let latency = Latency::of(latencies);
     let (stored, batched): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE answerable) FROM conversation_messages",
     )
@@ -102,9 +102,9 @@ async fn main() {
         "webhooks/s",
         format!("{:.0}", messages as f64 / elapsed.as_secs_f64()),
     );
-    row("latency p50 (ms)", format!("{:.1}", at(0.5)));
-    row("latency p99 (ms)", format!("{:.1}", at(0.99)));
-    row("latency max (ms)", format!("{:.1}", at(1.0)));
+    row("latency p50 (ms)", format!("{:.1}", latency.p50));
+    row("latency p99 (ms)", format!("{:.1}", latency.p99));
+    row("latency max (ms)", format!("{:.1}", latency.max));
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;

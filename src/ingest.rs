@@ -58,22 +58,19 @@ impl Ingest {
     /// does: the caller answers 503 so the platform retries.
     pub async fn ingest(&self, messages: Vec<InboundMessage>) -> Result<IngestReport, StoreError> {
         let policy = self.batcher.policy();
-        // The rows go to the store by value; the log lines and the appends need only
-        // each message's conversation and id (an entry carries the rest).
-        let mut sources = Vec::with_capacity(messages.len());
         let rows: InboundRows = messages
             .into_iter()
             .map(|m| {
                 let m = m.without_nul();
                 let answerable = AppendMode::for_kind(m.kind, policy).answerable();
-                sources.push((m.conversation.clone(), m.external_id.clone()));
                 (m, answerable)
             })
             .collect();
-        let stored = self.store.insert_inbound(rows).await?;
+        let stored = self.store.insert_inbound(rows.clone()).await?;
         let mut report = IngestReport::default();
         let mut redis_failed = false;
-        for ((conversation, external_id), entry) in sources.iter().zip(stored) {
+        for ((message, _), entry) in rows.iter().zip(stored) {
+            let (conversation, external_id) = (&message.conversation, &message.external_id);
             let channel = conversation.channel.as_str();
             let span = tracing::info_span!(
                 "message",

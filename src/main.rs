@@ -28,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Command::Worker | Command::Loadtest(_) => None,
+        Command::Worker => None,
+        Command::Loadtest(_) => unreachable!("load tests returned above"),
         Command::Serve => Some(
             tokio::net::TcpListener::bind(&bind)
                 .await

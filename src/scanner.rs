@@ -1,7 +1,8 @@
 //! The claim loop: claims due conversations and runs a [`Worker`] on each, with
 //! bounded concurrency. It sleeps until the earliest deadline on the agenda, never
 //! longer than SCANNER_INTERVAL, and wakes at once when this instance pushes a
-//! nearer deadline (see [`Wake`]) or a batch finishes and frees a slot.
+//! nearer deadline (see [`Wake`]) or, when it was full, once finishing batches have
+//! freed enough slots to be worth a claim round (`refill`).
 
 use crate::batch::{BatchError, Batcher, ClaimOutcome, RedisHealth};
 use crate::message::Conversation;
@@ -194,7 +195,7 @@ impl Scanner {
     async fn next_wake(&self) -> i64 {
         let mut wake = now_ms() + self.interval.as_millis() as i64;
         if self.slots.available_permits() == 0 {
-            // Full: a finishing batch wakes the loop.
+            // Full: finishing batches wake the loop once `refill` slots are free.
             return wake;
         }
         for (shard, _) in self.batcher.keys().agendas() {

@@ -1,6 +1,6 @@
 //! What the benchmarks share: the app built in-process on a database of its own
 //! (created by `App::build`, dropped at the end) and a Redis key prefix of its own
-//! (its keys deleted at the end, never FLUSHDB), a tiny local Graph API, signed
+//! (its keys deleted at the end, never FLUSHDB), the load test's fake Graph API, signed
 //! WhatsApp webhooks, and a way to wait on PostgreSQL.
 //!
 //! `BENCH_DATABASE_URL` (an admin database, default
@@ -10,22 +10,14 @@
 // Each benchmark uses a part of what they share.
 #![allow(dead_code)]
 
-use bytes::Bytes;
 use fred::interfaces::{ClientLike, KeysInterface};
-use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use lull::app::App;
 use lull::config::{Config, Secret};
+use lull::loadtest::fake_graph::FakeGraph;
 use lull::loadtest::webhook;
 use rand::Rng;
 use sqlx::Connection;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -152,79 +144,11 @@ pub async fn build(config: Config) -> App {
         .unwrap_or_else(|error| panic!("the app does not start: {error}"))
 }
 
-/// A tiny local Graph API: every text send gets a fresh wamid and is counted per
-/// recipient; everything else (read receipts, typing) gets success.
-pub struct FakeGraph {
-    /// Its base URL, as GRAPH_API_BASE.
-    pub url: String,
-    sends: Arc<Mutex<HashMap<String, u32>>>,
-    total: Arc<AtomicU64>,
-}
-
-impl FakeGraph {
-    /// Text sends received, in all.
-    pub fn total(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    /// Text sends received, per recipient (`to`).
-    pub fn sends(&self) -> HashMap<String, u32> {
-        self.sends.lock().expect("sends").clone()
-    }
-}
-
-/// The recipient of a send, read without parsing the whole body.
-fn recipient(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let start = text.find("\"to\":\"")? + 6;
-    let len = text[start..].find('"')?;
-    Some(text[start..start + len].to_owned())
-}
-
-/// Starts the [`FakeGraph`], as fast as it can answer.
+/// The load test's fake Graph API on a free port: it checks each request as the
+/// Cloud API would (path, token, body) and records every text send per recipient.
 pub async fn fake_graph() -> FakeGraph {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let total = Arc::new(AtomicU64::new(0));
-    let counter = total.clone();
-    let sends = Arc::new(Mutex::new(HashMap::new()));
-    let recorded = sends.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (counter, sends) = (counter.clone(), recorded.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let (counter, sends) = (counter.clone(), sends.clone());
-                    async move {
-                        let body = request.into_body().collect().await?.to_bytes();
-                        // A send names its recipient; a read receipt or typing does not.
-                        let reply = if let Some(to) = recipient(&body) {
-                            *sends.lock().expect("sends").entry(to).or_insert(0) += 1;
-                            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                            format!(
-                                r#"{{"messaging_product":"whatsapp","messages":[{{"id":"wamid.bench{n}"}}]}}"#
-                            )
-                        } else {
-                            r#"{"success":true}"#.to_owned()
-                        };
-                        let mut response = Response::new(Full::new(Bytes::from(reply)));
-                        response
-                            .headers_mut()
-                            .insert("content-type", "application/json".parse().expect("header"));
-                        Ok::<_, hyper::Error>(response)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    FakeGraph {
-        url: format!("http://{addr}/v23.0"),
-        sends,
-        total,
-    }
+    FakeGraph::start(listener, PHONE_ID, Some(Secret::new(TOKEN))).expect("fake Graph API")
 }
 
 /// A WhatsApp text webhook from `from`, signed: (body, `X-Hub-Signature-256`).

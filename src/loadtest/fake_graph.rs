@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The API version lull's `GRAPH_API_BASE` should end with.
-pub const VERSION: &str = "v23.0";
+const VERSION: &str = "v23.0";
 
 /// Largest request body read; a send is a few hundred bytes.
 const MAX_BODY: usize = 1 << 20;
@@ -49,25 +49,10 @@ impl Drop for Server {
 struct State {
     phone_number_id: String,
     token: Option<Secret>,
-    inboxes: Mutex<HashMap<String, Inbox>>,
+    /// Each recipient's reply times, in order, watched by those waiting for one.
+    inboxes: Mutex<HashMap<String, watch::Sender<Vec<Instant>>>>,
     replies: AtomicU64,
-    receipts: AtomicU64,
     rejected: AtomicU64,
-}
-
-/// One recipient's replies: when each arrived, and a count waiters watch.
-struct Inbox {
-    times: Vec<Instant>,
-    count: watch::Sender<usize>,
-}
-
-impl Inbox {
-    fn new() -> Self {
-        Self {
-            times: Vec::new(),
-            count: watch::channel(0).0,
-        }
-    }
 }
 
 impl FakeGraph {
@@ -85,7 +70,6 @@ impl FakeGraph {
             token,
             inboxes: Mutex::new(HashMap::new()),
             replies: AtomicU64::new(0),
-            receipts: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         });
         let server = Server(tokio::spawn(serve(listener, state.clone())));
@@ -106,23 +90,9 @@ impl FakeGraph {
         self.state.replies.load(Ordering::Relaxed)
     }
 
-    /// Read receipts (and typing indicators) accepted so far.
-    pub fn receipts(&self) -> u64 {
-        self.state.receipts.load(Ordering::Relaxed)
-    }
-
     /// Requests refused as malformed or unauthorized.
     pub fn rejected(&self) -> u64 {
         self.state.rejected.load(Ordering::Relaxed)
-    }
-
-    /// When each reply to `to` arrived, in order.
-    pub fn replies_to(&self, to: &str) -> Vec<Instant> {
-        self.state
-            .inboxes()
-            .get(to)
-            .map(|inbox| inbox.times.clone())
-            .unwrap_or_default()
     }
 
     /// Every recipient with its reply times.
@@ -130,41 +100,37 @@ impl FakeGraph {
         self.state
             .inboxes()
             .iter()
-            .map(|(to, inbox)| (to.clone(), inbox.times.clone()))
+            .map(|(to, times)| (to.clone(), times.borrow().clone()))
             .collect()
     }
 
-    /// Waits until `to` has had `n` replies; the `n`th one's arrival, or None after
-    /// `timeout`.
-    pub async fn wait_for_reply(&self, to: &str, n: usize, timeout: Duration) -> Option<Instant> {
-        let mut count = self
-            .state
-            .inboxes()
-            .entry(to.to_owned())
-            .or_insert_with(Inbox::new)
-            .count
-            .subscribe();
-        let reached = tokio::time::timeout(timeout, count.wait_for(|seen| *seen >= n)).await;
-        if !matches!(reached, Ok(Ok(_))) {
-            return None;
-        }
-        self.replies_to(to).get(n - 1).copied()
+    /// Waits until `to` has had `n` replies; false after `timeout`.
+    pub async fn wait_for_reply(&self, to: &str, n: usize, timeout: Duration) -> bool {
+        let mut times = self.state.inbox(to).subscribe();
+        let reached = tokio::time::timeout(timeout, times.wait_for(|t| t.len() >= n)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 }
 
 impl State {
-    fn inboxes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Inbox>> {
+    fn inboxes(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Vec<Instant>>>> {
         // A panic elsewhere cannot leave the map half-updated: every change is one push.
         self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `to`'s inbox, created empty on first use.
+    fn inbox(&self, to: &str) -> watch::Sender<Vec<Instant>> {
+        self.inboxes()
+            .entry(to.to_owned())
+            .or_insert_with(|| watch::channel(Vec::new()).0)
+            .clone()
     }
 
     /// Records a reply to `to`; returns its number across all recipients (for a
     /// unique wamid).
     fn record_reply(&self, to: &str) -> u64 {
-        let mut inboxes = self.inboxes();
-        let inbox = inboxes.entry(to.to_owned()).or_insert_with(Inbox::new);
-        inbox.times.push(Instant::now());
-        inbox.count.send_replace(inbox.times.len());
+        self.inbox(to)
+            .send_modify(|times| times.push(Instant::now()));
         self.replies.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
@@ -265,7 +231,7 @@ fn answer(
         return invalid("The parameter messaging_product is required.");
     }
     if body["status"] == "read" {
-        return read_receipt(state, &body);
+        return read_receipt(&body);
     }
     if body["type"] != "text" {
         return invalid("Param type must be one of {TEXT, ...}; the load test only expects text");
@@ -287,7 +253,7 @@ fn answer(
 }
 
 /// `{"status":"read","message_id":...}`, optionally with `typing_indicator: {type: text}`.
-fn read_receipt(state: &State, body: &Value) -> (StatusCode, Value) {
+fn read_receipt(body: &Value) -> (StatusCode, Value) {
     if body["message_id"].as_str().is_none_or(str::is_empty) {
         return invalid("The parameter message_id is required.");
     }
@@ -296,7 +262,6 @@ fn read_receipt(state: &State, body: &Value) -> (StatusCode, Value) {
     {
         return invalid("typing_indicator.type must be text");
     }
-    state.receipts.fetch_add(1, Ordering::Relaxed);
     (StatusCode::OK, json!({"success": true}))
 }
 
@@ -331,7 +296,6 @@ mod tests {
             token: token.map(Secret::new),
             inboxes: Mutex::new(HashMap::new()),
             replies: AtomicU64::new(0),
-            receipts: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         }
     }
@@ -361,7 +325,7 @@ mod tests {
                 .unwrap()
                 .starts_with("wamid.")
         );
-        assert_eq!(s.inboxes().get("555").unwrap().times.len(), 1);
+        assert_eq!(s.inbox("555").borrow().len(), 1);
     }
 
     #[test]

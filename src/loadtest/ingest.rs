@@ -159,18 +159,19 @@ pub async fn run(args: &IngestArgs, graph: &FakeGraph) -> Result<IngestReport, L
             outcomes.push(outcome);
         }
     }
-    let mut report = tally(args, &shared, &outcomes, graph, start);
+    let p99 = tally(args, &shared, &outcomes, graph, start)
+        .reply_latency_ms
+        .p99;
     // Watch for replies that should not come: twice the slowest reply lull gave,
     // time enough for a wrong second batch, never more than the settle time.
-    let watch = if report.reply_latency_ms.p99 > 0.0 {
-        Duration::from_secs_f64(report.reply_latency_ms.p99 * 2.0 / 1000.0).min(settle)
+    let watch = if p99 > 0.0 {
+        Duration::from_secs_f64(p99 * 2.0 / 1000.0).min(settle)
     } else {
         settle
     };
     tokio::time::sleep(watch).await;
     drop(progress);
-    report = tally(args, &shared, &outcomes, graph, start);
-    Ok(report)
+    Ok(tally(args, &shared, &outcomes, graph, start))
 }
 
 /// What every conversation task shares.

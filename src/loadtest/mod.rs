@@ -225,7 +225,7 @@ fn at_least_one(flag: &'static str, value: u64) -> Result<(), LoadtestError> {
     Ok(())
 }
 
-/// A positive, finite number of seconds (or ms) as a duration.
+/// A positive, finite number of seconds as a duration.
 fn duration(flag: &'static str, seconds: f64) -> Result<Duration, LoadtestError> {
     Duration::try_from_secs_f64(seconds)
         .ok()

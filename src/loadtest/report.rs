@@ -118,10 +118,9 @@ pub fn render(summary: &impl Summary, json: bool) -> String {
         out.push_str(&format!("  {label:<width$}  {value}\n"));
     }
     let violations = summary.violations();
-    let verdict = if violations.is_empty() {
-        "PASS"
-    } else {
-        "FAIL"
+    let verdict = match Verdict::of(violations) {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
     };
     out.push_str(&format!("  {:<width$}  {verdict}\n", "verdict"));
     if !violations.is_empty() {

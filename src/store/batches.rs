@@ -34,9 +34,9 @@ pub struct NewBatch {
 /// A generated reply about to be sent: the batch takes its messages.
 #[derive(Debug, Clone)]
 pub(super) struct Commit {
-    /// The claim, written as the batch's row if no claim was recorded before.
+    /// The claim, written as the batch's row if no claim was recorded before;
+    /// its `message_ids` are the ones to take.
     pub batch: NewBatch,
-    pub message_ids: Vec<i64>,
     pub text: String,
 }
 
@@ -176,7 +176,7 @@ pub(super) async fn open_batches(
     pool: PgPool,
     batches: std::sync::Arc<[NewBatch]>,
 ) -> Result<Vec<BatchRecord>, StoreError> {
-    let column = |f: fn(&NewBatch) -> String| batches.iter().map(f).collect::<Vec<_>>();
+    let column = |f: fn(&NewBatch) -> &str| batches.iter().map(f).collect::<Vec<_>>();
     let rows: Vec<OpenedRow> = sqlx::query_as(
         "INSERT INTO reply_batches
              (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
@@ -194,11 +194,11 @@ pub(super) async fn open_batches(
              updated_at = now()
          RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids",
     )
-    .bind(column(|b| b.id.clone()))
-    .bind(column(|b| b.conversation.channel.as_str().to_owned()))
-    .bind(column(|b| b.conversation.account.clone()))
-    .bind(column(|b| b.conversation.contact.clone()))
-    .bind(column(|b| id_list(&b.message_ids)))
+    .bind(column(|b| &b.id))
+    .bind(column(|b| b.conversation.channel.as_str()))
+    .bind(column(|b| &b.conversation.account))
+    .bind(column(|b| &b.conversation.contact))
+    .bind(batches.iter().map(|b| id_list(&b.message_ids)).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| b.claims as i32).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| b.supersedes as i32).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| timestamp(b.started_ms)).collect::<Vec<_>>())
@@ -236,7 +236,7 @@ pub(super) async fn commit_batches(
     commits: std::sync::Arc<[Commit]>,
 ) -> Result<Vec<Vec<i64>>, StoreError> {
     distinct_batches(commits.iter().map(|c| c.batch.id.as_str()))?;
-    let column = |f: fn(&Commit) -> String| commits.iter().map(f).collect::<Vec<_>>();
+    let column = |f: fn(&Commit) -> &str| commits.iter().map(f).collect::<Vec<_>>();
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
              SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at
@@ -273,13 +273,13 @@ pub(super) async fn commit_batches(
          SELECT o.b AS batch_id, CASE WHEN k.id IS NULL THEN '{}' ELSE o.got END AS owned
          FROM owned o LEFT JOIN marked k ON k.id = o.b",
     )
-    .bind(column(|c| c.batch.id.clone()))
-    .bind(column(|c| c.text.clone()))
-    .bind(column(|c| id_list(&c.message_ids)))
-    .bind(commits.iter().flat_map(|c| c.message_ids.iter().copied()).collect::<Vec<_>>())
-    .bind(column(|c| c.batch.conversation.channel.as_str().to_owned()))
-    .bind(column(|c| c.batch.conversation.account.clone()))
-    .bind(column(|c| c.batch.conversation.contact.clone()))
+    .bind(column(|c| &c.batch.id))
+    .bind(column(|c| &c.text))
+    .bind(commits.iter().map(|c| id_list(&c.batch.message_ids)).collect::<Vec<_>>())
+    .bind(commits.iter().flat_map(|c| c.batch.message_ids.iter().copied()).collect::<Vec<_>>())
+    .bind(column(|c| c.batch.conversation.channel.as_str()))
+    .bind(column(|c| &c.batch.conversation.account))
+    .bind(column(|c| &c.batch.conversation.contact))
     .bind(commits.iter().map(|c| c.batch.claims as i32).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| c.batch.supersedes as i32).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| timestamp(c.batch.started_ms)).collect::<Vec<_>>())
@@ -329,15 +329,15 @@ pub(super) async fn record_replies(
          ON CONFLICT (channel, external_message_id) DO UPDATE SET batch_id = EXCLUDED.batch_id
          RETURNING batch_id, id, platform_timestamp, direction, message_type, external_message_id, text",
     )
-    .bind(parts().map(|(r, _, _)| r.batch_id.clone()).collect::<Vec<_>>())
-    .bind(parts().map(|(_, _, (id, _))| id.clone()).collect::<Vec<_>>())
-    .bind(parts().map(|(_, _, (_, text))| text.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.batch_id.as_str()).collect::<Vec<_>>())
+    .bind(parts().map(|(_, _, (id, _))| id.as_str()).collect::<Vec<_>>())
+    .bind(parts().map(|(_, _, (_, text))| text.as_str()).collect::<Vec<_>>())
     .bind(parts().map(|(_, n, _)| n as i32).collect::<Vec<_>>())
-    .bind(parts().map(|(r, _, _)| r.conversation.channel.as_str().to_owned()).collect::<Vec<_>>())
-    .bind(parts().map(|(r, _, _)| r.conversation.account.clone()).collect::<Vec<_>>())
-    .bind(parts().map(|(r, _, _)| r.conversation.contact.clone()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.conversation.channel.as_str()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.conversation.account.as_str()).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.conversation.contact.as_str()).collect::<Vec<_>>())
     .bind(parts().map(|(r, _, _)| timestamp(r.now_ms)).collect::<Vec<_>>())
-    .bind(replies.iter().map(|r| r.batch_id.clone()).collect::<Vec<_>>())
+    .bind(replies.iter().map(|r| r.batch_id.as_str()).collect::<Vec<_>>())
     .bind(replies.iter().map(|r| r.attempts as i32).collect::<Vec<_>>())
     .fetch_all(&pool)
     .await?;
@@ -374,10 +374,13 @@ impl Store {
         message_ids: &[i64],
         reply_text: &str,
     ) -> Result<Vec<i64>, StoreError> {
+        let batch = NewBatch {
+            message_ids: message_ids.to_vec(),
+            ..batch.clone()
+        };
         self.sending
             .submit(Commit {
-                batch: batch.clone(),
-                message_ids: message_ids.to_vec(),
+                batch,
                 text: reply_text.to_owned(),
             })
             .await

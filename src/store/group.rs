@@ -152,8 +152,11 @@ async fn flush_group<Req: Clone + Sync, Resp>(
             continue;
         }
         let answer = match flush(Arc::from([request.clone()])).await {
-            Ok(mut answers) if answers.len() == 1 => answers.pop().ok_or(StoreError::Closed),
-            Ok(_) => Err(StoreError::Closed),
+            Ok(answers) => <[Resp; 1]>::try_from(answers)
+                .map(|[answer]| answer)
+                .map_err(|answers| {
+                    StoreError::Unavailable(format!("{} answers for 1 request", answers.len()))
+                }),
             Err(error) => Err(error),
         };
         if let Err(error) = &answer {

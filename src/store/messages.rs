@@ -69,9 +69,13 @@ pub(super) async fn insert_groups(
     pool: sqlx::PgPool,
     webhooks: std::sync::Arc<[super::InboundRows]>,
 ) -> Result<Vec<Vec<Option<Entry>>>, StoreError> {
-    let messages = || webhooks.iter().flatten().map(|(m, _)| m);
+    let messages = || webhooks.iter().flat_map(|w| w.iter()).map(|(m, _)| m);
     let column = |f: fn(&InboundMessage) -> &str| messages().map(f).collect::<Vec<_>>();
-    let answerable: Vec<bool> = webhooks.iter().flatten().map(|(_, a)| *a).collect();
+    let answerable: Vec<bool> = webhooks
+        .iter()
+        .flat_map(|w| w.iter())
+        .map(|(_, a)| *a)
+        .collect();
     let ts: Vec<DateTime<Utc>> = messages().map(|m| timestamp(m.timestamp_ms)).collect();
     let payload: Vec<&serde_json::Value> = messages().map(|m| &m.payload).collect();
     let rows: Vec<InsertedRow> = sqlx::query_as(
@@ -125,9 +129,9 @@ impl Store {
     /// (platform retry) as `None`, in input order. Returns once they are committed.
     pub async fn insert_inbound(
         &self,
-        messages: super::InboundRows,
+        messages: impl Into<super::InboundRows>,
     ) -> Result<Vec<Option<Entry>>, StoreError> {
-        self.inbound.submit(messages).await
+        self.inbound.submit(messages.into()).await
     }
 
     /// The last `limit` messages of a conversation, both directions, oldest first.

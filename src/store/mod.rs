@@ -52,8 +52,9 @@ impl StoreError {
     }
 }
 
-/// One webhook's messages to insert: each with whether it needs a reply.
-pub type InboundRows = Vec<(crate::message::InboundMessage, bool)>;
+/// One webhook's messages to insert: each with whether it needs a reply. Shared, so
+/// the caller keeps reading them while the group writes them.
+pub type InboundRows = std::sync::Arc<[(crate::message::InboundMessage, bool)]>;
 
 /// The database pool, the group writers, and every query lull runs.
 #[derive(Clone)]

@@ -1,5 +1,7 @@
-//! One claimed batch, from claim to ack: record it, show typing, build the context,
-//! generate (superseded if new messages arrive), send with retries, record, ack.
+//! One claimed batch, from claim to ack: show typing, build the context, generate
+//! (superseded if new messages arrive), commit, send with retries, record, ack. A
+//! batch claimed before is recorded first (its record says how far it got); a new
+//! one's claim is written with its commit, or once it has generated for a while.
 //!
 //! Exactly-once rests on two locks. Before the send, the Redis lease (token) says
 //! who may work on the conversation; a worker that lost it stops. At the send,
@@ -149,11 +151,10 @@ impl Worker {
             tracing::error!("no channel configured for this conversation; batch left to expire");
             return BatchOutcome::Retry;
         };
-        let ids: Vec<i64> = claim.entries.iter().map(|e| e.id).collect();
         let batch = NewBatch {
             id: claim.batch_id.clone(),
             conversation: conversation.clone(),
-            message_ids: ids.clone(),
+            message_ids: claim.entries.iter().map(|e| e.id).collect(),
             claims: claim.claims,
             supersedes: claim.supersedes,
             started_ms: claim.started_ms,
@@ -164,6 +165,7 @@ impl Worker {
         // say it is sending or sent, so its claim is written with the commit, one
         // write instead of two, unless generating takes long enough to be worth
         // showing. A batch claimed before may have got further: ask first.
+        let ids = &batch.message_ids;
         let mut recorded = claim.batch_id != claim.token;
         if recorded {
             let record = match self.store.open_batch(batch.clone()).await {
@@ -240,7 +242,7 @@ impl Worker {
             }
         }
 
-        let owned = match self.store.begin_sending(&batch, &ids, &text).await {
+        let owned = match self.store.begin_sending(&batch, ids, &text).await {
             Ok(owned) => owned,
             Err(error) => {
                 tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
@@ -305,8 +307,9 @@ impl Worker {
         .await
     }
 
-    /// Records the claim of a batch claimed before: done when it has a reply,
-    /// resumed when it was being sent. `None`: it is generating, go on.
+    /// What a batch claimed before does, from its record: acknowledged when it has
+    /// a reply already, sent on when it was being sent. `None`: it is generating,
+    /// go on.
     #[allow(clippy::too_many_arguments)]
     async fn resume(
         &self,
@@ -438,26 +441,34 @@ impl Worker {
     }
 
     async fn context(&self, conversation: &Conversation, claim: &Claim) -> ReplyContext {
-        let limit = self.batcher.policy().history_limit;
-        // claim.lua returned Redis's history with the batch: no second round trip.
-        let mut history = if claim.history.is_empty() {
-            self.store
-                .recent_history(conversation, limit)
-                .await
-                .unwrap_or_default()
-        } else {
-            claim.history.clone()
-        };
         let in_batch: HashSet<i64> = claim.entries.iter().map(|e| e.id).collect();
         // Messages that arrived after this batch's (a higher database id: ids follow
         // arrival) wait for the next batch, e.g. when a resumed batch leaves them in
         // their window: not this reply's to answer, so not in its context. A late
         // message answered now keeps the earlier exchange, which arrived before it.
         let newest = claim.entries.iter().map(|e| e.id).max().unwrap_or(i64::MAX);
-        history.retain(|e| {
+        let earlier = |e: &Entry| {
             let waiting = e.dir == Direction::Inbound && e.id > newest;
             !in_batch.contains(&e.id) && !waiting
-        });
+        };
+        // claim.lua returned Redis's history with the batch: no second round trip.
+        let history = if claim.history.is_empty() {
+            let limit = self.batcher.policy().history_limit;
+            let mut stored = self
+                .store
+                .recent_history(conversation, limit)
+                .await
+                .unwrap_or_default();
+            stored.retain(earlier);
+            stored
+        } else {
+            claim
+                .history
+                .iter()
+                .filter(|e| earlier(e))
+                .cloned()
+                .collect()
+        };
         ReplyContext {
             conversation: conversation.clone(),
             history,

@@ -23,7 +23,7 @@ fn maria() -> Conversation {
 
 /// Stores `n` inbound messages of Maria's; returns their ids.
 async fn messages(store: &Store, tag: &str, n: usize) -> Vec<i64> {
-    let rows = (0..n)
+    let rows: Vec<_> = (0..n)
         .map(|i| {
             let id = format!("wamid.{tag}{i}");
             let message = InboundMessage {
