@@ -78,6 +78,7 @@ async fn main() {
     let (stop, hand_back) = (CancellationToken::new(), CancellationToken::new());
     let scanner = app.scanner().expect("scanner");
     let draining = Instant::now();
+    let cpu_before = common::cpu::Cpu::now();
     let claim_loop = tokio::spawn(scanner.run(stop.clone(), hand_back.clone()));
     wait_until(
         "one reply per conversation",
@@ -98,6 +99,7 @@ async fn main() {
     )
     .await;
     let recorded = draining.elapsed();
+    let cpu = common::cpu::Cpu::now().since(&cpu_before);
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), claim_loop).await;
 
@@ -145,6 +147,7 @@ async fn main() {
             format!("{p50:.0} / {p99:.0}"),
         );
     }
+    cpu.print_per(conversations, "reply");
     row("recipients answered", sends.len().to_string());
     row("recipients answered twice", twice.to_string());
     row("batches", batches.to_string());

@@ -58,6 +58,7 @@ async fn main() {
     let ts = lull::time::now_ms() / 1000 - 3600;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let cpu_before = common::cpu::Cpu::now();
     let mut clients = JoinSet::new();
     for _ in 0..in_flight {
         let (http, url, next) = (http.clone(), url.clone(), next.clone());
@@ -84,6 +85,7 @@ async fn main() {
     }
     let latencies: Vec<Duration> = clients.join_all().await.into_iter().flatten().collect();
     let elapsed = start.elapsed();
+    let cpu = common::cpu::Cpu::now().since(&cpu_before);
     let latency = Latency::of(latencies);
     let (stored, batched): (i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE answerable) FROM conversation_messages",
@@ -105,6 +107,7 @@ async fn main() {
     row("latency p50 (ms)", format!("{:.1}", latency.p50));
     row("latency p99 (ms)", format!("{:.1}", latency.p99));
     row("latency max (ms)", format!("{:.1}", latency.max));
+    cpu.print_per(messages, "webhook");
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;

@@ -37,21 +37,19 @@ if rcall('GET', lock) ~= token then
   return {0, 0}
 end
 
-rcall('DEL', inflight, lock)
-rcall('HDEL', state, 'batch', 'claims', 'supersedes', 'inflight_started')
 if #ARGV >= 6 and rcall('EXISTS', history) == 1 then
-  for i = 6, #ARGV do
-    rcall('RPUSH', history, ARGV[i])
-  end
+  rcall('RPUSH', history, unpack(ARGV, 6))
   rcall('LTRIM', history, -limit, -1)
   rcall('PEXPIRE', history, ttl)
 end
+rcall('HDEL', state, 'batch', 'claims', 'supersedes', 'inflight_started')
 
 if rcall('LLEN', msgs) > 0 then
+  rcall('DEL', inflight, lock)
   local due = tonumber(rcall('GET', deadline_key)) or now
   rcall('ZADD', agenda, due, member)
   return {2, due}
 end
+rcall('DEL', inflight, lock, deadline_key)
 rcall('ZREM', agenda, member)
-rcall('DEL', deadline_key)
 return {1, 0}

@@ -59,38 +59,38 @@ local function contains(key)
   return false
 end
 
--- insert the entry where (ts, id) puts it; webhooks can arrive out of order, but
--- almost never do, so look at the tail first and walk back only when needed. An
--- entry already there is left alone: a client that resends the call after a lost
--- reply must not add the message twice.
-local function insert_ordered(key)
-  local n = rcall('LLEN', key)
+-- insert the entry where (ts, id) puts it into list `key` of length `n`; webhooks
+-- can arrive out of order, but almost never do, so look at the tail first and walk
+-- back only when needed. An entry already there is left alone: a client that
+-- resends the call after a lost reply must not add the message twice. Returns the
+-- list's new length (each push returns it: no LLEN after).
+local function insert_ordered(key, n)
   for i = n - 1, 0, -1 do
     local raw = rcall('LINDEX', key, i)
     local e = cjson.decode(raw)
-    if e.id == id then return end
+    if e.id == id then return n end
     if e.ts < ts or (e.ts == ts and e.id < id) then
       if i == n - 1 then
-        rcall('RPUSH', key, entry)
-      else
-        rcall('LINSERT', key, 'AFTER', raw, entry)
+        return rcall('RPUSH', key, entry)
       end
-      return
+      return rcall('LINSERT', key, 'AFTER', raw, entry)
     end
   end
-  rcall('LPUSH', key, entry)
+  return rcall('LPUSH', key, entry)
 end
 
 if reconcile and (contains(msgs) or contains(inflight)) then
   return {2, 0, rcall('LLEN', msgs)}
 end
 
+-- A list is never empty in Redis: length 0 means the key is missing.
+local n_history = rcall('LLEN', history)
 local status = 0
-if rcall('EXISTS', history) == 0 then
+if n_history == 0 then
   status = 1
 end
 if not (reconcile and contains(history)) then
-  insert_ordered(history)
+  insert_ordered(history, n_history)
   rcall('LTRIM', history, -history_limit, -1)
 end
 rcall('PEXPIRE', history, ttl)
@@ -99,13 +99,13 @@ if mode == 0 then
   return {status, 0, rcall('LLEN', msgs)}
 end
 
+local n_msgs = rcall('LLEN', msgs)
 local started = tonumber(rcall('HGET', state, 'started'))
-if rcall('LLEN', msgs) == 0 or not started then
+if n_msgs == 0 or not started then
   started = now
   rcall('HSET', state, 'started', now)
 end
-insert_ordered(msgs)
-local len = rcall('LLEN', msgs)
+local len = insert_ordered(msgs, n_msgs)
 
 local due = now + window
 if mode == 2 and now + grace < due then due = now + grace end

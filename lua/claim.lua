@@ -45,7 +45,9 @@ if not score or tonumber(score) > now then
   return {0}
 end
 
-if rcall('EXISTS', lock) == 1 then
+-- Take the lock first (one call where a check and a set would be two); the rare
+-- claim that finds nothing to answer gives it back.
+if not rcall('SET', lock, token, 'NX', 'PX', lease) then
   local pttl = rcall('PTTL', lock)
   if pttl < 0 then pttl = lease end
   rcall('ZADD', agenda, now + pttl, member)
@@ -54,21 +56,23 @@ end
 
 local n_msgs, n_inflight = rcall('LLEN', msgs), rcall('LLEN', inflight)
 if n_msgs == 0 and n_inflight == 0 then
+  rcall('DEL', lock, deadline_key)
   rcall('ZREM', agenda, member)
-  rcall('DEL', deadline_key)
   rcall('HDEL', state, 'batch', 'claims', 'supersedes', 'inflight_started')
   return {2}
 end
 
+-- The state is read once and written once: each call costs more than the Lua around it.
+local st = rcall('HMGET', state, 'started', 'batch', 'inflight_started', 'supersedes')
+local collecting_since, batch, started = st[1], st[2], st[3]
+local supersedes = tonumber(st[4]) or 0
+local collecting_taken = false
 if n_inflight == 0 then
-  -- a fresh batch: the collecting list becomes the in-flight list as it is
   rcall('RENAME', msgs, inflight)
-  rcall('HSET', state, 'inflight_started', rcall('HGET', state, 'started') or now)
-  rcall('HDEL', state, 'started')
   rcall('DEL', deadline_key)
+  started = collecting_since or now
+  collecting_taken = true
 elseif n_msgs > 0 then
-  -- resuming a crashed worker's batch: newer messages join it only if their own
-  -- window has passed, so nobody is answered before they stopped typing
   local due = tonumber(rcall('GET', deadline_key))
   if not due or due <= now then
     local all = {}
@@ -86,29 +90,24 @@ elseif n_msgs > 0 then
     for _, e in ipairs(all) do
       rcall('RPUSH', inflight, e[3])
     end
-    rcall('HDEL', state, 'started')
+    collecting_taken = true
   end
 end
 
-local batch = rcall('HGET', state, 'batch')
-if not batch then
-  batch = token
-  rcall('HSET', state, 'batch', batch)
-end
-if not rcall('HGET', state, 'inflight_started') then
-  rcall('HSET', state, 'inflight_started', now)
+batch = batch or token
+started = started or now
+rcall('HSET', state, 'batch', batch, 'inflight_started', started)
+if collecting_taken then
+  rcall('HDEL', state, 'started')
 end
 local claims = rcall('HINCRBY', state, 'claims', 1)
-local supersedes = tonumber(rcall('HGET', state, 'supersedes') or '0')
-local started = tonumber(rcall('HGET', state, 'inflight_started'))
 
-rcall('SET', lock, token, 'PX', lease)
 rcall('ZADD', agenda, now + lease, member)
 rcall('PEXPIRE', inflight, ttl)
 rcall('PEXPIRE', state, ttl)
 
 local entries = rcall('LRANGE', inflight, 0, -1)
-local reply = {3, batch, claims, supersedes, started, tonumber(score), #entries}
+local reply = {3, batch, claims, supersedes, tonumber(started), tonumber(score), #entries}
 for _, raw in ipairs(entries) do
   reply[#reply + 1] = raw
 end

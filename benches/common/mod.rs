@@ -10,6 +10,8 @@
 // Each benchmark uses a part of what they share.
 #![allow(dead_code)]
 
+pub mod cpu;
+
 use fred::interfaces::{ClientLike, KeysInterface};
 use lull::app::App;
 use lull::config::{Config, Secret};
