@@ -14,6 +14,9 @@
 //! in-process webhook server: signature, parse, grouped PostgreSQL INSERT (each
 //! answered once its row is committed), append.lua. The claim loop does not run
 //! (`cargo bench --bench drain` measures replies), so this is the webhook path alone.
+//!
+//! It also prints the CPU time per webhook of this process, PostgreSQL and Redis
+//! (see `common/cpu.rs`): the machine's speed drifts, CPU time per webhook much less.
 
 mod common;
 
