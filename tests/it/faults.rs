@@ -41,9 +41,9 @@ async fn store(db: &TestDb) -> Store {
     Store::connect(&db.url, 3).await.expect("test database")
 }
 
-/// A fresh Redis key prefix.
-fn prefix() -> String {
-    unique("test:") + ":"
+/// A fresh Redis key prefix; its keys on the shared Redis go when it is dropped.
+fn prefix() -> TestPrefix {
+    TestPrefix::new("test:")
 }
 
 /// Waits until the fake received `n` replies, then a little longer, and checks that
@@ -373,10 +373,9 @@ async fn one_message_answered(
     db: &TestDb,
     graph: &FakeGraph,
     tag: &str,
-) -> (LullProcess, Store, BatchRow) {
-    let lull = Spec::new(tag, db, graph, &redis_url(), &prefix())
-        .serve()
-        .await;
+) -> (LullProcess, Store, BatchRow, TestPrefix) {
+    let keys = prefix();
+    let lull = Spec::new(tag, db, graph, &redis_url(), &keys).serve().await;
     let body = whatsapp_text(MARIA, &format!("wamid.{tag}"), now_secs(), tag);
     assert_eq!(lull.post_whatsapp(&body).await.status(), 200);
     let store = store(db).await;
@@ -395,7 +394,7 @@ async fn one_message_answered(
     .await
     .unwrap();
     assert_eq!(batch_of.as_deref(), Some(batch.id.as_str()));
-    (lull, store, batch)
+    (lull, store, batch, keys)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +404,7 @@ async fn a_429_with_retry_after_is_retried_after_that_delay_and_the_second_attem
     let mut limited = Answer::error(429, &fixture_text("whatsapp/error_130429.json"));
     limited.retry_after = Some(1);
     graph.script([limited]);
-    let (lull, _store, batch) = one_message_answered(&db, &graph, "limited").await;
+    let (lull, _store, batch, _keys) = one_message_answered(&db, &graph, "limited").await;
 
     let requests = exactly_replies(&graph, 2).await;
     assert_eq!(
@@ -437,7 +436,7 @@ async fn three_500s_are_retried_with_backoff_and_the_fourth_attempt_sends() {
     let db = TestDb::new();
     let graph = FakeGraph::start().await;
     graph.script((0..3).map(|_| Answer::error(500, "<html>Internal Server Error</html>")));
-    let (lull, _store, batch) = one_message_answered(&db, &graph, "flaky").await;
+    let (lull, _store, batch, _keys) = one_message_answered(&db, &graph, "flaky").await;
 
     let requests = exactly_replies(&graph, 4).await;
     assert!(requests.iter().all(|r| text(r) == text(&requests[0])));
@@ -475,7 +474,7 @@ async fn a_131047_fails_the_batch_at_the_first_attempt_with_its_error_code() {
         400,
         &fixture_text("whatsapp/error_131047.json"),
     )]);
-    let (lull, _store, batch) = one_message_answered(&db, &graph, "expired").await;
+    let (lull, _store, batch, _keys) = one_message_answered(&db, &graph, "expired").await;
 
     exactly_replies(&graph, 1).await;
     assert_eq!(batch.status, "failed");
@@ -593,7 +592,7 @@ async fn with_redis_down_webhooks_are_stored_readyz_is_degraded_and_the_reconcil
     let redis = Arc::new(OwnRedis::start());
     let db = TestDb::new();
     let graph = FakeGraph::start().await;
-    let lull = Spec::new("lull", &db, &graph, &redis.url(), &prefix())
+    let lull = Spec::new("lull", &db, &graph, &redis.url(), &(unique("test:") + ":"))
         .env("REDIS_TIMEOUT_SECONDS", 0.5)
         .env("RECONCILE_INTERVAL_SECONDS", 0.5)
         .env("RECONCILE_MIN_AGE_SECONDS", 0.3)
@@ -664,7 +663,7 @@ async fn redis_restarted_empty_during_bursts_loses_nothing_and_every_stored_mess
     let redis = Arc::new(OwnRedis::start());
     let db = TestDb::new();
     let graph = FakeGraph::start().await;
-    let lull = Spec::new("lull", &db, &graph, &redis.url(), &prefix())
+    let lull = Spec::new("lull", &db, &graph, &redis.url(), &(unique("test:") + ":"))
         .env("REDIS_TIMEOUT_SECONDS", 0.5)
         .env("RESPONDER_DELAY_MS", 300)
         .env("RECONCILE_INTERVAL_SECONDS", 0.5)

@@ -43,6 +43,61 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{:016x}", rand::rng().random::<u64>())
 }
 
+/// A Redis key prefix of a test's own. Its keys are deleted when the test ends
+/// (SCAN + UNLINK on the shared Redis, never FLUSHDB): most expire on their own, but
+/// an agenda has no TTL and would stay forever.
+pub struct TestPrefix(String);
+
+impl TestPrefix {
+    /// `{tag}{random}:`.
+    pub fn new(tag: &str) -> Self {
+        Self(unique(tag) + ":")
+    }
+}
+
+impl std::ops::Deref for TestPrefix {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.0);
+        // As for the database: a thread of its own, outside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(delete_keys(pattern))
+        })
+        .join();
+    }
+}
+
+async fn delete_keys(pattern: String) -> Result<(), fred::error::Error> {
+    use fred::interfaces::{ClientLike, KeysInterface};
+    let config = fred::types::config::Config::from_url(&redis_url())?;
+    let client = fred::types::Builder::from_config(config).build()?;
+    client.init().await?;
+    let mut cursor = "0".to_owned();
+    loop {
+        let (next, keys): (String, Vec<String>) = client
+            .scan_page(cursor, pattern.clone(), Some(1000), None)
+            .await?;
+        if !keys.is_empty() {
+            client.unlink::<(), _>(keys).await?;
+        }
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    client.quit().await
+}
+
 /// A database of its own, dropped (forcibly) when the test ends.
 pub struct TestDb {
     pub name: String,
@@ -123,6 +178,8 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     pub db: TestDb,
+    /// The owner's prefix guard (none for a second instance sharing it).
+    _keys: Option<TestPrefix>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -132,8 +189,10 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::new();
     let graph = FakeGraph::start().await;
-    let prefix = unique("test:") + ":";
-    start_app(db, graph, prefix, tweak).await
+    let keys = TestPrefix::new("test:");
+    let mut app = start_app(db, graph, keys.to_string(), tweak).await;
+    app._keys = Some(keys);
+    app
 }
 
 /// A second instance of `other`'s service: same database, Redis prefix and fake
@@ -181,6 +240,7 @@ async fn start_app(
         shutdown: Some(tx),
         task: Some(task),
         db,
+        _keys: None,
     }
 }
 
