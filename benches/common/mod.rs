@@ -12,7 +12,7 @@
 
 pub mod cpu;
 
-use fred::interfaces::{ClientLike, KeysInterface};
+use fred::interfaces::ClientLike;
 use lull::app::App;
 use lull::config::{Config, Secret};
 use lull::loadtest::fake_graph::FakeGraph;
@@ -80,27 +80,13 @@ impl Bench {
         config
     }
 
-    /// SCANs for the prefix's keys and UNLINKs them (never FLUSHDB: Redis is shared).
-    async fn delete_keys(&self) -> Result<(), fred::error::Error> {
-        let client =
-            fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis_url())?)
-                .build()?;
+    /// Deletes the prefix's keys (never FLUSHDB: Redis is shared).
+    async fn delete_keys(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let config = fred::types::config::Config::from_url(&redis_url())?;
+        let client = fred::types::Builder::from_config(config).build()?;
         client.init().await?;
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor = "0".to_owned();
-        loop {
-            let (next, keys): (String, Vec<String>) = client
-                .scan_page(cursor, pattern.clone(), Some(1000), None)
-                .await?;
-            if !keys.is_empty() {
-                client.unlink::<(), _>(keys).await?;
-            }
-            if next == "0" {
-                break;
-            }
-            cursor = next;
-        }
-        client.quit().await
+        lull::batch::cleanup::delete_keys(&client, &self.prefix).await?;
+        Ok(client.quit().await?)
     }
 
     /// Drops the database and deletes every key under the prefix.

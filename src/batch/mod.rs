@@ -8,6 +8,7 @@
 //! inside one Lua script (`lua/`), so two lull instances never see it half-changed;
 //! this module only builds the KEYS/ARGV of each call and decodes the reply.
 
+pub mod cleanup;
 pub mod health;
 pub mod keys;
 pub mod scripts;

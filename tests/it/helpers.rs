@@ -64,38 +64,28 @@ impl std::ops::Deref for TestPrefix {
 
 impl Drop for TestPrefix {
     fn drop(&mut self) {
-        let pattern = format!("{}*", self.0);
+        let prefix = self.0.clone();
         // As for the database: a thread of its own, outside the test's runtime.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(delete_keys(pattern))
+            if let Err(error) = rt.block_on(delete_keys(&prefix)) {
+                eprintln!("could not delete the keys under {prefix}: {error}");
+            }
         })
         .join();
     }
 }
 
-async fn delete_keys(pattern: String) -> Result<(), fred::error::Error> {
-    use fred::interfaces::{ClientLike, KeysInterface};
+async fn delete_keys(prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use fred::interfaces::ClientLike;
     let config = fred::types::config::Config::from_url(&redis_url())?;
     let client = fred::types::Builder::from_config(config).build()?;
     client.init().await?;
-    let mut cursor = "0".to_owned();
-    loop {
-        let (next, keys): (String, Vec<String>) = client
-            .scan_page(cursor, pattern.clone(), Some(1000), None)
-            .await?;
-        if !keys.is_empty() {
-            client.unlink::<(), _>(keys).await?;
-        }
-        if next == "0" {
-            break;
-        }
-        cursor = next;
-    }
-    client.quit().await
+    lull::batch::cleanup::delete_keys(&client, prefix).await?;
+    Ok(client.quit().await?)
 }
 
 /// A database of its own, dropped (forcibly) when the test ends.

@@ -84,7 +84,7 @@ pub async fn run(args: &ClaimsArgs) -> Result<ClaimsReport, LoadtestError> {
         load(args, &batcher, cluster).await
     }
     .await;
-    let cleanup = redis::delete_keys(&batcher, &prefix).await;
+    let cleanup = crate::batch::cleanup::delete_keys(batcher.pool().next(), &prefix).await;
     batcher.quit().await;
     let report = result?;
     cleanup?;

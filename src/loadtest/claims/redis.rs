@@ -1,10 +1,8 @@
-//! Redis outside the scripts: its memory use, and deleting a run's keys.
+//! Redis outside the scripts: its memory use.
 
 use crate::batch::{BatchError, Batcher};
-use fred::interfaces::{ClientLike, KeysInterface};
-use fred::types::{InfoKind, Key};
-use futures::{Stream, TryStreamExt};
-use std::collections::BTreeMap;
+use fred::interfaces::ClientLike;
+use fred::types::InfoKind;
 
 /// `used_memory` of the Redis, summed over a cluster's masters.
 pub(super) async fn used_memory(batcher: &Batcher) -> Result<i64, BatchError> {
@@ -25,32 +23,4 @@ pub(super) async fn used_memory(batcher: &Batcher) -> Result<i64, BatchError> {
         .filter_map(|line| line.strip_prefix("used_memory:"))
         .filter_map(|bytes| bytes.trim().parse::<i64>().ok())
         .sum())
-}
-
-/// SCANs for every key under `prefix` (on every master of a cluster) and UNLINKs
-/// them, one call per hash slot, since a cluster refuses a call across slots.
-pub(super) async fn delete_keys(batcher: &Batcher, prefix: &str) -> Result<(), BatchError> {
-    let client = batcher.pool().next();
-    let pattern = format!("{prefix}*");
-    let keys = if client.is_clustered() {
-        collect(client.scan_cluster_buffered(pattern, Some(1000), None)).await?
-    } else {
-        collect(client.scan_buffered(pattern, Some(1000), None)).await?
-    };
-    let mut by_slot: BTreeMap<u16, Vec<Key>> = BTreeMap::new();
-    for key in keys {
-        by_slot.entry(key.cluster_hash()).or_default().push(key);
-    }
-    for keys in by_slot.into_values() {
-        for chunk in keys.chunks(1000) {
-            client.unlink::<(), _>(chunk.to_vec()).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn collect(
-    keys: impl Stream<Item = Result<Key, fred::error::Error>>,
-) -> Result<Vec<Key>, BatchError> {
-    Ok(keys.try_collect().await?)
 }
