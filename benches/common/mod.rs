@@ -12,7 +12,6 @@
 
 pub mod cpu;
 
-use fred::interfaces::ClientLike;
 use lull::app::App;
 use lull::config::{Config, Secret};
 use lull::loadtest::fake_graph::FakeGraph;
@@ -80,18 +79,9 @@ impl Bench {
         config
     }
 
-    /// Deletes the prefix's keys (never FLUSHDB: Redis is shared).
-    async fn delete_keys(&self) -> Result<(), Box<dyn std::error::Error>> {
-        let config = fred::types::config::Config::from_url(&redis_url())?;
-        let client = fred::types::Builder::from_config(config).build()?;
-        client.init().await?;
-        lull::batch::cleanup::delete_keys(&client, &self.prefix).await?;
-        Ok(client.quit().await?)
-    }
-
     /// Drops the database and deletes every key under the prefix.
     pub async fn cleanup(&self) {
-        if let Err(error) = self.delete_keys().await {
+        if let Err(error) = lull::batch::cleanup::delete_keys_at(&redis_url(), &self.prefix).await {
             eprintln!("could not delete the keys under {}: {error}", self.prefix);
         }
         match sqlx::PgConnection::connect(&admin_url()).await {

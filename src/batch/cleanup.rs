@@ -29,6 +29,17 @@ pub async fn delete_keys(client: &Client, prefix: &str) -> Result<(), BatchError
     Ok(())
 }
 
+/// [`delete_keys`] on a connection of its own to `redis_url`, closed after: for a
+/// test or a benchmark that ends after its app's connections are gone.
+pub async fn delete_keys_at(redis_url: &str, prefix: &str) -> Result<(), BatchError> {
+    let config = fred::types::config::Config::from_url(redis_url)?;
+    let client = fred::types::Builder::from_config(config).build()?;
+    client.init().await?;
+    let deleted = delete_keys(&client, prefix).await;
+    client.quit().await?;
+    deleted
+}
+
 async fn collect(
     keys: impl Stream<Item = Result<Key, fred::error::Error>>,
 ) -> Result<Vec<Key>, BatchError> {

@@ -71,21 +71,14 @@ impl Drop for TestPrefix {
                 .enable_all()
                 .build()
                 .unwrap();
-            if let Err(error) = rt.block_on(delete_keys(&prefix)) {
+            if let Err(error) =
+                rt.block_on(lull::batch::cleanup::delete_keys_at(&redis_url(), &prefix))
+            {
                 eprintln!("could not delete the keys under {prefix}: {error}");
             }
         })
         .join();
     }
-}
-
-async fn delete_keys(prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
-    use fred::interfaces::ClientLike;
-    let config = fred::types::config::Config::from_url(&redis_url())?;
-    let client = fred::types::Builder::from_config(config).build()?;
-    client.init().await?;
-    lull::batch::cleanup::delete_keys(&client, prefix).await?;
-    Ok(client.quit().await?)
 }
 
 /// A database of its own, dropped (forcibly) when the test ends.
