@@ -150,6 +150,12 @@ pub struct BatchRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+// GROUP_PLANS: a grouped statement is planned for each group (an unnamed
+// statement) rather than prepared once. A cached generic plan guesses ten rows per
+// array, and with so few it may join in nested loops that read the whole group
+// once per row: a cost that grows with the square of the group. Planning costs
+// the same for one request as for hundreds.
+
 /// A PostgreSQL array literal of ids: arrays of arrays must be rectangular, so
 /// each batch's ids travel as one text value and are cast back in SQL.
 fn id_list(ids: &[i64]) -> String {
@@ -204,6 +210,8 @@ pub(super) async fn open_batches(
     .bind(batches.iter().map(|b| timestamp(b.started_ms)).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| timestamp(b.due_ms)).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| timestamp(b.claimed_ms)).collect::<Vec<_>>())
+    // Planned for each group's own arrays (see GROUP_PLANS).
+    .persistent(false)
     .fetch_all(&pool)
     .await?;
     let mut by_id: HashMap<String, BatchRecord> =
@@ -231,6 +239,10 @@ pub(super) async fn open_batches(
 /// The messages' UPDATE names its rows with `= ANY(ids)` as well as by the join:
 /// the planner then reads them through the primary key whatever it guesses about
 /// the unnested arrays, instead of hashing a whole fast-growing table per group.
+/// Each batch's taken messages are gathered in one grouping pass over the group
+/// (its requests and the rows it took, side by side): a lookup per batch would
+/// read every taken row once per batch, a cost that grows with the square of the
+/// group. Only the batches written come back; one that is not owns nothing.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
@@ -245,33 +257,37 @@ pub(super) async fn commit_batches(
                   AS u(b, t, m, c, a, ct, cl, su, f, d, at)
          ), taken AS (
              UPDATE conversation_messages m SET batch_id = w.b
-             FROM (SELECT i.b, unnest(i.ids) AS id FROM input i) w
+             FROM (SELECT i.b, x.id, x.pos FROM input i, unnest(i.ids) WITH ORDINALITY AS x(id, pos)) w
              WHERE m.id = ANY($4) AND m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
-             RETURNING m.id, m.batch_id
+             RETURNING w.b, m.id, w.pos
          ), owned AS (
-             SELECT i.*, cardinality(i.ids) = cardinality(got.ids) AS whole, got.ids AS got
-             FROM input i,
-                  LATERAL (SELECT coalesce(array_agg(k.id ORDER BY array_position(i.ids, k.id)), '{}') AS ids
-                           FROM taken k WHERE k.batch_id = i.b) got
-         ), marked AS (
-             INSERT INTO reply_batches AS r
-                 (id, channel, account_id, contact_id, status, message_ids, reply_text, claims,
-                  supersedes, first_message_at, due_at, claimed_at, generated_at)
-             SELECT b, c, a, ct,
-                    CASE WHEN cardinality(got) = 0 THEN 'dropped' WHEN whole THEN 'sending' ELSE 'generating' END,
-                    got, CASE WHEN whole THEN t END, cl, su, f, d, at, CASE WHEN whole THEN now() END
-             FROM owned
-             ON CONFLICT (id) DO UPDATE SET
-                 status = EXCLUDED.status,
-                 message_ids = EXCLUDED.message_ids,
-                 reply_text = coalesce(EXCLUDED.reply_text, r.reply_text),
-                 generated_at = coalesce(EXCLUDED.generated_at, r.generated_at),
-                 updated_at = now()
-             WHERE r.status = 'generating'
-             RETURNING r.id
+             SELECT b, max(t) AS t, max(ids) AS ids, max(c) AS c, max(a) AS a, max(ct) AS ct,
+                    max(cl) AS cl, max(su) AS su, max(f) AS f, max(d) AS d, max(at) AS at,
+                    coalesce(array_agg(id ORDER BY pos) FILTER (WHERE id IS NOT NULL), '{}') AS got
+             FROM (SELECT b, t, ids, c, a, ct, cl, su, f, d, at, NULL::bigint AS id, NULL::bigint AS pos
+                   FROM input
+                   UNION ALL
+                   SELECT b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id, pos
+                   FROM taken) x
+             GROUP BY b
          )
-         SELECT o.b AS batch_id, CASE WHEN k.id IS NULL THEN '{}' ELSE o.got END AS owned
-         FROM owned o LEFT JOIN marked k ON k.id = o.b",
+         INSERT INTO reply_batches AS r
+             (id, channel, account_id, contact_id, status, message_ids, reply_text, claims,
+              supersedes, first_message_at, due_at, claimed_at, generated_at)
+         SELECT b, c, a, ct,
+                CASE WHEN cardinality(got) = 0 THEN 'dropped'
+                     WHEN cardinality(got) = cardinality(ids) THEN 'sending' ELSE 'generating' END,
+                got, CASE WHEN cardinality(got) = cardinality(ids) THEN t END, cl, su, f, d, at,
+                CASE WHEN cardinality(got) = cardinality(ids) THEN now() END
+         FROM owned
+         ON CONFLICT (id) DO UPDATE SET
+             status = EXCLUDED.status,
+             message_ids = EXCLUDED.message_ids,
+             reply_text = coalesce(EXCLUDED.reply_text, r.reply_text),
+             generated_at = coalesce(EXCLUDED.generated_at, r.generated_at),
+             updated_at = now()
+         WHERE r.status = 'generating'
+         RETURNING r.id AS batch_id, r.message_ids AS owned",
     )
     .bind(column(|c| &c.batch.id))
     .bind(column(|c| &c.text))
@@ -285,19 +301,27 @@ pub(super) async fn commit_batches(
     .bind(commits.iter().map(|c| timestamp(c.batch.started_ms)).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| timestamp(c.batch.due_ms)).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| timestamp(c.batch.claimed_ms)).collect::<Vec<_>>())
+    // Planned for each group's own arrays (see GROUP_PLANS).
+    .persistent(false)
     .fetch_all(&pool)
     .await?;
     let mut by_id: HashMap<String, Vec<i64>> =
         rows.into_iter().map(|r| (r.batch_id, r.owned)).collect();
+    // A batch not written was recorded already and is past `generating`: another
+    // worker committed it first, so this one owns nothing.
     Ok(commits
         .iter()
-        .filter_map(|c| by_id.remove(&c.batch.id))
+        .map(|c| by_id.remove(&c.batch.id).unwrap_or_default())
         .collect())
 }
 
 /// Records sent replies (the sent group's flush) in one statement: each batch
 /// becomes `sent` with its attempts and platform ids, and each part is stored as
 /// an outbound message of its batch. Returns each batch's parts as history entries.
+///
+/// Each batch's platform ids travel as one JSON array (arrays of arrays must be
+/// rectangular): a lookup per batch in the group's parts would read them all once
+/// per batch, a cost that grows with the square of the group.
 pub(super) async fn record_replies(
     pool: PgPool,
     replies: std::sync::Arc<[SentReply]>,
@@ -316,10 +340,11 @@ pub(super) async fn record_replies(
          ), sent AS (
              UPDATE reply_batches r
              SET status = 'sent', attempts = r.attempts + s.attempts,
-                 platform_message_ids = coalesce(
-                     (SELECT array_agg(p.e ORDER BY p.n) FROM parts p WHERE p.b = s.b), '{}'),
+                 platform_message_ids = ARRAY(
+                     SELECT e FROM jsonb_array_elements_text(s.p::jsonb) WITH ORDINALITY AS x(e, n)
+                     ORDER BY n),
                  sent_at = now(), updated_at = now(), error_code = NULL, error_message = NULL
-             FROM UNNEST($9::text[], $10::int[]) AS s(b, attempts)
+             FROM UNNEST($9::text[], $10::int[], $11::text[]) AS s(b, attempts, p)
              WHERE r.id = ANY($9) AND r.id = s.b
          )
          INSERT INTO conversation_messages
@@ -339,6 +364,14 @@ pub(super) async fn record_replies(
     .bind(parts().map(|(r, _, _)| timestamp(r.now_ms)).collect::<Vec<_>>())
     .bind(replies.iter().map(|r| r.batch_id.as_str()).collect::<Vec<_>>())
     .bind(replies.iter().map(|r| r.attempts as i32).collect::<Vec<_>>())
+    .bind(
+        replies
+            .iter()
+            .map(|r| serde_json::Value::from_iter(r.parts.iter().map(|(id, _)| id.as_str())).to_string())
+            .collect::<Vec<_>>(),
+    )
+    // Planned for each group's own arrays (see GROUP_PLANS).
+    .persistent(false)
     .fetch_all(&pool)
     .await?;
     let mut by_batch: HashMap<String, Vec<Entry>> = HashMap::new();
