@@ -30,8 +30,10 @@ Reply: {status, next_due_ms}
 local rcall = redis.call
 local agenda, inflight, lock, state, msgs, deadline_key, history =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local now, member, token = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local limit, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local member, token = ARGV[2], ARGV[3]
+-- Redis formats each number handed to redis.call with %.17g, which costs more than
+-- the call: history_limit and ttl go on as the strings they came as.
+local keep_from, ttl_arg = '-' .. ARGV[4], ARGV[5]
 
 if rcall('GET', lock) ~= token then
   return {0, 0}
@@ -39,16 +41,16 @@ end
 
 if #ARGV >= 6 and rcall('EXISTS', history) == 1 then
   rcall('RPUSH', history, unpack(ARGV, 6))
-  rcall('LTRIM', history, -limit, -1)
-  rcall('PEXPIRE', history, ttl)
+  rcall('LTRIM', history, keep_from, '-1')
+  rcall('PEXPIRE', history, ttl_arg)
 end
 rcall('HDEL', state, 'batch', 'claims', 'supersedes', 'inflight_started')
 
 if rcall('LLEN', msgs) > 0 then
   rcall('DEL', inflight, lock)
-  local due = tonumber(rcall('GET', deadline_key)) or now
+  local due = rcall('GET', deadline_key) or ARGV[1]
   rcall('ZADD', agenda, due, member)
-  return {2, due}
+  return {2, tonumber(due)}
 end
 rcall('DEL', inflight, lock, deadline_key)
 rcall('ZREM', agenda, member)
