@@ -160,6 +160,44 @@ async fn each_batch_of_a_group_takes_its_messages_as_it_would_alone() {
     store.pool().close().await;
 }
 
+/// Hundreds of batches in one group: the statement is planned for the group's real
+/// size and gathers each batch's messages in one pass, and each still gets exactly
+/// its own, in its own order.
+#[tokio::test]
+async fn each_of_hundreds_of_batches_in_one_group_takes_its_own_messages_in_its_order() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+    let ids = messages(&store, "many", 800).await;
+    // Platform order reversed from id order in every batch.
+    let batches: Vec<(String, Vec<i64>)> = ids
+        .chunks(2)
+        .enumerate()
+        .map(|(n, pair)| (format!("many-{n}"), vec![pair[1], pair[0]]))
+        .collect();
+
+    let owned = futures::future::join_all(
+        batches
+            .iter()
+            .map(|(id, ids)| commit(&store, id, ids, "many text")),
+    )
+    .await;
+
+    for ((id, ids), owned) in batches.iter().zip(owned) {
+        assert_eq!(&owned.unwrap(), ids, "{id} owns its messages in its order");
+    }
+    let (last, last_ids) = batches.last().unwrap();
+    let row = row(&store, last).await;
+    assert_eq!(
+        (row.status.as_str(), &row.message_ids),
+        ("sending", last_ids)
+    );
+    assert_eq!(
+        owners(&store, last_ids).await,
+        [Some(last.clone()), Some(last.clone())]
+    );
+    store.pool().close().await;
+}
+
 #[tokio::test]
 async fn a_message_wanted_by_two_batches_of_one_group_is_taken_by_one_only() {
     let db = TestDb::new();
