@@ -151,6 +151,7 @@ async fn main() {
         );
     }
     cpu.print_per(conversations, "reply");
+    common::group_sizes(&app, &["opening", "sending", "sent"]);
     row("recipients answered", sends.len().to_string());
     row("recipients answered twice", twice.to_string());
     row("batches", batches.to_string());

@@ -111,6 +111,7 @@ async fn main() {
     row("latency p99 (ms)", format!("{:.1}", latency.p99));
     row("latency max (ms)", format!("{:.1}", latency.max));
     cpu.print_per(messages, "webhook");
+    common::group_sizes(&app, &["inbound"]);
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;

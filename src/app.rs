@@ -66,7 +66,13 @@ impl App {
         config.validate()?;
         // reqwest is built without a default TLS provider; install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let store = Store::connect(&config.database_url, config.database_pool_size).await?;
+        let metrics = Arc::<Metrics>::default();
+        let store = Store::connect(
+            &config.database_url,
+            config.database_pool_size,
+            metrics.clone(),
+        )
+        .await?;
         store.migrate().await?;
         let policy = Policy::from_config(&config)?;
         let batcher = Batcher::connect(
@@ -147,7 +153,7 @@ impl App {
             batcher,
             redis: Arc::default(),
             wake: Arc::default(),
-            metrics: Arc::default(),
+            metrics,
             channels,
             responder,
         })

@@ -78,6 +78,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "Stored messages Redis had lost, batched again.",
     ),
     (
+        "lull_db_group_statements_total",
+        "counter",
+        "Grouped PostgreSQL writes run, by kind (inbound, opening, sending, sent).",
+    ),
+    (
+        "lull_db_group_requests_total",
+        "counter",
+        "Requests carried by grouped writes, by kind: divided by the statements, the group size.",
+    ),
+    (
+        "lull_db_group_refused_total",
+        "counter",
+        "Grouped writes PostgreSQL refused, each request then written alone, by kind.",
+    ),
+    (
         "lull_claim_lag_seconds",
         "histogram",
         "From a batch's due time to its claim.",

@@ -170,6 +170,23 @@ pub fn row(name: &str, value: String) {
     println!("  {name:<28} {value:>12}");
 }
 
+/// One row per kind of grouped write: the mean requests per statement, from the
+/// app's own counters (what `/metrics` exports).
+pub fn group_sizes(app: &App, kinds: &[&'static str]) {
+    for kind in kinds {
+        let labels = [("kind", *kind)];
+        let metrics = app.metrics();
+        let statements = metrics.counter("lull_db_group_statements_total", &labels);
+        let requests = metrics.counter("lull_db_group_requests_total", &labels);
+        if statements > 0 {
+            row(
+                &format!("requests per '{kind}' write"),
+                format!("{:.1}", requests as f64 / statements as f64),
+            );
+        }
+    }
+}
+
 /// The allocator the `lull` binary uses, so the benchmarks measure the same code.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -13,8 +13,13 @@
 //! alone, so one bad request (a value PostgreSQL refuses, a deadlock with another
 //! group) fails alone and never costs the others; if PostgreSQL cannot be reached,
 //! every request fails at once.
+//!
+//! Each kind counts its statements and the requests they carried
+//! (`lull_db_group_statements_total`, `lull_db_group_requests_total`): their ratio is
+//! the group size, which says how much the grouping is saving.
 
 use super::StoreError;
+use crate::metrics::Metrics;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -56,14 +61,19 @@ where
 {
     /// Starts the flusher. `flush` runs a group as one statement and returns one
     /// response per request, in order. The flusher ends when every clone is dropped.
-    pub fn spawn<F, Fut>(name: &'static str, limits: GroupLimits, flush: F) -> Self
+    pub fn spawn<F, Fut>(
+        name: &'static str,
+        limits: GroupLimits,
+        metrics: Arc<Metrics>,
+        flush: F,
+    ) -> Self
     where
         F: Fn(Arc<[Req]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Resp>, StoreError>> + Send + 'static,
     {
         let flush: Flush<Req, Resp> = Arc::new(move |group| Box::pin(flush(group)));
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(run(name, limits, flush, requests));
+        tokio::spawn(run(name, limits, metrics, flush, requests));
         Self { queue }
     }
 
@@ -80,6 +90,7 @@ where
 async fn run<Req, Resp>(
     name: &'static str,
     limits: GroupLimits,
+    metrics: Arc<Metrics>,
     flush: Flush<Req, Resp>,
     mut requests: mpsc::UnboundedReceiver<(Req, Reply<Resp>)>,
 ) where
@@ -100,9 +111,9 @@ async fn run<Req, Resp>(
                 Err(_) => break,
             }
         }
-        let flush = flush.clone();
+        let (flush, metrics) = (flush.clone(), metrics.clone());
         tokio::spawn(async move {
-            flush_group(name, &flush, group).await;
+            flush_group(name, &flush, &metrics, group).await;
             drop(slot);
         });
     }
@@ -111,10 +122,14 @@ async fn run<Req, Resp>(
 async fn flush_group<Req: Clone + Sync, Resp>(
     name: &'static str,
     flush: &Flush<Req, Resp>,
+    metrics: &Metrics,
     group: Vec<(Req, Reply<Resp>)>,
 ) {
     let (batch, replies): (Vec<Req>, Vec<Reply<Resp>>) = group.into_iter().unzip();
     let size = batch.len();
+    let kind = [("kind", name)];
+    metrics.inc("lull_db_group_statements_total", &kind);
+    metrics.add("lull_db_group_requests_total", &kind, size as u64);
     // Shared, not copied: a request (a webhook's messages and payloads) can be large.
     let batch: Arc<[Req]> = batch.into();
     let error = match flush(batch.clone()).await {
@@ -143,6 +158,7 @@ async fn flush_group<Req: Clone + Sync, Resp>(
         return;
     }
     tracing::warn!(group = name, size, %error, "grouped write refused; writing each request alone");
+    metrics.inc("lull_db_group_refused_total", &kind);
     let mut unreachable: Option<String> = None;
     for (request, reply) in batch.iter().zip(replies) {
         if let Some(reason) = &unreachable {
@@ -176,13 +192,14 @@ mod tests {
 
     /// A flush that records group sizes, doubles each number, refuses 13, and
     /// takes a while so that requests pile up behind it.
-    fn doubling(sizes: Arc<Mutex<Vec<usize>>>) -> Group<i64, i64> {
+    fn doubling(sizes: Arc<Mutex<Vec<usize>>>, metrics: Arc<Metrics>) -> Group<i64, i64> {
         Group::spawn(
             "test",
             GroupLimits {
                 max_requests: 50,
                 flushers: 1,
             },
+            metrics,
             move |group: Arc<[i64]>| {
                 let sizes = sizes.clone();
                 async move {
@@ -200,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_share_a_flush_and_each_gets_its_own_answer() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
-        let group = doubling(sizes.clone());
+        let group = doubling(sizes.clone(), Arc::default());
         let answers = futures_join((20..120).map(|n| (n, group.clone())).collect::<Vec<_>>()).await;
         for (n, answer) in answers {
             assert_eq!(answer.unwrap(), n * 2);
@@ -215,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_request_fails_alone_and_its_group_is_still_written() {
-        let group = doubling(Arc::new(Mutex::new(Vec::new())));
+        let group = doubling(Arc::new(Mutex::new(Vec::new())), Arc::default());
         let answers =
             futures_join(vec![(12, group.clone()), (13, group.clone()), (14, group)]).await;
         for (n, answer) in answers {
@@ -224,6 +241,27 @@ mod tests {
                 _ => assert_eq!(answer.unwrap(), n * 2),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn each_statement_counts_itself_and_the_requests_it_carried() {
+        let (sizes, metrics) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(Metrics::default()),
+        );
+        let group = doubling(sizes.clone(), metrics.clone());
+        futures_join((20..120).map(|n| (n, group.clone())).collect::<Vec<_>>()).await;
+        futures_join(vec![(12, group.clone()), (13, group)]).await;
+
+        let kind = [("kind", "test")];
+        let sizes = sizes.lock().unwrap();
+        // The refused group of two, and each of its requests alone after it.
+        assert_eq!(
+            metrics.counter("lull_db_group_statements_total", &kind),
+            sizes.len() as u64 - 2
+        );
+        assert_eq!(metrics.counter("lull_db_group_requests_total", &kind), 102);
+        assert_eq!(metrics.counter("lull_db_group_refused_total", &kind), 1);
     }
 
     #[tokio::test]
@@ -236,6 +274,7 @@ mod tests {
                 max_requests: 50,
                 flushers: 1,
             },
+            Arc::default(),
             move |group: Arc<[i64]>| {
                 let seen = seen.clone();
                 async move {

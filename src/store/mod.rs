@@ -12,9 +12,11 @@ mod batches;
 mod group;
 mod messages;
 
+use crate::metrics::Metrics;
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleSending};
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
+use std::sync::Arc;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -71,8 +73,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, creating the database first if it does not exist.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// Connects, creating the database first if it does not exist. The group
+    /// writers count their statements in `metrics`.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         if !sqlx::Postgres::database_exists(url).await.unwrap_or(true) {
             tracing::info!("creating the database");
             sqlx::Postgres::create_database(url).await?;
@@ -88,7 +95,7 @@ impl Store {
             .test_before_acquire(false)
             .connect(url)
             .await?;
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool(pool, metrics))
     }
 
     /// Wraps an existing pool and starts the group writers. Each of the four may
@@ -97,17 +104,17 @@ impl Store {
     /// commits) under load, where a statement costs more than the rows in it: with
     /// one flusher per kind instead of two, PostgreSQL spent about 14 % less CPU per
     /// reply and 25 % less per webhook (`cargo bench`, side by side).
-    pub fn from_pool(pool: PgPool) -> Self {
+    pub fn from_pool(pool: PgPool, metrics: Arc<Metrics>) -> Self {
         let flushers = (pool.options().get_max_connections() as usize / 16).max(1);
         let limits = GroupLimits {
             max_requests: 256,
             flushers,
         };
         Self {
-            inbound: writer(&pool, "inbound", limits, messages::insert_groups),
-            opening: writer(&pool, "opening", limits, batches::open_batches),
-            sending: writer(&pool, "sending", limits, batches::commit_batches),
-            sent: writer(&pool, "sent", limits, batches::record_replies),
+            inbound: writer(&pool, "inbound", limits, &metrics, messages::insert_groups),
+            opening: writer(&pool, "opening", limits, &metrics, batches::open_batches),
+            sending: writer(&pool, "sending", limits, &metrics, batches::commit_batches),
+            sent: writer(&pool, "sent", limits, &metrics, batches::record_replies),
             pool,
         }
     }
@@ -135,6 +142,7 @@ fn writer<Req, Resp, Fut>(
     pool: &PgPool,
     name: &'static str,
     limits: GroupLimits,
+    metrics: &Arc<Metrics>,
     flush: fn(PgPool, std::sync::Arc<[Req]>) -> Fut,
 ) -> Group<Req, Resp>
 where
@@ -143,7 +151,9 @@ where
     Fut: std::future::Future<Output = Result<Vec<Resp>, StoreError>> + Send + 'static,
 {
     let pool = pool.clone();
-    Group::spawn(name, limits, move |requests| flush(pool.clone(), requests))
+    Group::spawn(name, limits, metrics.clone(), move |requests| {
+        flush(pool.clone(), requests)
+    })
 }
 
 /// Unix ms → timestamp.

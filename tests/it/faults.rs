@@ -38,7 +38,9 @@ fn quotes(reply: &Seen, text: &str) -> bool {
 
 /// The database the processes of a test share, once the first one created it.
 async fn store(db: &TestDb) -> Store {
-    Store::connect(&db.url, 3).await.expect("test database")
+    Store::connect(&db.url, 3, Default::default())
+        .await
+        .expect("test database")
 }
 
 /// A fresh Redis key prefix; its keys on the shared Redis go when it is dropped.

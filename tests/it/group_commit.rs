@@ -12,7 +12,9 @@ use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use lull::store::{BatchRow, NewBatch, Store};
 
 async fn store(db: &TestDb) -> Store {
-    let store = Store::connect(&db.url, 1).await.expect("test database");
+    let store = Store::connect(&db.url, 1, Default::default())
+        .await
+        .expect("test database");
     store.migrate().await.expect("migrations");
     store
 }
@@ -525,7 +527,9 @@ async fn a_reply_sent_across_a_postgres_restart_is_recorded_and_not_sent_again()
 
     proxy.restart();
 
-    let direct = Store::connect(&app.db.url, 1).await.unwrap();
+    let direct = Store::connect(&app.db.url, 1, Default::default())
+        .await
+        .unwrap();
     let latest = || async {
         sqlx::query_scalar::<_, String>(
             "SELECT status FROM reply_batches ORDER BY claimed_at DESC LIMIT 1",

@@ -65,7 +65,9 @@ fn message(channel: ChannelKind, contact: &str, id: &str, text: &str) -> (Inboun
 /// A migrated database of its own, reached through a store of one connection, so
 /// that its inbound group has one flusher.
 async fn store(db: &TestDb) -> Store {
-    let store = Store::connect(&db.url, 1).await.expect("test database");
+    let store = Store::connect(&db.url, 1, Default::default())
+        .await
+        .expect("test database");
     store.migrate().await.expect("migrations");
     store
 }

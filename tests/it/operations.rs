@@ -31,6 +31,36 @@ async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
     app.stop().await;
 }
 
+/// The group writers' counters: one request per webhook and per reply's write,
+/// each carried by a statement (its group).
+#[tokio::test]
+async fn metrics_count_grouped_writes_and_the_requests_they_carried_by_kind() {
+    let app = spawn_app().await;
+    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
+        .await;
+    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
+        .await;
+    replies_at_least(&app.graph, 1).await;
+    wait_for("the sent record", PATIENCE, || async {
+        let text = app.get_text("/metrics").await;
+        text.contains("lull_db_group_requests_total{kind=\"sent\"} 1\n")
+            .then_some(())
+    })
+    .await;
+    let text = app.get_text("/metrics").await;
+    for line in [
+        "lull_db_group_requests_total{kind=\"inbound\"} 2\n",
+        "lull_db_group_statements_total{kind=\"inbound\"} 2\n",
+        "lull_db_group_requests_total{kind=\"sending\"} 1\n",
+        "lull_db_group_statements_total{kind=\"sending\"} 1\n",
+        "lull_db_group_statements_total{kind=\"sent\"} 1\n",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
+    }
+    assert!(!text.contains("lull_db_group_refused_total{"));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
     let app = spawn_app_with(|c| c.batch_window_seconds = 30.0).await;

@@ -33,7 +33,9 @@ async fn a_reply_handed_back_mid_send_is_resumed_without_resending_its_sent_part
     .await;
     first.shut_down().await;
     // The stopped instance closed its pool: look with a store of our own.
-    let store = lull::store::Store::connect(&first.db.url, 1).await.unwrap();
+    let store = lull::store::Store::connect(&first.db.url, 1, Default::default())
+        .await
+        .unwrap();
     let handed_back = store.recent_batches(1).await.unwrap().remove(0);
     assert_eq!(handed_back.status, "sending");
     assert_eq!(
