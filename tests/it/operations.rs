@@ -3,14 +3,21 @@
 use crate::helpers::*;
 use lull::config::Secret;
 
-#[tokio::test]
-async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
+/// An app that got one burst of three messages twice (the platform retried the
+/// webhook) and has sent its reply.
+async fn app_after_a_burst_posted_twice() -> TestApp {
     let app = spawn_app().await;
     app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
         .await;
     app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
         .await;
     replies_at_least(&app.graph, 1).await;
+    app
+}
+
+#[tokio::test]
+async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
+    let app = app_after_a_burst_posted_twice().await;
     batch_with_status(&app, "sent").await;
     let text = app.get_text("/metrics").await;
     for line in [
@@ -35,12 +42,7 @@ async fn metrics_count_stored_messages_duplicates_and_sent_replies() {
 /// each carried by a statement (its group).
 #[tokio::test]
 async fn metrics_count_grouped_writes_and_the_requests_they_carried_by_kind() {
-    let app = spawn_app().await;
-    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
-        .await;
-    app.post_whatsapp(&fixture("whatsapp/three_texts_one_post.json"))
-        .await;
-    replies_at_least(&app.graph, 1).await;
+    let app = app_after_a_burst_posted_twice().await;
     wait_for("the sent record", PATIENCE, || async {
         let text = app.get_text("/metrics").await;
         text.contains("lull_db_group_requests_total{kind=\"sent\"} 1\n")
