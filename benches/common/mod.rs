@@ -173,9 +173,9 @@ pub fn row(name: &str, value: String) {
 /// One row per kind of grouped write: the mean requests per statement, from the
 /// app's own counters (what `/metrics` exports).
 pub fn group_sizes(app: &App, kinds: &[&'static str]) {
+    let metrics = app.metrics();
     for kind in kinds {
         let labels = [("kind", *kind)];
-        let metrics = app.metrics();
         let statements = metrics.counter("lull_db_group_statements_total", &labels);
         let requests = metrics.counter("lull_db_group_requests_total", &labels);
         if statements > 0 {

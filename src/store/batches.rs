@@ -275,11 +275,9 @@ pub(super) async fn commit_batches(
              (id, channel, account_id, contact_id, status, message_ids, reply_text, claims,
               supersedes, first_message_at, due_at, claimed_at, generated_at)
          SELECT b, c, a, ct,
-                CASE WHEN cardinality(got) = 0 THEN 'dropped'
-                     WHEN cardinality(got) = cardinality(ids) THEN 'sending' ELSE 'generating' END,
-                got, CASE WHEN cardinality(got) = cardinality(ids) THEN t END, cl, su, f, d, at,
-                CASE WHEN cardinality(got) = cardinality(ids) THEN now() END
-         FROM owned
+                CASE WHEN cardinality(got) = 0 THEN 'dropped' WHEN whole THEN 'sending' ELSE 'generating' END,
+                got, CASE WHEN whole THEN t END, cl, su, f, d, at, CASE WHEN whole THEN now() END
+         FROM (SELECT *, cardinality(got) = cardinality(ids) AS whole FROM owned) o
          ON CONFLICT (id) DO UPDATE SET
              status = EXCLUDED.status,
              message_ids = EXCLUDED.message_ids,
