@@ -4,7 +4,7 @@
 //! with a bearer token) with its Graph API error envelope.
 
 use super::json::{json_i64, short};
-use super::{HandshakeError, ParseError, SendError, VerifyError, transport};
+use super::{ApiBase, HandshakeError, ParseError, SendError, VerifyError, transport};
 use crate::config::Secret;
 use crate::message::ChannelKind;
 use hmac::{Hmac, Mac};
@@ -229,8 +229,6 @@ pub fn sent_id(answer: &[u8], pointer: &str, missing: &str) -> Result<String, Se
 pub struct SendApi {
     /// What errors call the API, e.g. `Graph API`.
     pub name: &'static str,
-    /// The setting `base` comes from, for errors, e.g. `graph_api_base`.
-    pub base_setting: &'static str,
     /// This platform's own error codes worth retrying, on top of [`RETRYABLE_CODES`].
     pub retryable_codes: &'static [i64],
 }
@@ -241,7 +239,7 @@ impl SendApi {
     pub async fn post(
         &self,
         http: &reqwest::Client,
-        base: &str,
+        base: &ApiBase,
         account: &str,
         token: &Secret,
         body: &Value,
@@ -279,19 +277,15 @@ impl SendApi {
     }
 
     /// `{base}/{account}/messages`, the account percent-encoded as one segment.
-    pub fn messages_url(&self, base: &str, account: &str) -> Result<url::Url, SendError> {
+    pub fn messages_url(&self, base: &ApiBase, account: &str) -> Result<url::Url, SendError> {
         let invalid = |reason: &str| {
             SendError::permanent(format!("cannot build the {} URL: {reason}", self.name))
         };
         if account.is_empty() {
             return Err(invalid("empty account"));
         }
-        let mut url = url::Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| invalid(&format!("{} cannot have a path", self.base_setting)))?
-            .pop_if_empty()
-            .extend([account, "messages"]);
-        Ok(url)
+        base.join(&[account, "messages"])
+            .map_err(|reason| invalid(&reason))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Platforms: parse their webhooks into [`InboundMessage`]s and send replies through
 //! their APIs. One file per platform; everything above this module is platform-blind.
 
+mod api_base;
 pub mod instagram;
 mod json;
 pub mod meta;
@@ -9,6 +10,8 @@ pub mod telegram;
 mod test_server;
 pub(crate) mod transport;
 pub mod whatsapp;
+
+pub use api_base::ApiBase;
 
 use crate::message::{ChannelKind, Conversation, InboundMessage};
 use async_trait::async_trait;

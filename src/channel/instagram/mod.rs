@@ -9,7 +9,9 @@
 mod parse;
 mod send;
 
-use super::{Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta};
+use super::{
+    ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta,
+};
 use crate::config::Secret;
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
@@ -36,13 +38,19 @@ pub struct InstagramSettings {
 #[derive(Debug, Clone)]
 pub struct Instagram {
     settings: InstagramSettings,
+    base: ApiBase,
     http: reqwest::Client,
 }
 
 impl Instagram {
     /// Builds the channel; `http` should carry the send timeout.
     pub fn new(settings: InstagramSettings, http: reqwest::Client) -> Self {
-        Self { settings, http }
+        let base = ApiBase::parse(&settings.api_base, "api_base");
+        Self {
+            settings,
+            base,
+            http,
+        }
     }
 
     /// True when no access token is configured: replies are logged, not sent.

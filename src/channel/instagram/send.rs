@@ -9,7 +9,6 @@ use serde_json::json;
 /// limit: 613, "calls to this API have exceeded the rate limit".
 const SEND_API: meta::SendApi = meta::SendApi {
     name: "Instagram API",
-    base_setting: "api_base",
     retryable_codes: &[613],
 };
 
@@ -28,9 +27,8 @@ impl Instagram {
             "recipient": { "id": to.contact },
             "message": { "text": text },
         });
-        let base = &self.settings.api_base;
         let response = SEND_API
-            .post(&self.http, base, &to.account, token, &body)
+            .post(&self.http, &self.base, &to.account, token, &body)
             .await?;
         meta::sent_id(
             &response,
@@ -51,13 +49,7 @@ impl Instagram {
         for action in actions {
             let body = json!({ "recipient": { "id": to.contact }, "sender_action": action });
             SEND_API
-                .post(
-                    &self.http,
-                    &self.settings.api_base,
-                    &to.account,
-                    token,
-                    &body,
-                )
+                .post(&self.http, &self.base, &to.account, token, &body)
                 .await?;
         }
         Ok(())
@@ -278,8 +270,7 @@ mod tests {
     #[test]
     fn the_messages_url_keeps_the_base_path_and_encodes_the_account() {
         let channel = instagram("https://graph.instagram.com", Some(TOKEN), true);
-        let messages_url =
-            |account: &str| SEND_API.messages_url(&channel.settings.api_base, account);
+        let messages_url = |account: &str| SEND_API.messages_url(&channel.base, account);
         assert_eq!(
             messages_url(ACCOUNT).expect("url").as_str(),
             format!("https://graph.instagram.com/v23.0/{ACCOUNT}/messages")

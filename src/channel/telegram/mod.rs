@@ -14,7 +14,9 @@ mod parse;
 mod send;
 
 use super::whatsapp::split_text;
-use super::{Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta};
+use super::{
+    ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta,
+};
 use crate::config::Secret;
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
@@ -46,6 +48,7 @@ pub struct TelegramSettings {
 #[derive(Debug, Clone)]
 pub struct Telegram {
     settings: TelegramSettings,
+    base: ApiBase,
     http: reqwest::Client,
     /// Our account in every conversation: the bot id, or [`DRY_RUN_ACCOUNT`].
     bot: String,
@@ -60,8 +63,10 @@ impl Telegram {
             // itself, which would put the secret in keys, rows and logs.
             Some(token) => bot_id(token.expose()).unwrap_or("invalid-token").to_owned(),
         };
+        let base = ApiBase::parse(&settings.api_base, "api_base");
         Self {
             settings,
+            base,
             http,
             bot,
         }

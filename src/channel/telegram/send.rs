@@ -92,14 +92,10 @@ impl Telegram {
     fn method_url(&self, token: &Secret, method: &str) -> Result<url::Url, SendError> {
         let invalid =
             |reason: &str| SendError::permanent(format!("cannot build the Bot API URL: {reason}"));
-        let mut url = url::Url::parse(&self.settings.api_base)
-            // url's parse errors name the problem, never the input.
-            .map_err(|e| invalid(&e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| invalid("api_base cannot have a path"))?
-            .pop_if_empty()
-            .extend([format!("bot{}", token.expose()).as_str(), method]);
-        Ok(url)
+        let bot = format!("bot{}", token.expose());
+        self.base
+            .join(&[bot.as_str(), method])
+            .map_err(|reason| invalid(&reason))
     }
 }
 

@@ -4,7 +4,9 @@
 mod parse;
 mod send;
 
-use super::{Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta};
+use super::{
+    ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta,
+};
 use crate::config::Secret;
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
@@ -31,13 +33,19 @@ pub struct WhatsAppSettings {
 #[derive(Debug, Clone)]
 pub struct WhatsApp {
     settings: WhatsAppSettings,
+    base: ApiBase,
     http: reqwest::Client,
 }
 
 impl WhatsApp {
     /// Builds the channel; `http` should carry the send timeout.
     pub fn new(settings: WhatsAppSettings, http: reqwest::Client) -> Self {
-        Self { settings, http }
+        let base = ApiBase::parse(&settings.graph_api_base, "graph_api_base");
+        Self {
+            settings,
+            base,
+            http,
+        }
     }
 
     /// True when no access token is configured: replies are logged, not sent.

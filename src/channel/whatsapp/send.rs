@@ -8,7 +8,6 @@ use serde_json::json;
 /// The Cloud API's Send API: Meta's Graph API.
 const GRAPH_API: meta::SendApi = meta::SendApi {
     name: "Graph API",
-    base_setting: "graph_api_base",
     retryable_codes: &[],
 };
 
@@ -30,9 +29,8 @@ impl WhatsApp {
             "type": "text",
             "text": { "preview_url": false, "body": text },
         });
-        let base = &self.settings.graph_api_base;
         let response = GRAPH_API
-            .post(&self.http, base, &to.account, token, &body)
+            .post(&self.http, &self.base, &to.account, token, &body)
             .await?;
         meta::sent_id(
             &response,
@@ -58,9 +56,8 @@ impl WhatsApp {
         if self.settings.typing_indicator {
             body["typing_indicator"] = json!({ "type": "text" });
         }
-        let base = &self.settings.graph_api_base;
         GRAPH_API
-            .post(&self.http, base, &to.account, token, &body)
+            .post(&self.http, &self.base, &to.account, token, &body)
             .await
             .map(drop)
     }
@@ -265,8 +262,7 @@ mod tests {
     #[test]
     fn the_messages_url_keeps_the_base_path_and_encodes_the_account() {
         let whatsapp = channel("https://graph.facebook.com/v23.0/", Some(TOKEN), true);
-        let messages_url =
-            |account: &str| GRAPH_API.messages_url(&whatsapp.settings.graph_api_base, account);
+        let messages_url = |account: &str| GRAPH_API.messages_url(&whatsapp.base, account);
         let url = messages_url("123456789012345").expect("url");
         assert_eq!(
             url.as_str(),
