@@ -118,16 +118,28 @@ pub struct Metrics {
     histograms: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
+/// `{k="v",...}`, values escaped as the exposition format asks (backslash, quote,
+/// line feed). Built into one string: every counter increment builds its key.
 fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    if inner.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", inner.join(","))
+    let mut out = String::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        out.push(if i == 0 { '{' } else { ',' });
+        out.push_str(key);
+        out.push_str("=\"");
+        for c in value.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
     }
+    if !out.is_empty() {
+        out.push('}');
+    }
+    out
 }
 
 impl Metrics {
@@ -138,8 +150,9 @@ impl Metrics {
 
     /// Adds `n` to a counter.
     pub fn add(&self, name: &'static str, label_pairs: &[(&str, &str)], n: u64) {
+        let key = (name, labels(label_pairs));
         if let Ok(mut counters) = self.counters.lock() {
-            *counters.entry((name, labels(label_pairs))).or_default() += n;
+            *counters.entry(key).or_default() += n;
         }
     }
 
@@ -203,6 +216,15 @@ mod tests {
             m.render()
                 .contains("lull_messages_stored_total{channel=\"whatsapp\"} 2\n")
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped_as_the_exposition_format_asks() {
+        assert_eq!(
+            labels(&[("channel", "whatsapp"), ("reason", "a \"b\"\\c\nd")]),
+            "{channel=\"whatsapp\",reason=\"a \\\"b\\\"\\\\c\\nd\"}"
+        );
+        assert_eq!(labels(&[]), "");
     }
 
     #[test]
