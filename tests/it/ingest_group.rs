@@ -270,6 +270,41 @@ async fn the_unique_key_on_platform_ids_is_named_unique_external_message_id() {
     store.pool().close().await;
 }
 
+/// Ids have no linguistic order: compared byte for byte, their indexes cost no
+/// locale lookups and survive a C library upgrade that changes collation rules.
+#[tokio::test]
+async fn ids_and_conversation_keys_compare_byte_for_byte() {
+    let db = TestDb::new();
+    let store = store(&db).await;
+
+    let bytewise: Vec<String> = sqlx::query_scalar(
+        "SELECT attrelid::regclass::text || '.' || attname FROM pg_attribute
+         WHERE attrelid IN ('conversation_messages'::regclass, 'reply_batches'::regclass)
+           AND attcollation = (SELECT oid FROM pg_collation WHERE collname = 'C')
+         ORDER BY 1",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+
+    assert_eq!(
+        bytewise,
+        [
+            "conversation_messages.account_id",
+            "conversation_messages.batch_id",
+            "conversation_messages.channel",
+            "conversation_messages.contact_id",
+            "conversation_messages.external_message_id",
+            "reply_batches.account_id",
+            "reply_batches.channel",
+            "reply_batches.contact_id",
+            "reply_batches.id",
+            "reply_batches.status",
+        ]
+    );
+    store.pool().close().await;
+}
+
 /// A NUL in a message's platform id or sender (which PostgreSQL's text refuses as
 /// it does in the text) must not fail its whole webhook on every retry: the good
 /// message beside it would never be stored.
