@@ -1,6 +1,6 @@
 //! A platform API's base URL, parsed once when its channel is built. Each request
 //! clones it and appends its own path segments: parsing the URL again per request,
-//! host check and all, cost about 4 % of the process's CPU per reply when draining.
+//! host check and all, was about 2 % of the process's CPU when draining.
 
 /// A parsed base URL, or why the configured one cannot be used (reported by each
 /// send that needs it, as a permanent error: config validation refuses it first).
