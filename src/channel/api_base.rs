@@ -7,31 +7,26 @@
 #[derive(Debug, Clone)]
 pub struct ApiBase {
     parsed: Result<url::Url, String>,
+    /// The setting it comes from, for errors, e.g. `graph_api_base`.
+    setting: &'static str,
 }
 
 impl ApiBase {
     /// Parses `base`; `setting` names it in errors, e.g. `graph_api_base`.
     pub fn parse(base: &str, setting: &'static str) -> Self {
-        let parsed = url::Url::parse(base)
-            // url's parse errors name the problem, never the input.
-            .map_err(|e| e.to_string())
-            .and_then(|url| {
-                if url.cannot_be_a_base() {
-                    Err(format!("{setting} cannot have a path"))
-                } else {
-                    Ok(url)
-                }
-            });
-        Self { parsed }
+        // url's parse errors name the problem, never the input.
+        let parsed = url::Url::parse(base).map_err(|e| e.to_string());
+        Self { parsed, setting }
     }
 
     /// The base with `segments` appended, each percent-encoded as one path segment;
     /// the error says what is wrong with the base, never the URL.
     pub fn join(&self, segments: &[&str]) -> Result<url::Url, String> {
         let mut url = self.parsed.clone()?;
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
+        url.path_segments_mut()
+            .map_err(|()| format!("{} cannot have a path", self.setting))?
+            .pop_if_empty()
+            .extend(segments);
         Ok(url)
     }
 }
