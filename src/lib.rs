@@ -25,6 +25,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;
+pub mod log_writer;
 pub mod message;
 pub mod metrics;
 pub mod reconcile;

@@ -15,10 +15,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Loadtest(args)) = cli.command {
         // Before App::build: a load generator needs no database and runs no migrations.
-        telemetry::init_with_writer(cli.config.log_format, std::io::stderr);
+        telemetry::init_stderr(cli.config.log_format);
         return loadtest(args.command).await;
     }
-    telemetry::init(cli.config.log_format);
+    let _log = telemetry::init(cli.config.log_format).context("starting the log thread")?;
     let config = cli.config;
     let command = cli.command.unwrap_or(Command::Serve);
     let bind = format!("{}:{}", config.host, config.port);

@@ -1,15 +1,30 @@
 //! Logging: tracing with `RUST_LOG` filtering, text or JSON lines.
 
 use crate::config::LogFormat;
+use crate::log_writer::{self, DropNotice, FlushGuard};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the subscriber once, at start (main only), logging to stdout.
-pub fn init(format: LogFormat) {
-    init_with_writer(format, std::io::stdout);
+/// Installs the subscriber once, at start (main only), logging to stdout through
+/// the log thread (see [`log_writer`]). Keep the guard until exit: dropping it
+/// writes out the lines still queued.
+pub fn init(format: LogFormat) -> std::io::Result<FlushGuard> {
+    let notice = match format {
+        LogFormat::Json => DropNotice::Json,
+        LogFormat::Text => DropNotice::Text,
+    };
+    let (writer, guard) = log_writer::spawn(std::io::stdout(), log_writer::QUEUE_LINES, notice)?;
+    install(format, writer, std::io::stdout().is_terminal());
+    Ok(guard)
 }
 
-/// [`init`], logging to `writer` (stderr for commands whose stdout is their output).
-pub fn init_with_writer<W>(format: LogFormat, writer: W)
+/// Logs to stderr, line by line (commands whose stdout is their output).
+pub fn init_stderr(format: LogFormat) {
+    install(format, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Colours only for a terminal: `docker logs` and files get plain text.
+fn install<W>(format: LogFormat, writer: W, ansi: bool)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -18,6 +33,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .with_writer(writer);
     match format {
         LogFormat::Json => builder

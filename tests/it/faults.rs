@@ -289,6 +289,37 @@ async fn a_worker_sigkilled_mid_generation_leaves_its_batch_to_another_process_t
     );
 }
 
+/// A log reader that stops reading (a stalled log shipper, a full pipe) must not
+/// stop the service: the lines that do not fit are dropped, webhooks and replies go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_reader_that_stops_reading_stops_neither_webhooks_nor_replies() {
+    let db = TestDb::new();
+    let graph = FakeGraph::start().await;
+    let prefix = prefix();
+    let lull = Spec::new("unread", &db, &graph, &redis_url(), &prefix)
+        .unread_stdout()
+        .serve()
+        .await;
+
+    // A message and its reply log about 1.5 KB of JSON lines: 300 of them are
+    // several times what the pipe holds (64 KB).
+    let ts = now_secs();
+    for i in 0..300 {
+        let body = whatsapp_text(
+            &format!("1555300{i:04}"),
+            &format!("wamid.unread{i}"),
+            ts,
+            "hello",
+        );
+        let response = tokio::time::timeout(PATIENCE, lull.post_whatsapp(&body))
+            .await
+            .unwrap_or_else(|_| panic!("webhook {i} unanswered while stdout is full"));
+        assert_eq!(response.status(), 200);
+    }
+
+    exactly_replies(&graph, 300).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_slow_generation_lets_the_same_process_send_the_reply_before_it_exits() {
     let db = TestDb::new();

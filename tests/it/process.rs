@@ -26,6 +26,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Spec {
     name: String,
     env: BTreeMap<String, String>,
+    /// Stdout is a pipe nobody reads (a stalled log reader); stderr still goes to the file.
+    unread_stdout: bool,
 }
 
 impl Spec {
@@ -61,7 +63,16 @@ impl Spec {
         Self {
             name: name.to_owned(),
             env,
+            unread_stdout: false,
         }
+    }
+
+    /// Stdout goes to a pipe that is never read, as when a log shipper stalls: once
+    /// the pipe is full, a write to it waits for ever. Its log lines are not in
+    /// [`LullProcess::log`] then, so [`Spec::serve`] waits for `/healthz` alone.
+    pub fn unread_stdout(mut self) -> Self {
+        self.unread_stdout = true;
+        self
     }
 
     /// Sets (or overrides) one variable.
@@ -77,6 +88,10 @@ impl Spec {
         for attempt in 1.. {
             let port = free_port();
             let process = self.clone().env("PORT", port).spawn("serve", Some(port));
+            if self.unread_stdout {
+                process.wait_healthy().await;
+                return process;
+            }
             match process.wait_listening().await {
                 Ok(()) => {
                     process.wait_healthy().await;
@@ -107,17 +122,23 @@ impl Spec {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join(format!("{}.log", self.name));
         let log = File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lull"))
+        let stdout = if self.unread_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::from(log.try_clone().unwrap())
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lull"))
             .arg(command)
             .env_clear()
             .envs(&self.env)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("the lull binary starts");
         LullProcess {
             name: self.name,
+            _unread_stdout: child.stdout.take(),
             child: Mutex::new(child),
             port,
             log_path,
@@ -132,6 +153,8 @@ pub struct LullProcess {
     /// The name it was given (log file name, panic messages).
     pub name: String,
     child: Mutex<Child>,
+    /// Held open, never read: see [`Spec::unread_stdout`].
+    _unread_stdout: Option<std::process::ChildStdout>,
     port: Option<u16>,
     log_path: PathBuf,
     http: reqwest::Client,
