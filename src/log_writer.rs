@@ -5,11 +5,13 @@
 //! thread, never the webhooks and replies. When the queue is full, lines are dropped
 //! rather than waited for; the thread then says how many, once it catches up.
 //!
-//! Measured: with stdout a pipe nobody read, writing from the workers stopped
-//! `lull serve` after about 30 webhooks (even `/healthz` hung); from this thread it
-//! answered all 300 and sent their replies. Into a file, `lull loadtest ingest`
-//! showed the same CPU either way, within the noise.
+//! `faults::a_log_reader_that_stops_reading_stops_neither_webhooks_nor_replies`
+//! runs `lull serve` with a stdout nobody reads: writing from the workers, it
+//! stopped answering (even `/healthz` hung) after a few dozen webhooks; from this
+//! thread it answers all 300 and sends their replies. Into a file, `lull loadtest
+//! ingest` showed the same CPU either way, within the noise.
 
+use crate::config::LogFormat;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,27 +54,17 @@ pub const PAUSE: Duration = Duration::from_millis(10);
 /// How long the guard waits for the queue to be written out at exit.
 pub const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
-/// How the thread reports dropped lines: in the log's own format.
-#[derive(Debug, Clone, Copy)]
-pub enum DropNotice {
-    /// A plain text line.
-    Text,
-    /// A JSON line with `level` and `message`, like the events'.
-    Json,
-}
-
-impl DropNotice {
-    fn line(self, dropped: u64) -> String {
-        let message = format!(
-            "{dropped} log lines dropped: the log's reader was too slow and the queue was full"
-        );
-        match self {
-            DropNotice::Text => format!("WARN {message}\n"),
-            DropNotice::Json => format!(
-                "{}\n",
-                serde_json::json!({ "level": "WARN", "message": message })
-            ),
-        }
+/// The line that says how many lines were dropped, in the log's own format.
+fn drop_notice(format: LogFormat, dropped: u64) -> String {
+    let message = format!(
+        "{dropped} log lines dropped: the log's reader was too slow and the queue was full"
+    );
+    match format {
+        LogFormat::Text => format!("WARN {message}\n"),
+        LogFormat::Json => format!(
+            "{}\n",
+            serde_json::json!({ "level": "WARN", "message": message })
+        ),
     }
 }
 
@@ -80,14 +72,14 @@ impl DropNotice {
 pub fn spawn<W: Write + Send + 'static>(
     out: W,
     capacity: usize,
-    notice: DropNotice,
+    format: LogFormat,
 ) -> std::io::Result<(BackgroundWriter, FlushGuard)> {
     let (queue, items) = sync_channel(capacity.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
     let counter = dropped.clone();
     std::thread::Builder::new()
         .name("lull-log".into())
-        .spawn(move || write_lines(out, &items, &counter, notice))?;
+        .spawn(move || write_lines(out, &items, &counter, format))?;
     Ok((
         BackgroundWriter {
             queue: queue.clone(),
@@ -99,7 +91,7 @@ pub fn spawn<W: Write + Send + 'static>(
 
 /// Writes each line with every line queued behind it, then flushes once; ends
 /// when every sender is gone.
-fn write_lines<W: Write>(out: W, items: &Receiver<Item>, dropped: &AtomicU64, notice: DropNotice) {
+fn write_lines<W: Write>(out: W, items: &Receiver<Item>, dropped: &AtomicU64, format: LogFormat) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut acks = Vec::new();
     while let Ok(first) = items.recv() {
@@ -114,7 +106,7 @@ fn write_lines<W: Write>(out: W, items: &Receiver<Item>, dropped: &AtomicU64, no
         }
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            let _ = out.write_all(notice.line(lost).as_bytes());
+            let _ = out.write_all(drop_notice(format, lost).as_bytes());
         }
         let _ = out.flush();
         for ack in acks.drain(..) {
@@ -240,7 +232,7 @@ mod tests {
     #[test]
     fn lines_are_written_whole_and_in_order_by_the_time_the_guard_is_dropped() {
         let output = Output::default();
-        let (writer, guard) = spawn(output.clone(), 1024, DropNotice::Text).unwrap();
+        let (writer, guard) = spawn(output.clone(), 1024, LogFormat::Text).unwrap();
 
         for i in 0..100 {
             log(&writer, &format!("line {i}"));
@@ -254,7 +246,7 @@ mod tests {
     #[test]
     fn a_stalled_output_drops_what_the_queue_cannot_hold_and_then_says_how_many() {
         let (output, release, on_entry) = Output::gated();
-        let (writer, guard) = spawn(output.clone(), 2, DropNotice::Text).unwrap();
+        let (writer, guard) = spawn(output.clone(), 2, LogFormat::Text).unwrap();
         log(&writer, "first");
         on_entry.recv().unwrap();
 
@@ -274,7 +266,7 @@ mod tests {
 
     #[test]
     fn the_drop_notice_of_a_json_log_is_a_json_line() {
-        let line = DropNotice::Json.line(3);
+        let line = drop_notice(LogFormat::Json, 3);
         let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(value["level"], "WARN");
         assert!(

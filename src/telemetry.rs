@@ -1,7 +1,7 @@
 //! Logging: tracing with `RUST_LOG` filtering, text or JSON lines.
 
 use crate::config::LogFormat;
-use crate::log_writer::{self, DropNotice, FlushGuard};
+use crate::log_writer::{self, FlushGuard};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -9,11 +9,7 @@ use tracing_subscriber::EnvFilter;
 /// the log thread (see [`log_writer`]). Keep the guard until exit: dropping it
 /// writes out the lines still queued.
 pub fn init(format: LogFormat) -> std::io::Result<FlushGuard> {
-    let notice = match format {
-        LogFormat::Json => DropNotice::Json,
-        LogFormat::Text => DropNotice::Text,
-    };
-    let (writer, guard) = log_writer::spawn(std::io::stdout(), log_writer::QUEUE_LINES, notice)?;
+    let (writer, guard) = log_writer::spawn(std::io::stdout(), log_writer::QUEUE_LINES, format)?;
     install(format, writer, std::io::stdout().is_terminal());
     Ok(guard)
 }
