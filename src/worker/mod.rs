@@ -27,6 +27,7 @@ use crate::time::now_ms;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -38,6 +39,10 @@ pub const MAX_CLAIMS: i64 = 10;
 /// that a slow responder shows as `generating`; a faster reply writes the claim
 /// with its commit.
 const SHOW_GENERATING_AFTER: Duration = Duration::from_millis(200);
+
+/// How long a reply waits for its typing request to be answered (see
+/// [`typing_answered`]).
+const TYPING_WAIT: Duration = Duration::from_secs(1);
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -195,9 +200,11 @@ impl Worker {
         let mut lease = self.lease(&keys, claim);
         tracing::info!(messages = ids.len(), claims = claim.claims, "batch claimed");
 
-        if self.settings.typing_indicator {
-            self.show_typing(&channel, conversation, &claim.entries);
-        }
+        let typing = if self.settings.typing_indicator {
+            self.show_typing(&channel, conversation, &claim.entries)
+        } else {
+            None
+        };
 
         let context = self.context(conversation, claim).await;
         let generation = self.generate(&context);
@@ -293,6 +300,9 @@ impl Worker {
             text
         };
 
+        if let Some(typing) = typing {
+            typing_answered(typing).await;
+        }
         self.deliver(
             lease,
             conversation,
@@ -476,25 +486,44 @@ impl Worker {
         }
     }
 
+    /// Marks the batch's last message read and shows the typing indicator, while
+    /// generation runs; the reply waits for it (see [`typing_answered`]).
     fn show_typing(
         &self,
         channel: &Arc<dyn Channel>,
         conversation: &Conversation,
         entries: &[Entry],
-    ) {
-        let Some(last) = entries.iter().rev().find(|e| e.dir == Direction::Inbound) else {
-            return;
-        };
+    ) -> Option<JoinHandle<()>> {
+        let last = entries.iter().rev().find(|e| e.dir == Direction::Inbound)?;
         let (channel, conversation, message_id) =
             (channel.clone(), conversation.clone(), last.ext.clone());
-        // Best effort: never delays or fails the batch.
-        tokio::spawn(
+        // Best effort: never fails the batch.
+        let typing = tokio::spawn(
             async move {
                 if let Err(error) = channel.mark_read_typing(&conversation, &message_id).await {
                     tracing::debug!(%error, "typing indicator not shown");
                 }
             }
             .in_current_span(),
+        );
+        Some(typing)
+    }
+}
+
+/// Waits until the platform has answered the typing request, for at most
+/// [`TYPING_WAIT`]. The platforms dismiss the indicator when a reply arrives, so
+/// one that lands after the reply stays on under it (WhatsApp: 25 s, Instagram:
+/// 20 s, Telegram: 5 s), and a fast responder's reply is often ready before the
+/// request is answered. One still unanswered then is cancelled rather than
+/// holding the reply longer (it may land late all the same: rare, and the platform
+/// is slow then anyway).
+async fn typing_answered(typing: JoinHandle<()>) {
+    let cancel = typing.abort_handle();
+    if tokio::time::timeout(TYPING_WAIT, typing).await.is_err() {
+        cancel.abort();
+        tracing::debug!(
+            wait_ms = TYPING_WAIT.as_millis() as u64,
+            "typing request unanswered; cancelled, the reply goes out"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! What the fake platform APIs share: an HTTP server on port 0 that records every
 //! request and lets the platform's answer function decide the response, handing it
-//! the next scripted answer when the request is a send.
+//! the next scripted answer (sends and other requests have a script each).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -75,6 +75,8 @@ pub type Respond = fn(&Seen, Option<Answer>, u64) -> Answer;
 struct State {
     seen: Vec<Seen>,
     script: VecDeque<Answer>,
+    /// Scripted answers to the other requests (read receipts, typing).
+    others: VecDeque<Answer>,
     counter: u64,
 }
 
@@ -125,6 +127,12 @@ impl FakeApi {
         self.state.lock().unwrap().script.extend(answers);
     }
 
+    /// Answers the next requests that are not sends (read receipts, typing) with
+    /// these, in order; then as the platform would.
+    pub fn script_others(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.lock().unwrap().others.extend(answers);
+    }
+
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
@@ -173,7 +181,7 @@ async fn handle(
         let scripted = if is_send(&seen) {
             s.script.pop_front()
         } else {
-            None
+            s.others.pop_front()
         };
         (scripted, s.counter)
     };

@@ -6,7 +6,7 @@
 //! generous upper bounds (a loaded 2-core machine may be slow, but a wrong policy
 //! is slower by whole windows).
 
-use crate::fake_graph::{Seen, TOKEN};
+use crate::fake_graph::{Answer, Seen, TOKEN};
 use crate::helpers::*;
 use fred::interfaces::SortedSetsInterface;
 use lull::batch::ConversationKeys;
@@ -447,6 +447,56 @@ async fn a_claimed_batch_marks_its_last_message_read_with_the_typing_indicator()
     );
     assert!(receipt.at < replies[0].at, "typing shows before the reply");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reply_ready_before_its_typing_request_is_answered_waits_for_the_answer() {
+    // The built-in responder's reply is ready at once; the platform takes a while
+    // to answer the typing request. Sent meanwhile, the reply could land first and
+    // leave "typing…" on under it.
+    let app = spawn_app_with(|c| c.typing_indicator = true).await;
+    let slow = Duration::from_millis(400);
+    app.graph.script_others([slow_success(slow)]);
+    let body = whatsapp_text(MARIA, "wamid.slow-typing", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
+
+    let replies = replies_at_least(&app, 1).await;
+    let receipts = app.graph.receipts();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert!(
+        replies[0].at >= receipts[0].at + slow,
+        "the reply went out {:?} after the typing request, before its answer",
+        replies[0].at - receipts[0].at
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_typing_request_the_platform_does_not_answer_holds_the_reply_one_second_only() {
+    let app = spawn_app_with(|c| c.typing_indicator = true).await;
+    // Answered long after the test's patience: the reply must not wait for it.
+    app.graph
+        .script_others([slow_success(Duration::from_secs(120))]);
+    let body = whatsapp_text(MARIA, "wamid.hung-typing", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
+
+    let replies = replies_at_least(&app, 1).await;
+    let receipts = app.graph.receipts();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert!(
+        replies[0].at + CLOCK_SLACK >= receipts[0].at + Duration::from_secs(1),
+        "the reply gave the typing request its second"
+    );
+    sent_batches(&app, 1).await;
+    app.stop().await;
+}
+
+/// The platform's success for a read receipt or typing request, after `delay`.
+fn slow_success(delay: Duration) -> Answer {
+    Answer {
+        delay,
+        ..Answer::new(200, r#"{"success":true}"#)
+    }
 }
 
 #[tokio::test]
