@@ -164,7 +164,36 @@ pub struct InboundMessage {
     pub payload: serde_json::Value,
 }
 
+/// Longest platform id, account id or contact id stored, in bytes. Real ones are
+/// far shorter (a wamid is about 60 characters, an Instagram mid under 200); the
+/// bound keeps each index entry within what PostgreSQL accepts (about 2,700 bytes
+/// for the whole entry), which would refuse the row.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// The last platform timestamp stored: the end of year 9999, unix ms. Earlier
+/// than 1970 or later than this, a timestamp is no platform's, and PostgreSQL
+/// refuses some of them (before 4713 BC).
+const LAST_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
 impl InboundMessage {
+    /// Why PostgreSQL would refuse this message's row, if it would. Such a message
+    /// is skipped with a log line: stored with the others, it would fail their
+    /// whole webhook (and the good messages in it) on every retry.
+    pub fn unstorable(&self) -> Option<&'static str> {
+        if !(0..=LAST_TIMESTAMP_MS).contains(&self.timestamp_ms) {
+            return Some("timestamp out of range");
+        }
+        let ids = [
+            &self.external_id,
+            &self.conversation.account,
+            &self.conversation.contact,
+        ];
+        if ids.iter().any(|id| id.len() > MAX_ID_BYTES) {
+            return Some("an id is longer than 1024 bytes");
+        }
+        None
+    }
+
     /// The message with every NUL character (U+0000) replaced by U+FFFD in every
     /// string that is stored: text, payload, platform id, account and contact.
     /// PostgreSQL's text and jsonb refuse NUL, which a platform relays as the user
@@ -275,6 +304,47 @@ mod tests {
         assert_eq!(
             message.payload,
             serde_json::json!({"text": {"body": "a\u{FFFD}b"}, "k\u{FFFD}": ["\u{FFFD}"]})
+        );
+    }
+
+    fn text_at(timestamp_ms: i64, external_id: &str, contact: &str) -> InboundMessage {
+        InboundMessage {
+            conversation: Conversation::new(ChannelKind::WhatsApp, "1", contact),
+            external_id: external_id.into(),
+            kind: MessageKind::Text,
+            text: "hi".into(),
+            timestamp_ms,
+            contact_name: None,
+            payload: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn a_message_postgres_would_refuse_says_why_and_an_ordinary_one_is_storable() {
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        let year_10000 = LAST_TIMESTAMP_MS + 1;
+        for (message, why) in [
+            (
+                text_at(-300_000_000_000_000, "wamid.a", "2"),
+                "timestamp out of range",
+            ),
+            (
+                text_at(year_10000, "wamid.a", "2"),
+                "timestamp out of range",
+            ),
+            (text_at(0, &long, "2"), "an id is longer than 1024 bytes"),
+            (
+                text_at(0, "wamid.a", &long),
+                "an id is longer than 1024 bytes",
+            ),
+        ] {
+            assert_eq!(message.unstorable(), Some(why));
+        }
+        let at_the_limits = text_at(LAST_TIMESTAMP_MS, &"x".repeat(MAX_ID_BYTES), "2");
+        assert_eq!(at_the_limits.unstorable(), None);
+        assert_eq!(
+            text_at(1_767_262_200_000, "wamid.a", "2").unstorable(),
+            None
         );
     }
 }

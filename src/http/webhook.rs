@@ -83,7 +83,7 @@ pub async fn receive(
             tracing::warn!(%error, bytes = body.len(), "webhook refused: signature check failed");
             return response::error(StatusCode::UNAUTHORIZED, &error.to_string());
         }
-        let parsed = match channel.parse(&body) {
+        let mut parsed = match channel.parse(&body) {
             Ok(parsed) => parsed,
             Err(error) => {
                 let reason = match &error {
@@ -94,6 +94,18 @@ pub async fn receive(
                 return response::error(StatusCode::BAD_REQUEST, &reason);
             }
         };
+        parsed.messages.retain(|message| match message.unstorable() {
+            None => true,
+            Some(reason) => {
+                parsed.skipped += 1;
+                tracing::warn!(
+                    message_id = %abbreviated(&message.external_id),
+                    reason,
+                    "message skipped: it cannot be stored"
+                );
+                false
+            }
+        });
         let (statuses, skipped, count) = (parsed.statuses, parsed.skipped, parsed.messages.len());
         let summary = |report: IngestReport| {
             let body = Summary {
@@ -123,4 +135,27 @@ pub async fn receive(
         &[("channel", name), ("status", response.status().as_str())],
     );
     response
+}
+
+/// An id for a log line: the first 64 characters of one too long to store.
+fn abbreviated(id: &str) -> String {
+    match id.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &id[..cut], id.len()),
+        None => id.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_id_is_logged_by_its_first_64_characters_and_its_length() {
+        assert_eq!(abbreviated("wamid.short"), "wamid.short");
+        let long = "é".repeat(100);
+        assert_eq!(
+            abbreviated(&long),
+            format!("{}… (200 bytes)", "é".repeat(64))
+        );
+    }
 }

@@ -176,6 +176,40 @@ async fn one_post_with_two_users_and_a_status_makes_two_batches() {
 }
 
 #[tokio::test]
+async fn a_message_postgres_would_refuse_is_skipped_and_the_rest_of_its_post_stored() {
+    let app = spawn_app().await;
+    let ts = now_secs() - 60;
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&whatsapp_text(MARIA, "wamid.good", ts, "hi")).unwrap();
+    let value = &mut body["entry"][0]["changes"][0]["value"];
+    let good = value["messages"][0].clone();
+    let mut before_4713_bc = good.clone();
+    before_4713_bc["id"] = "wamid.ancient".into();
+    before_4713_bc["timestamp"] = "-300000000000".into();
+    let mut huge_id = good.clone();
+    huge_id["id"] = format!("wamid.{}", "x".repeat(3000)).into();
+    // At the bounds lull accepts: 1024 bytes of platform id, the year 9999.
+    let mut at_the_limits = good.clone();
+    at_the_limits["id"] = "y".repeat(1024).into();
+    at_the_limits["timestamp"] = "253402300799".into();
+    value["messages"] = serde_json::json!([before_4713_bc, good, huge_id, at_the_limits]);
+
+    let response = app.post_whatsapp(&serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(response.status(), 200, "one odd message costs only itself");
+    let report: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (report["stored"].as_u64(), report["skipped"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let stored = app
+        .column("SELECT external_message_id FROM conversation_messages WHERE direction = 'in' ORDER BY id")
+        .await;
+    assert_eq!(stored, ["wamid.good".to_owned(), "y".repeat(1024)]);
+    replies_at_least(&app.graph, 1).await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_signature_is_refused_and_nothing_is_stored() {
     let app = spawn_app().await;
     let body = fixture("whatsapp/text_single.json");
