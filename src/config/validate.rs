@@ -15,13 +15,21 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The longest duration any setting takes: ten years. Far above any sensible
+/// value, it keeps every deadline (now + a duration, in unix ms) inside the
+/// integers Redis and PostgreSQL take; a larger one would overflow there, or
+/// panic here in `Duration::from_secs_f64`.
+const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
 fn seconds(var: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    if value.is_finite() && value > 0.0 {
+    if value.is_finite() && value > 0.0 && value <= MAX_SECONDS {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(ConfigError {
             var,
-            reason: format!("must be a positive number of seconds, got {value}"),
+            reason: format!(
+                "must be a positive number of seconds, at most {MAX_SECONDS} (ten years), got {value}"
+            ),
         })
     }
 }
@@ -80,10 +88,13 @@ impl Config {
         self.shutdown_drain()?;
         self.send_timeout()?;
         self.redis_timeout()?;
-        if self.reconcile_min_age_seconds < 0.0 || !self.reconcile_min_age_seconds.is_finite() {
+        let age = self.reconcile_min_age_seconds;
+        if age != 0.0 && seconds("RECONCILE_MIN_AGE_SECONDS", age).is_err() {
             return Err(ConfigError {
                 var: "RECONCILE_MIN_AGE_SECONDS",
-                reason: "must be 0 or more".into(),
+                reason: format!(
+                    "must be 0 (window + lock TTL) or a positive number of seconds, at most {MAX_SECONDS}, got {age}"
+                ),
             });
         }
         positive("REDIS_SHARDS", self.redis_shards.into())?;
@@ -336,6 +347,29 @@ mod tests {
         let error = parse(&["--batch-window-seconds=0"]).validate().unwrap_err();
         assert_eq!(error.var, "BATCH_WINDOW_SECONDS");
         assert!(error.to_string().contains("BATCH_WINDOW_SECONDS"));
+    }
+
+    #[test]
+    fn a_duration_too_long_to_use_is_refused_naming_its_variable() {
+        for (flag, var) in [
+            ("--batch-window-seconds=1e20", "BATCH_WINDOW_SECONDS"),
+            ("--cache-ttl-hours=1e16", "CACHE_TTL_HOURS"),
+            (
+                "--reconcile-min-age-seconds=1e20",
+                "RECONCILE_MIN_AGE_SECONDS",
+            ),
+            (
+                "--reconcile-min-age-seconds=-1",
+                "RECONCILE_MIN_AGE_SECONDS",
+            ),
+        ] {
+            let error = parse(&[flag]).validate().unwrap_err();
+            assert_eq!(error.var, var, "{flag}");
+        }
+        // Ten years is the most any of them takes.
+        let decade = parse(&["--reconcile-min-age-seconds=315360000"]);
+        decade.validate().unwrap();
+        assert_eq!(decade.reconcile_min_age(), Duration::from_secs(315_360_000));
     }
 
     #[test]
