@@ -2,13 +2,18 @@ use anyhow::Context;
 use clap::Parser;
 use lull::app::App;
 use lull::config::{Cli, Command};
+use lull::http::probe::{healthz_url, probe};
 use lull::loadtest::LoadtestCommand;
 use lull::telemetry;
+use std::time::Duration;
 
 /// The process's allocator: glibc's malloc spent about a third of the claim
 /// loop's CPU under load (see benches/drain.rs); mimalloc keeps per-thread heaps.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How long `lull healthcheck` waits for an answer (within Docker's 3 s).
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,6 +22,10 @@ async fn main() -> anyhow::Result<()> {
         // Before App::build: a load generator needs no database and runs no migrations.
         telemetry::init_stderr(cli.config.log_format);
         return loadtest(args.command).await;
+    }
+    if let Some(Command::Healthcheck) = cli.command {
+        let url = healthz_url(&cli.config.host, cli.config.port);
+        return Ok(probe(&url, HEALTHCHECK_TIMEOUT).await?);
     }
     let _log = telemetry::init(cli.config.log_format).context("starting the log thread")?;
     let config = cli.config;
@@ -29,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Worker => None,
-        Command::Loadtest(_) => unreachable!("load tests returned above"),
+        Command::Loadtest(_) | Command::Healthcheck => unreachable!("returned above"),
         Command::Serve => Some(
             tokio::net::TcpListener::bind(&bind)
                 .await

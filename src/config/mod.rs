@@ -36,6 +36,9 @@ pub enum Command {
     Worker,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Ask the running service's /healthz (HOST, PORT; loopback when HOST is
+    /// 0.0.0.0) and exit 0 only if it answers ok: the container's health check.
+    Healthcheck,
     /// Load generators that check lull's promises under load (no database needed).
     Loadtest(crate::loadtest::LoadtestArgs),
 }

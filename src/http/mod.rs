@@ -5,6 +5,7 @@
 //! time, then returns.
 
 mod admin;
+pub mod probe;
 mod response;
 mod routes;
 mod webhook;

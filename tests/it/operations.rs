@@ -1,6 +1,8 @@
 //! What an operator looks at: metrics, the admin page and its API, health.
 
+use crate::fake_graph::FakeGraph;
 use crate::helpers::*;
+use crate::process::Spec;
 use lull::config::Secret;
 
 /// An app that got one burst of three messages twice (the platform retried the
@@ -132,4 +134,46 @@ async fn health_and_readiness_answer_when_both_stores_are_up() {
     let unknown = app.http.get(app.url("/nope")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
     app.stop().await;
+}
+
+/// `lull healthcheck` with `PORT`, and nothing else from this process's environment.
+async fn healthcheck(port: u16) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_lull"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("PORT", port.to_string())
+        .output()
+        .await
+        .expect("lull healthcheck runs")
+}
+
+#[tokio::test]
+async fn the_healthcheck_command_passes_only_while_the_service_answers_ok() {
+    let db = TestDb::new();
+    let graph = FakeGraph::start().await;
+    let lull = Spec::new(
+        "healthy",
+        &db,
+        &graph,
+        &redis_url(),
+        &(unique("test:") + ":"),
+    )
+    .serve()
+    .await;
+    let up = healthcheck(lull.port()).await;
+    assert!(up.status.success(), "{up:?}");
+
+    let nobody = crate::redis_server::free_port();
+    let down = healthcheck(nobody).await;
+    assert!(!down.status.success());
+    let said = String::from_utf8_lossy(&down.stderr);
+    let url = format!("http://127.0.0.1:{nobody}/healthz");
+    assert!(said.contains(&format!("no answer from {url}")), "{said}");
+
+    // Something else on the port: it answers, but not lull's `ok`.
+    let other = graph.base.trim_start_matches("http://127.0.0.1:");
+    let other: u16 = other.split('/').next().unwrap().parse().unwrap();
+    let wrong = healthcheck(other).await;
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("answered"));
 }

@@ -167,6 +167,11 @@ impl LullProcess {
         self.child.lock().unwrap().id()
     }
 
+    /// The port it listens on; only for `serve`.
+    pub fn port(&self) -> u16 {
+        self.port.expect("a worker has no listener")
+    }
+
     /// `http://127.0.0.1:{port}{path}`; only for `serve`.
     pub fn url(&self, path: &str) -> String {
         let port = self.port.expect("a worker has no listener");
