@@ -101,14 +101,17 @@ impl Worker {
                 }
             }
         }
-        drop(lease);
+        // The lease stays ours until the reply is recorded: while PostgreSQL is
+        // unreachable, no other worker may resume the batch and send it again.
         self.finish(
+            lease,
             conversation,
             keys,
             claim,
             &parts,
             platform_ids,
             attempts,
+            hand_back,
             claimed_at,
         )
         .await

@@ -1,14 +1,15 @@
 //! How a batch ends: given back (superseded, shutdown), sent and recorded, failed
 //! and recorded, and the ack that releases the conversation.
 
-use super::{BatchOutcome, Worker};
+use super::{BatchOutcome, Lease, Worker};
 use crate::batch::{AckOutcome, Claim, ConversationKeys, RequeueMode};
 use crate::message::{Conversation, Entry};
 use crate::time::now_ms;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// Tries to record a sent reply before giving up (about 1.5 s in all).
-const RECORD_TRIES: u32 = 5;
+/// The longest pause between two tries to record a sent reply.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 
 impl Worker {
     /// Requeues the batch (supersede or hand-back); a lost lease gives nothing back.
@@ -47,15 +48,23 @@ impl Worker {
     }
 
     /// Records the sent reply and its outbound rows, then acks with them for history.
+    ///
+    /// The platform has the reply: unrecorded, the batch stays `sending` and would
+    /// be resumed and sent again. So the record is tried until PostgreSQL takes it
+    /// (a restart or a failover takes seconds to minutes), holding `lease` so that
+    /// no other worker resumes the batch meanwhile; only the shutdown's hand-back
+    /// stops it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish(
         &self,
+        lease: Lease,
         conversation: &Conversation,
         keys: &ConversationKeys,
         claim: &Claim,
         parts: &[String],
         platform_ids: Vec<String>,
         attempts: u32,
+        hand_back: &CancellationToken,
         claimed_at: i64,
     ) -> BatchOutcome {
         let now = now_ms();
@@ -67,25 +76,27 @@ impl Worker {
         let mut tries = 0;
         let reply_entries = loop {
             tries += 1;
-            match self
+            let error = match self
                 .store
                 .record_sent(conversation, &claim.batch_id, attempts, &rows, now)
                 .await
             {
                 Ok(entries) => break entries,
-                // The platform has the reply: unrecorded, it would be sent again. A
-                // pooled connection PostgreSQL dropped (a restart) fails once; the
-                // next try gets a fresh one.
-                Err(error) if tries < RECORD_TRIES => {
-                    tracing::warn!(%error, tries, "reply sent, record failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(100) * tries).await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "reply sent but not recorded; a resumed batch may send it again");
+                Err(error) => error,
+            };
+            // A pooled connection PostgreSQL dropped (a restart) fails once; the next
+            // try gets a fresh one.
+            let pause = (Duration::from_millis(100) * tries).min(RECORD_RETRY_MAX);
+            tracing::warn!(%error, tries, "reply sent, record failed; trying again");
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = hand_back.cancelled() => {
+                    tracing::error!(%error, tries, "reply sent but not recorded before shutdown; a resumed batch may send it again");
                     break Vec::new();
                 }
             }
         };
+        drop(lease);
         self.ack(keys, &claim.token, &reply_entries).await;
         self.metrics.inc(
             "lull_replies_sent_total",

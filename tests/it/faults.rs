@@ -553,6 +553,55 @@ fn redis_keys(redis_url: &str, pattern: &str) -> Vec<String> {
 /// The second user of the fixtures.
 const ANA: &str = "15550003333";
 
+/// A reply the platform took just as PostgreSQL failed is recorded once PostgreSQL
+/// is back, and not sent a second time by a resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_sent_as_postgres_fails_is_recorded_when_it_is_back_and_not_sent_again() {
+    let proxy = PgProxy::start().await;
+    let app = spawn_app_with(|c| {
+        c.database_url = proxy.route(&c.database_url);
+        c.reconcile_interval_seconds = 0.3;
+        c.reconcile_min_age_seconds = 0.5;
+    })
+    .await;
+    // The platform takes its time: PostgreSQL fails while the send is in flight.
+    let accepted = serde_json::json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": MARIA, "wa_id": MARIA}],
+        "messages": [{"id": "wamid.sent-in-failover"}]
+    });
+    app.graph.script([Answer {
+        delay: Duration::from_millis(300),
+        ..Answer::new(200, accepted.to_string())
+    }]);
+    let body = whatsapp_text(MARIA, "wamid.failover", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
+    wait_for("the send", PATIENCE, || async {
+        (!app.graph.replies().is_empty()).then_some(())
+    })
+    .await;
+    // Longer than the old record retries (about 1.5 s) lasted.
+    proxy.outage(Duration::from_secs(3));
+
+    let direct = store(&app.db).await;
+    wait_for("the batch recorded sent", PATIENCE, || async {
+        let sent: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM reply_batches WHERE status = 'sent'")
+                .fetch_one(direct.pool())
+                .await
+                .unwrap();
+        (sent == 1).then_some(())
+    })
+    .await;
+    // The reconciler has had several passes (every 0.3 s, for batches 0.5 s old)
+    // to find the batch `sending` and resume it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.graph.replies().len(), 1, "sent once");
+    let batch = app.store.recent_batches(1).await.unwrap().remove(0);
+    assert_eq!(batch.platform_message_ids, ["wamid.sent-in-failover"]);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_on_a_closed_port_the_webhook_answers_503_and_nothing_reaches_redis() {
     let proxy = PgProxy::start().await;

@@ -1,8 +1,10 @@
 //! A TCP proxy in front of PostgreSQL, to fail the database under a running lull:
 //! `restart` drops every connection made so far (as a PostgreSQL restart does) and
-//! keeps accepting new ones; `cut` closes the port and every connection for good.
+//! keeps accepting new ones; `outage` drops them and closes new ones at once for a
+//! while; `cut` closes the port and every connection for good.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -10,6 +12,8 @@ use tokio::task::{JoinHandle, JoinSet};
 pub struct PgProxy {
     port: u16,
     upstream: Arc<Mutex<String>>,
+    /// Until when a new connection is closed as soon as it is accepted.
+    down_until: Arc<Mutex<Option<Instant>>>,
     generation: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
@@ -20,11 +24,19 @@ impl PgProxy {
         let port = listener.local_addr().unwrap().port();
         let upstream = Arc::new(Mutex::new(String::new()));
         let (generation, _) = watch::channel(0u64);
-        let (target, restarts) = (upstream.clone(), generation.clone());
+        let down_until = Arc::new(Mutex::new(None::<Instant>));
+        let (target, restarts, down) = (upstream.clone(), generation.clone(), down_until.clone());
         let task = tokio::spawn(async move {
             // Dropped with this task: cutting the proxy closes every connection.
             let mut connections = JoinSet::new();
             while let Ok((mut client, _)) = listener.accept().await {
+                if down
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|until| Instant::now() < until)
+                {
+                    continue;
+                }
                 let target = target.lock().unwrap().clone();
                 let mut restarted = restarts.subscribe();
                 connections.spawn(async move {
@@ -41,6 +53,7 @@ impl PgProxy {
         Self {
             port,
             upstream,
+            down_until,
             generation,
             task,
         }
@@ -59,6 +72,14 @@ impl PgProxy {
     /// Closes every connection made so far, as a restart of PostgreSQL would.
     pub fn restart(&self) {
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// PostgreSQL fails for `length`, as during a failover: every connection made
+    /// so far is closed, and a new one is closed as soon as it is accepted, so each
+    /// query fails at once (a refused connection would be retried by the pool).
+    pub fn outage(&self, length: Duration) {
+        *self.down_until.lock().unwrap() = Some(Instant::now() + length);
+        self.restart();
     }
 
     /// Closes the port and every connection through it.
