@@ -136,6 +136,20 @@ impl Scanner {
                     self.batcher.unschedule(shard, &member).await?;
                     continue;
                 };
+                if self.batcher.keys().shard_of(&member) != shard {
+                    // Scheduled under another REDIS_SHARDS: its keys are not where this
+                    // count puts them, so its claim would find nothing and it would be
+                    // due here forever (a busy loop, and a full page of them starves
+                    // the shard). Its messages are in PostgreSQL, unanswered: the
+                    // reconciler batches them again under this count.
+                    tracing::warn!(
+                        %member,
+                        shard,
+                        "agenda member belongs to another shard count (REDIS_SHARDS changed); removed, the reconciler answers its messages"
+                    );
+                    self.batcher.unschedule(shard, &member).await?;
+                    continue;
+                }
                 let token = format!("{:032x}", rand::rng().random::<u128>());
                 wanted.push((permit, conversation, member, token));
             }

@@ -172,3 +172,65 @@ async fn a_failed_push_back_does_not_strand_the_conversations_claimed_beside_it(
     let _: () = redis.del((&broken.msgs, &broken.agenda)).await.unwrap();
     app.stop().await;
 }
+
+/// Changing REDIS_SHARDS moves every conversation's keys. One left waiting under
+/// the old count is dropped from the agenda it was found on, where it would
+/// otherwise be due forever, and the reconciler answers its messages from
+/// PostgreSQL, once.
+#[tokio::test]
+async fn conversations_left_waiting_under_another_shard_count_are_answered_from_postgres() {
+    let mut old = spawn_app_with(|c| {
+        c.redis_shards = 4;
+        c.batch_window_seconds = 3.0;
+    })
+    .await;
+    let contacts: Vec<String> = (0..8).map(|i| format!("1555000{i:04}")).collect();
+    let member = |contact: &str| format!("whatsapp:{PHONE_ID}:{contact}");
+    let (four, eight) = (
+        lull::batch::KeySpace::new(old.prefix.as_str(), 4, true),
+        lull::batch::KeySpace::new(old.prefix.as_str(), 8, true),
+    );
+    let moved = contacts
+        .iter()
+        .filter(|c| four.shard_of(&member(c)) != eight.shard_of(&member(c)))
+        .count();
+    assert!(moved > 0, "some conversations change shard");
+    for (i, contact) in contacts.iter().enumerate() {
+        let body = whatsapp_text(contact, &format!("wamid.reshard{i}"), now_secs() - 60, "hi");
+        assert_eq!(old.post_whatsapp(&body).await.status(), 200);
+    }
+    old.shut_down().await;
+
+    let new = spawn_app_sharing(&old, |c| {
+        c.redis_shards = 8;
+        c.reconcile_interval_seconds = 0.3;
+        c.reconcile_min_age_seconds = 0.5;
+    })
+    .await;
+    replies_at_least(&new.graph, contacts.len()).await;
+    let redis = new.batcher.pool().next();
+    let agendas = eight.agendas();
+    wait_for("every agenda empty", PATIENCE, || async {
+        for (_, agenda) in &agendas {
+            let members: Vec<String> = redis
+                .zrange(agenda, 0, -1, None, false, None, false)
+                .await
+                .unwrap();
+            if !members.is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    settle().await;
+    let mut to: Vec<String> = new
+        .graph
+        .replies()
+        .iter()
+        .map(|r| r.body["to"].as_str().unwrap().to_owned())
+        .collect();
+    to.sort();
+    assert_eq!(to, contacts, "one reply each");
+    new.stop().await;
+}
