@@ -1,12 +1,14 @@
 --[[
-restore.lua: put back a batch that PostgreSQL says was being sent when Redis lost
-it (restart without persistence, FLUSHALL, failover), so that it is resumed.
+restore.lua: put back a batch that PostgreSQL says owned messages, being sent or
+generated again, when Redis lost it (restart without persistence, FLUSHALL,
+failover), so that it is resumed.
 
 Guarantees: acts only when Redis knows nothing of a batch for this conversation:
 no lock, nothing in flight, no batch id in state. A live worker (lock held), a
 handed-back batch waiting for its claim (in flight), or a batch Redis still tracks
 is left alone. The entries become the in-flight batch under the given batch id,
-due at once; the next claim resumes it and sends its committed text.
+due at once; the next claim resumes it: it sends its committed text, or
+generates one for the messages it owns.
 
 KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
 KEYS[2] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch, JSON
@@ -15,7 +17,7 @@ KEYS[4] conv:{channel}:{account}:{contact}:state     HASH   batch, inflight_star
 
 ARGV[1]   now         unix ms
 ARGV[2]   member      agenda member: {channel}:{account}:{contact}
-ARGV[3]   batch_id    the batch PostgreSQL holds as sending
+ARGV[3]   batch_id    the batch PostgreSQL holds as owning the entries
 ARGV[4]   started_ms  unix ms of the batch's first message
 ARGV[5]   ttl_ms      lifetime of the conversation's keys
 ARGV[6..] entry       the batch's messages, JSON, oldest first

@@ -70,7 +70,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "lull_batches_restored_total",
         "counter",
-        "Replies being sent when Redis lost its data, put back to be resumed.",
+        "Batches owning messages (being sent, or generated again) when Redis lost its data, put back to be resumed.",
     ),
     (
         "lull_messages_reconciled_total",

@@ -68,16 +68,17 @@ impl Reconciler {
             self.metrics
                 .add("lull_messages_reconciled_total", &[], rebatched as u64);
         }
-        Ok(rebatched + self.restore_sending().await?)
+        Ok(rebatched + self.restore_owners().await?)
     }
 
-    /// Replies that were being sent when Redis lost its data: their messages belong
-    /// to them in PostgreSQL (so the pass above skips them), but nothing in Redis
-    /// would resume them. Put each back in flight; restore.lua leaves alone any that
-    /// Redis still tracks (a live worker, a batch waiting for its claim).
-    async fn restore_sending(&self) -> Result<usize, StoreError> {
+    /// Batches that were being sent (or generated again) when Redis lost its data:
+    /// their messages belong to them in PostgreSQL (so the pass above skips them),
+    /// but nothing in Redis would resume them. Put each back in flight; restore.lua
+    /// leaves alone any that Redis still tracks (a live worker, a batch waiting for
+    /// its claim).
+    async fn restore_owners(&self) -> Result<usize, StoreError> {
         let mut restored = 0;
-        for stale in self.store.stale_sending(self.min_age, PAGE).await? {
+        for stale in self.store.stale_owners(self.min_age, PAGE).await? {
             let span = tracing::info_span!(
                 "reconcile",
                 channel = stale.conversation.channel.as_str(),
@@ -99,7 +100,7 @@ impl Reconciler {
                     restored += 1;
                     span.in_scope(|| {
                         tracing::warn!(
-                            "reply that was being sent when Redis lost it put back to be resumed"
+                            "batch that owned messages when Redis lost it put back to be resumed"
                         )
                     });
                 }

@@ -96,9 +96,10 @@ struct StaleRow {
     message_ids: Vec<i64>,
 }
 
-/// A batch PostgreSQL holds as `sending`, with what Redis needs to resume it.
+/// A batch that owns messages in PostgreSQL and is not finished, with what Redis
+/// needs to resume it.
 #[derive(Debug, Clone)]
-pub struct StaleSending {
+pub struct StaleOwner {
     /// Batch id.
     pub batch_id: String,
     /// Its conversation.
@@ -491,19 +492,26 @@ impl Store {
         Ok(())
     }
 
-    /// Batches left `sending` for longer than `min_age`: normally a live worker in a
-    /// long retry, or a handed-back batch waiting for its claim; after Redis lost its
-    /// data, a reply nobody will resume unless it is put back (the reconciler asks
-    /// Redis which is which).
-    pub async fn stale_sending(
+    /// Unfinished batches that own messages, untouched for longer than `min_age`:
+    /// `sending` ones, and `generating` ones that own some of theirs (another batch
+    /// answered the rest, and this one was to be generated again for its own).
+    /// Normally a live worker in a long retry or generation, or a handed-back batch
+    /// waiting for its claim; after Redis lost its data, messages nobody will answer
+    /// unless the batch is put back, since the unanswered-message pass skips
+    /// messages a batch owns (the reconciler asks Redis which is which).
+    pub async fn stale_owners(
         &self,
         min_age: Duration,
         limit: i64,
-    ) -> Result<Vec<StaleSending>, StoreError> {
+    ) -> Result<Vec<StaleOwner>, StoreError> {
         let rows: Vec<StaleRow> = sqlx::query_as(
             "SELECT id, channel, account_id, contact_id, first_message_at, message_ids
-             FROM reply_batches
-             WHERE status = 'sending' AND updated_at < now() - make_interval(secs => $1)
+             FROM reply_batches b
+             WHERE status IN ('sending', 'generating')
+               AND updated_at < now() - make_interval(secs => $1)
+               AND (status = 'sending' OR EXISTS (
+                   SELECT 1 FROM conversation_messages m
+                   WHERE m.id = ANY(b.message_ids) AND m.batch_id = b.id))
              ORDER BY updated_at
              LIMIT $2",
         )
@@ -524,7 +532,7 @@ impl Store {
             let Some(channel) = ChannelKind::parse(&channel) else {
                 continue;
             };
-            stale.push(StaleSending {
+            stale.push(StaleOwner {
                 batch_id: id,
                 conversation: Conversation::new(channel, account, contact),
                 started_ms: first.map_or(0, |t| t.timestamp_millis()),

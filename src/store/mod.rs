@@ -13,7 +13,7 @@ mod group;
 mod messages;
 
 use crate::metrics::Metrics;
-pub use batches::{BatchRecord, BatchRow, NewBatch, StaleSending};
+pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
 use std::sync::Arc;

@@ -145,3 +145,88 @@ async fn a_reply_being_sent_when_redis_lost_its_data_is_put_back_and_resumed() {
     );
     second.stop().await;
 }
+
+/// A batch that found one of its messages answered by another keeps the rest and is
+/// to be generated again for them. If Redis loses its data just then, nothing but
+/// the batch can answer them (they are its own in PostgreSQL): the reconciler puts
+/// it back, and they get their reply.
+#[tokio::test]
+async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data() {
+    // Nothing falls due on its own: only the reconciler acts.
+    let app = spawn_app_with(|c| {
+        c.batch_window_seconds = 60.0;
+        c.reconcile_interval_seconds = 0.2;
+        c.reconcile_min_age_seconds = 0.3;
+    })
+    .await;
+    let ts = now_secs() - 60;
+    for (id, text) in [
+        ("wamid.kept", "is my order late?"),
+        ("wamid.taken", "hello?"),
+    ] {
+        let body = whatsapp_text(MARIA, id, ts, text);
+        assert_eq!(app.post_whatsapp(&body).await.status(), 200);
+    }
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM conversation_messages WHERE direction = 'in' ORDER BY id",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    let (kept, taken) = (ids[0], ids[1]);
+    let maria =
+        lull::message::Conversation::new(lull::message::ChannelKind::WhatsApp, PHONE_ID, MARIA);
+    let batch = |id: &str, message_ids: Vec<i64>| {
+        let now = lull::time::now_ms();
+        lull::store::NewBatch {
+            id: id.to_owned(),
+            conversation: maria.clone(),
+            message_ids,
+            claims: 1,
+            supersedes: 0,
+            started_ms: now,
+            due_ms: now,
+            claimed_ms: now,
+        }
+    };
+    // Another batch answered the second message; this one takes only the first.
+    let other = batch("batch-other", vec![taken]);
+    app.store
+        .begin_sending(&other, &[taken], "hi!")
+        .await
+        .unwrap();
+    let parts = [("wamid.other-reply".to_owned(), "hi!".to_owned())];
+    app.store
+        .record_sent(&maria, "batch-other", 1, &parts, lull::time::now_ms())
+        .await
+        .unwrap();
+    let partial = batch("batch-partial", vec![kept, taken]);
+    let owned = app
+        .store
+        .begin_sending(&partial, &[kept, taken], "your order and hello")
+        .await
+        .unwrap();
+    assert_eq!(owned, [kept], "it owns only the first");
+    // Redis restarts without persistence.
+    lull::batch::cleanup::delete_keys_at(&redis_url(), &app.prefix)
+        .await
+        .unwrap();
+
+    let replies = replies_at_least(&app.graph, 1).await;
+    assert_eq!(replies[0].body["to"], MARIA);
+    let text = replies[0].body["text"]["body"].as_str().unwrap();
+    assert!(text.contains("is my order late?"), "{text}");
+    assert!(
+        !text.contains("hello?"),
+        "the other batch's message: {text}"
+    );
+    let sent = wait_for("the batch sent", PATIENCE, || async {
+        let row = app.store.batch("batch-partial").await.unwrap();
+        row.filter(|b| b.status == "sent")
+    })
+    .await;
+    assert_eq!(sent.message_ids, [kept]);
+    settle().await;
+    assert_eq!(app.graph.replies().len(), 1);
+    app.stop().await;
+}
