@@ -3,7 +3,7 @@
 //! batch that was being sent is resumed (after a crash or a hand-back), so a
 //! resumed reply is the same text and a part that went out is not sent twice.
 
-use super::{BatchOutcome, Lease, SendResult, Worker, send_with_retries};
+use super::{BatchOutcome, Lease, MAX_CLAIMS, SendResult, Worker, send_with_retries};
 use crate::batch::{AppendMode, Claim, ConversationKeys};
 use crate::channel::Channel;
 use crate::channel::SendError;
@@ -74,6 +74,21 @@ impl Worker {
                 } => {
                     drop(lease);
                     attempts += made;
+                    if matches!(error, SendError::Retryable { .. }) && claim.claims < MAX_CLAIMS {
+                        // The platform is down or throttling for longer than one
+                        // claim's retries (a few seconds): an outage, not a refusal.
+                        // The batch stays in flight; when its lease runs out it is
+                        // claimed again and resumes from this part, up to MAX_CLAIMS.
+                        tracing::warn!(
+                            code = error.code(),
+                            error = error.message(),
+                            attempts,
+                            claims = claim.claims,
+                            "platform unavailable; reply kept in flight, resumed when its lease runs out"
+                        );
+                        self.record_progress(claim, attempts, &platform_ids).await;
+                        return BatchOutcome::Retry;
+                    }
                     tracing::error!(
                         code = error.code(),
                         error = error.message(),

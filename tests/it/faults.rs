@@ -553,6 +553,29 @@ fn redis_keys(redis_url: &str, pattern: &str) -> Vec<String> {
 /// The second user of the fixtures.
 const ANA: &str = "15550003333";
 
+/// The platform down for longer than one claim's send attempts: the reply waits in
+/// flight and goes out once the platform is back, instead of failing for good.
+#[tokio::test]
+async fn a_platform_outage_longer_than_the_send_retries_delays_the_reply_without_losing_it() {
+    // Two attempts per claim, 2 s leases: the outage outlasts two claims.
+    let app = spawn_app_with(|c| c.send_max_attempts = 2).await;
+    app.graph.script(
+        std::iter::repeat_with(|| Answer::error(503, "<html>Service Unavailable</html>")).take(5),
+    );
+    let body = whatsapp_text(MARIA, "wamid.outage", now_secs() - 60, "still there?");
+    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
+
+    let sent = batch_with_status(&app, "sent").await;
+    assert_eq!((sent.claims, sent.attempts), (3, 6), "{sent:?}");
+    let sends = app.graph.replies();
+    assert_eq!(sends.len(), 6, "five refused, then the one that went out");
+    assert!(
+        sends.iter().all(|s| s.body == sends[0].body),
+        "the same reply each time"
+    );
+    app.stop().await;
+}
+
 /// A reply the platform took just as PostgreSQL failed is recorded once PostgreSQL
 /// is back, and not sent a second time by a resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
