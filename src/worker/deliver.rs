@@ -73,37 +73,20 @@ impl Worker {
                     error,
                 } => {
                     drop(lease);
-                    attempts += made;
-                    if matches!(error, SendError::Retryable { .. }) && claim.claims < MAX_CLAIMS {
-                        // The platform is down or throttling for longer than one
-                        // claim's retries (a few seconds): an outage, not a refusal.
-                        // The batch stays in flight; when its lease runs out it is
-                        // claimed again and resumes from this part, up to MAX_CLAIMS.
-                        tracing::warn!(
-                            code = error.code(),
-                            error = error.message(),
-                            attempts,
-                            claims = claim.claims,
-                            "platform unavailable; reply kept in flight, resumed when its lease runs out"
-                        );
-                        self.record_progress(claim, attempts, &platform_ids).await;
-                        return BatchOutcome::Retry;
-                    }
-                    tracing::error!(
-                        code = error.code(),
-                        error = error.message(),
-                        attempts,
-                        "reply failed"
-                    );
+                    let attempts = attempts + made;
                     return self
-                        .fail(
-                            keys,
-                            claim,
-                            &platform_ids,
-                            attempts,
-                            error.code(),
-                            error.message(),
-                        )
+                        .not_sent(keys, claim, &platform_ids, attempts, error, None)
+                        .await;
+                }
+                SendResult::Deferred {
+                    attempts: made,
+                    wait,
+                    error,
+                } => {
+                    drop(lease);
+                    let attempts = attempts + made;
+                    return self
+                        .not_sent(keys, claim, &platform_ids, attempts, error, Some(wait))
                         .await;
                 }
                 SendResult::Interrupted { attempts: made } => {
@@ -128,6 +111,57 @@ impl Worker {
             attempts,
             hand_back,
             claimed_at,
+        )
+        .await
+    }
+
+    /// A part the platform did not take. Refused for good, or still unavailable
+    /// after [`MAX_CLAIMS`] claims: the batch fails. Unavailable (5xx, 429, a
+    /// rate-limit code once a claim's attempts are spent: an outage, not a refusal):
+    /// it stays in flight with its attempts recorded and is resumed from this part
+    /// when its lease runs out, or once `wait` (the platform's Retry-After, too long
+    /// to hold a worker for) is over.
+    async fn not_sent(
+        &self,
+        keys: &ConversationKeys,
+        claim: &Claim,
+        platform_ids: &[String],
+        attempts: u32,
+        error: SendError,
+        wait: Option<Duration>,
+    ) -> BatchOutcome {
+        if matches!(error, SendError::Retryable { .. }) && claim.claims < MAX_CLAIMS {
+            tracing::warn!(
+                code = error.code(),
+                error = error.message(),
+                attempts,
+                claims = claim.claims,
+                wait_ms = wait.map(|w| w.as_millis() as u64),
+                "platform unavailable; reply kept in flight, resumed later"
+            );
+            self.record_progress(claim, attempts, platform_ids).await;
+            if let Some(wait) = wait {
+                let due = now_ms() + wait.as_millis() as i64;
+                let shard = self.batcher.keys().shard_of(&keys.member);
+                if let Err(error) = self.batcher.postpone(shard, &keys.member, due).await {
+                    tracing::warn!(%error, "not postponed; resumed when its lease runs out");
+                }
+            }
+            return BatchOutcome::Retry;
+        }
+        tracing::error!(
+            code = error.code(),
+            error = error.message(),
+            attempts,
+            "reply failed"
+        );
+        self.fail(
+            keys,
+            claim,
+            platform_ids,
+            attempts,
+            error.code(),
+            error.message(),
         )
         .await
     }

@@ -1,5 +1,7 @@
 //! Sending one part of a reply with retries: exponential backoff with full jitter,
-//! honouring Retry-After, while the lease heartbeat keeps the batch ours.
+//! honouring Retry-After, while the lease heartbeat keeps the batch ours. A
+//! Retry-After longer than the longest backoff is not waited for here: the batch
+//! is handed back, due then, so that a throttled bot does not hold every worker.
 
 use crate::channel::{Channel, SendError};
 use crate::message::Conversation;
@@ -40,6 +42,16 @@ pub enum SendResult {
         /// Requests made.
         attempts: u32,
     },
+    /// The platform asked for a wait longer than [`RetryPolicy::max_delay`]: too
+    /// long to hold a worker for, so the caller hands the batch back, due then.
+    Deferred {
+        /// Requests made.
+        attempts: u32,
+        /// How long the platform asked for.
+        wait: Duration,
+        /// The refusal.
+        error: SendError,
+    },
 }
 
 impl RetryPolicy {
@@ -70,6 +82,18 @@ pub async fn send_with_retries(
         attempts += 1;
         match channel.send_part(to, part).await {
             Ok(id) => return SendResult::Sent { id, attempts },
+            Err(
+                error @ SendError::Retryable {
+                    retry_after: Some(wait),
+                    ..
+                },
+            ) if wait > retry.max_delay => {
+                return SendResult::Deferred {
+                    attempts,
+                    wait,
+                    error,
+                };
+            }
             Err(error @ SendError::Retryable { .. }) if attempts < retry.max_attempts => {
                 let retry_after = match &error {
                     SendError::Retryable { retry_after, .. } => *retry_after,

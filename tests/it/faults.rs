@@ -576,6 +576,55 @@ async fn a_platform_outage_longer_than_the_send_retries_delays_the_reply_without
     app.stop().await;
 }
 
+/// A Retry-After longer than the longest backoff is not slept on holding a worker
+/// (a throttled bot would park them all): the reply is handed back, due when the
+/// platform said, and the worker answers someone else meanwhile.
+#[tokio::test]
+async fn a_long_retry_after_frees_the_worker_and_postpones_the_reply_to_when_the_platform_said() {
+    let app = spawn_app_with(|c| c.worker_concurrency = 1).await;
+    let throttled =
+        r#"{"error":{"message":"(#130429) Rate limit hit","type":"OAuthException","code":130429}}"#;
+    app.graph.script([Answer {
+        retry_after: Some(45),
+        ..Answer::error(429, throttled)
+    }]);
+    let maria = whatsapp_text(MARIA, "wamid.throttled", now_secs() - 60, "hello?");
+    assert_eq!(app.post_whatsapp(&maria).await.status(), 200);
+    wait_for("Maria's send", PATIENCE, || async {
+        (!app.graph.replies().is_empty()).then_some(())
+    })
+    .await;
+
+    let ana = whatsapp_text(ANA, "wamid.meanwhile", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&ana).await.status(), 200);
+    let replies = replies_at_least(&app.graph, 2).await;
+    assert_eq!(
+        replies[1].body["to"], ANA,
+        "the only worker was free for Ana"
+    );
+
+    let keys = app
+        .batcher
+        .keys()
+        .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
+    let due: f64 = app
+        .batcher
+        .pool()
+        .next()
+        .zscore(&keys.agenda, keys.member.as_str())
+        .await
+        .unwrap();
+    let wanted = lull::time::now_ms() + 40_000;
+    assert!(
+        due as i64 >= wanted,
+        "due again in about 45 s: {due} < {wanted}"
+    );
+    let maria = app.store.recent_batches(10).await.unwrap();
+    let maria = maria.iter().find(|b| b.contact_id == MARIA).unwrap();
+    assert_eq!((maria.status.as_str(), maria.attempts), ("sending", 1));
+    app.stop().await;
+}
+
 /// A reply the platform took just as PostgreSQL failed is recorded once PostgreSQL
 /// is back, and not sent a second time by a resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
