@@ -208,6 +208,7 @@ impl App {
                 max_supersedes: c.batch_max_supersedes.into(),
                 max_wait: c.max_wait()?,
                 typing_indicator: c.typing_indicator,
+                history_chars: c.llm_history_chars as usize,
                 heartbeat,
                 retry: RetryPolicy {
                     max_attempts: c.send_max_attempts,

@@ -254,6 +254,10 @@ pub struct Config {
     /// Longest LLM reply, tokens.
     #[arg(long, env = "LLM_MAX_TOKENS", default_value_t = 512)]
     pub llm_max_tokens: u32,
+    /// Most characters of history given to the responder with a batch, newest
+    /// kept: a long conversation must still fit a small model's context.
+    #[arg(long, env = "LLM_HISTORY_CHARS", default_value_t = 24_000)]
+    pub llm_history_chars: u32,
     /// Timeout of one LLM request, seconds.
     #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value_t = 60.0)]
     pub llm_timeout_seconds: f64,

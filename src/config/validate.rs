@@ -196,6 +196,7 @@ impl Config {
     fn validate_llm(&self) -> Result<(), ConfigError> {
         self.llm_timeout()?;
         positive("LLM_MAX_TOKENS", self.llm_max_tokens.into())?;
+        positive("LLM_HISTORY_CHARS", self.llm_history_chars.into())?;
         if let Some(base) = self.llm_base_url() {
             let parsed = url::Url::parse(base).map_err(|e| ConfigError {
                 var: "LLM_BASE_URL",

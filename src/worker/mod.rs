@@ -55,6 +55,8 @@ pub struct WorkerSettings {
     pub max_wait: Duration,
     /// Mark read + typing when claimed.
     pub typing_indicator: bool,
+    /// Most characters of history in a reply's context (see [`newest_within`]).
+    pub history_chars: usize,
     /// Heartbeat period.
     pub heartbeat: Duration,
     /// Send retries.
@@ -481,7 +483,7 @@ impl Worker {
         };
         ReplyContext {
             conversation: conversation.clone(),
-            history,
+            history: newest_within(history, self.settings.history_chars),
             batch: claim.entries.clone(),
         }
     }
@@ -510,6 +512,25 @@ impl Worker {
     }
 }
 
+/// The newest entries of `history` whose texts hold at most `chars` characters in
+/// all. Up to HISTORY_LIMIT messages of any length would otherwise go to the
+/// responder: a conversation with long messages would outgrow a small model's
+/// context, and every later batch would fail the same way (a refused request is
+/// permanent). The batch itself is never cut.
+fn newest_within(mut history: Vec<Entry>, chars: usize) -> Vec<Entry> {
+    let mut total = 0;
+    let kept = history
+        .iter()
+        .rev()
+        .take_while(|e| {
+            total += e.text.chars().count();
+            total <= chars
+        })
+        .count();
+    history.drain(..history.len() - kept);
+    history
+}
+
 /// Waits until the platform has answered the typing request, for at most
 /// [`TYPING_WAIT`]. The platforms dismiss the indicator when a reply arrives, so
 /// one that lands after the reply stays on under it (WhatsApp: 25 s, Instagram:
@@ -525,5 +546,40 @@ async fn typing_answered(typing: JoinHandle<()>) {
             wait_ms = TYPING_WAIT.as_millis() as u64,
             "typing request unanswered; cancelled, the reply goes out"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageKind;
+
+    fn said(id: i64, text: &str) -> Entry {
+        Entry {
+            id,
+            ts: id,
+            dir: Direction::Inbound,
+            kind: MessageKind::Text,
+            ext: format!("m{id}"),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn history_keeps_its_newest_messages_within_the_character_budget() {
+        let history = vec![said(1, "aaaa"), said(2, "bbb"), said(3, "cc"), said(4, "d")];
+        let ids = |h: Vec<Entry>| h.iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(newest_within(history.clone(), 10)), [1, 2, 3, 4]);
+        assert_eq!(ids(newest_within(history.clone(), 9)), [2, 3, 4]);
+        assert_eq!(ids(newest_within(history.clone(), 6)), [2, 3, 4]);
+        assert_eq!(ids(newest_within(history.clone(), 5)), [3, 4]);
+        assert_eq!(ids(newest_within(history, 0)), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn one_message_longer_than_the_budget_ends_the_history_there() {
+        let history = vec![said(1, "old"), said(2, &"x".repeat(50)), said(3, "new")];
+        let kept = newest_within(history, 20);
+        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), [3]);
     }
 }

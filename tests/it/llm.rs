@@ -263,6 +263,28 @@ async fn with_openai_a_burst_is_answered_with_the_completion_given_the_history()
 }
 
 #[tokio::test]
+async fn history_beyond_llm_history_chars_is_left_out_oldest_first() {
+    let llm = FakeApi::openai().await;
+    let reply = completion_text(1);
+    let app = spawn_app_with(|c| {
+        use_llm(c, ResponderKind::OpenAi, &llm);
+        c.batch_window_seconds = BURST_WINDOW.as_secs_f64();
+        // Room for the bot's reply, not for the "hello" before it.
+        c.llm_history_chars = reply.chars().count() as u32;
+    })
+    .await;
+    let request = hello_then_burst(&app, &llm).await;
+
+    let expected = vec![
+        turn("system", DEFAULT_SYSTEM_PROMPT),
+        turn("assistant", &reply),
+        turn("user", "hi\nquick question\nabout my order #123"),
+    ];
+    assert_eq!(turns(&request), expected);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn with_anthropic_a_burst_is_answered_with_the_message_given_the_history() {
     let llm = FakeApi::anthropic().await;
     let system = "You answer for the Example Shop. Be brief.";
