@@ -280,6 +280,21 @@ pub struct Entry {
 }
 
 #[cfg(test)]
+impl Entry {
+    /// For unit tests: an inbound text whose time and platform id follow `id`.
+    pub(crate) fn said(id: i64, text: &str) -> Self {
+        Self {
+            id,
+            ts: id,
+            dir: Direction::Inbound,
+            kind: MessageKind::Text,
+            ext: format!("m{id}"),
+            text: text.into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -54,18 +54,7 @@ impl Responder for BuiltinResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{ChannelKind, Conversation, Direction, Entry, MessageKind};
-
-    fn entry(id: i64, text: &str) -> Entry {
-        Entry {
-            id,
-            ts: id,
-            dir: Direction::Inbound,
-            kind: MessageKind::Text,
-            ext: format!("m{id}"),
-            text: text.into(),
-        }
-    }
+    use crate::message::{ChannelKind, Conversation, Entry};
 
     #[tokio::test]
     async fn the_builtin_reply_quotes_every_message_of_the_burst_in_order() {
@@ -73,9 +62,9 @@ mod tests {
             conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),
             history: vec![],
             batch: vec![
-                entry(1, "hi"),
-                entry(2, "quick question"),
-                entry(3, "about my order #123"),
+                Entry::said(1, "hi"),
+                Entry::said(2, "quick question"),
+                Entry::said(3, "about my order #123"),
             ],
         };
         let reply = BuiltinResponder::default().reply(&context).await.unwrap();

@@ -552,22 +552,15 @@ async fn typing_answered(typing: JoinHandle<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::MessageKind;
-
-    fn said(id: i64, text: &str) -> Entry {
-        Entry {
-            id,
-            ts: id,
-            dir: Direction::Inbound,
-            kind: MessageKind::Text,
-            ext: format!("m{id}"),
-            text: text.into(),
-        }
-    }
 
     #[test]
     fn history_keeps_its_newest_messages_within_the_character_budget() {
-        let history = vec![said(1, "aaaa"), said(2, "bbb"), said(3, "cc"), said(4, "d")];
+        let history = vec![
+            Entry::said(1, "aaaa"),
+            Entry::said(2, "bbb"),
+            Entry::said(3, "cc"),
+            Entry::said(4, "d"),
+        ];
         let ids = |h: Vec<Entry>| h.iter().map(|e| e.id).collect::<Vec<_>>();
         assert_eq!(ids(newest_within(history.clone(), 10)), [1, 2, 3, 4]);
         assert_eq!(ids(newest_within(history.clone(), 9)), [2, 3, 4]);
@@ -578,7 +571,11 @@ mod tests {
 
     #[test]
     fn one_message_longer_than_the_budget_ends_the_history_there() {
-        let history = vec![said(1, "old"), said(2, &"x".repeat(50)), said(3, "new")];
+        let history = vec![
+            Entry::said(1, "old"),
+            Entry::said(2, &"x".repeat(50)),
+            Entry::said(3, "new"),
+        ];
         let kept = newest_within(history, 20);
         assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), [3]);
     }

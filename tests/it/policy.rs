@@ -454,41 +454,39 @@ async fn a_reply_ready_before_its_typing_request_is_answered_waits_for_the_answe
     // The built-in responder's reply is ready at once; the platform takes a while
     // to answer the typing request. Sent meanwhile, the reply could land first and
     // leave "typing…" on under it.
-    let app = spawn_app_with(|c| c.typing_indicator = true).await;
     let slow = Duration::from_millis(400);
-    app.graph.script_others([slow_success(slow)]);
-    let body = whatsapp_text(MARIA, "wamid.slow-typing", now_secs() - 60, "hi");
-    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
-
-    let replies = replies_at_least(&app, 1).await;
-    let receipts = app.graph.receipts();
-    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    let (app, reply, typing) = answered_with_typing_answered_after(slow).await;
     assert!(
-        replies[0].at >= receipts[0].at + slow,
+        reply.at >= typing.at + slow,
         "the reply went out {:?} after the typing request, before its answer",
-        replies[0].at - receipts[0].at
+        reply.at - typing.at
     );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_typing_request_the_platform_does_not_answer_holds_the_reply_one_second_only() {
-    let app = spawn_app_with(|c| c.typing_indicator = true).await;
     // Answered long after the test's patience: the reply must not wait for it.
-    app.graph
-        .script_others([slow_success(Duration::from_secs(120))]);
-    let body = whatsapp_text(MARIA, "wamid.hung-typing", now_secs() - 60, "hi");
-    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
-
-    let replies = replies_at_least(&app, 1).await;
-    let receipts = app.graph.receipts();
-    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    let (app, reply, typing) = answered_with_typing_answered_after(Duration::from_secs(120)).await;
     assert!(
-        replies[0].at + CLOCK_SLACK >= receipts[0].at + Duration::from_secs(1),
+        reply.at + CLOCK_SLACK >= typing.at + Duration::from_secs(1),
         "the reply gave the typing request its second"
     );
     sent_batches(&app, 1).await;
     app.stop().await;
+}
+
+/// Maria's message answered with the typing indicator on, the platform answering
+/// the typing request after `delay`: the app, the reply and the typing request.
+async fn answered_with_typing_answered_after(delay: Duration) -> (TestApp, Seen, Seen) {
+    let app = spawn_app_with(|c| c.typing_indicator = true).await;
+    app.graph.script_others([slow_success(delay)]);
+    let body = whatsapp_text(MARIA, "wamid.slow-typing", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&body).await.status(), 200);
+    let reply = replies_at_least(&app, 1).await.remove(0);
+    let receipts = app.graph.receipts();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    (app, reply, receipts[0].clone())
 }
 
 /// The platform's success for a read receipt or typing request, after `delay`.
