@@ -85,6 +85,36 @@ async fn the_admin_api_lists_waiting_conversations_and_recent_replies() {
     app.stop().await;
 }
 
+/// The admin page asks for the newest batches every 2 s: an index must serve that
+/// (its cost then stays flat as the table grows), not a scan and sort of every
+/// batch ever made.
+#[tokio::test]
+async fn the_admin_newest_batches_are_read_from_an_index_not_a_scan_of_every_batch() {
+    let app = spawn_app().await;
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    // An empty table is cheapest to scan: take the planner's best plan with
+    // scans ruled out, which exists only if an index gives the order.
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan: serde_json::Value = sqlx::query_scalar(
+        "EXPLAIN (FORMAT JSON) SELECT * FROM reply_batches ORDER BY claimed_at DESC LIMIT 200",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("RESET enable_seqscan")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let scan = &plan[0]["Plan"]["Plans"][0];
+    assert_eq!(scan["Node Type"], "Index Scan", "{plan}");
+    assert_eq!(scan["Index Name"], "reply_batches_recent", "{plan}");
+    drop(conn);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_slow_generation_shows_on_the_admin_api_as_generating_until_it_is_sent() {
     let app = spawn_app_with(|c| c.responder_delay_ms = 1_500).await;
