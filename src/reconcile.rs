@@ -105,7 +105,13 @@ impl Reconciler {
                     });
                 }
                 Ok(false) => {}
-                Err(_) => break,
+                // Redis is down: the next pass tries again.
+                Err(error) => {
+                    span.in_scope(
+                        || tracing::warn!(%error, "batch not put back; Redis unavailable"),
+                    );
+                    break;
+                }
             }
         }
         if restored > 0 {

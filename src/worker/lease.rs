@@ -6,6 +6,7 @@ use crate::time::now_ms;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// What the last heartbeat saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,28 +30,32 @@ impl Lease {
             held: true,
             pending: 0,
         });
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
+        // In the batch's span: a failed heartbeat names its conversation.
+        let task = tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
-                match batcher.extend(&keys, &token, now_ms()).await {
-                    Ok(outcome) => {
-                        let _ = tx.send(LeaseState {
-                            held: outcome.held,
-                            pending: outcome.pending,
-                        });
-                        if !outcome.held {
-                            return;
+                loop {
+                    tick.tick().await;
+                    match batcher.extend(&keys, &token, now_ms()).await {
+                        Ok(outcome) => {
+                            let _ = tx.send(LeaseState {
+                                held: outcome.held,
+                                pending: outcome.pending,
+                            });
+                            if !outcome.held {
+                                return;
+                            }
                         }
+                        // Redis unreachable: keep trying; the lease may run out, and the
+                        // token checks of ack and requeue decide what that means.
+                        Err(error) => tracing::warn!(%error, "lease heartbeat failed"),
                     }
-                    // Redis unreachable: keep trying; the lease may run out, and the
-                    // token checks of ack and requeue decide what that means.
-                    Err(error) => tracing::warn!(%error, "lease heartbeat failed"),
                 }
             }
-        });
+            .in_current_span(),
+        );
         Self { state, task }
     }
 

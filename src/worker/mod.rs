@@ -466,11 +466,14 @@ impl Worker {
         // claim.lua returned Redis's history with the batch: no second round trip.
         let history = if claim.history.is_empty() {
             let limit = self.batcher.policy().history_limit;
-            let mut stored = self
-                .store
-                .recent_history(conversation, limit)
-                .await
-                .unwrap_or_default();
+            let mut stored = match self.store.recent_history(conversation, limit).await {
+                Ok(stored) => stored,
+                // The reply is still worth writing; without the earlier exchange.
+                Err(error) => {
+                    tracing::warn!(%error, "history not read; replying without it");
+                    Vec::new()
+                }
+            };
             stored.retain(earlier);
             stored
         } else {

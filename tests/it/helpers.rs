@@ -29,6 +29,8 @@ pub const MARIA: &str = "15550002222";
 pub const WINDOW: Duration = Duration::from_millis(200);
 /// How long a flow test waits for what should happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+/// Clock granularity: deadlines are whole unix ms, `Seen::at` is an `Instant`.
+pub const CLOCK_SLACK: Duration = Duration::from_millis(5);
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())

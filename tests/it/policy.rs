@@ -19,8 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const WINDOW: Duration = Duration::from_millis(200);
 /// The slow responder's generation time.
 const GENERATION: Duration = Duration::from_millis(800);
-/// Clock granularity: deadlines are whole unix ms, `Seen::at` is an `Instant`.
-const CLOCK_SLACK: Duration = Duration::from_millis(5);
 
 async fn replies_at_least(app: &TestApp, n: usize) -> Vec<Seen> {
     wait_for(&format!("{n} replies"), PATIENCE, || async {
