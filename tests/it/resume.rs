@@ -230,3 +230,52 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
     assert_eq!(app.graph.replies().len(), 1);
     app.stop().await;
 }
+
+/// Invariants 2 and 3 across a resume: a message that arrives while a reply waits
+/// to be resumed joins its claim in Redis, but the resumed reply is the committed
+/// text for its own messages only; the newer message gets the next reply, after it.
+#[tokio::test]
+async fn a_message_that_arrives_while_a_reply_waits_to_be_resumed_gets_the_next_reply() {
+    // One attempt per claim: the refused send leaves the reply in flight until its
+    // lease (2 s) runs out.
+    let app = spawn_app_with(|c| c.send_max_attempts = 1).await;
+    app.graph
+        .script([Answer::error(503, "<html>Service Unavailable</html>")]);
+    let ts = now_secs() - 60;
+    let first = whatsapp_text(MARIA, "wamid.before-resume", ts, "first question");
+    assert_eq!(app.post_whatsapp(&first).await.status(), 200);
+    wait_for("the refused send", PATIENCE, || async {
+        (!app.graph.replies().is_empty()).then_some(())
+    })
+    .await;
+    let second = whatsapp_text(MARIA, "wamid.during-resume", ts + 1, "second thought");
+    assert_eq!(app.post_whatsapp(&second).await.status(), 200);
+
+    let replies = replies_at_least(&app.graph, 3).await;
+    settle().await;
+    assert_eq!(app.graph.replies().len(), 3, "refused, resumed, next");
+    let text = |n: usize| replies[n].body["text"]["body"].as_str().unwrap().to_owned();
+    assert_eq!(text(0), text(1), "the resume sends the committed text");
+    assert!(!text(1).contains("second thought"), "{}", text(1));
+    assert!(text(2).contains("second thought") && !text(2).contains("first question"));
+    let answered: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.external_message_id, b.status FROM conversation_messages m
+         JOIN reply_batches b ON b.id = m.batch_id
+         WHERE m.direction = 'in' ORDER BY m.id",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        answered,
+        [
+            ("wamid.before-resume".to_owned(), "sent".to_owned()),
+            ("wamid.during-resume".to_owned(), "sent".to_owned()),
+        ]
+    );
+    let batches = app
+        .count("SELECT count(DISTINCT batch_id) FROM conversation_messages WHERE direction = 'in'")
+        .await;
+    assert_eq!(batches, 2, "each message answered by its own batch");
+    app.stop().await;
+}
