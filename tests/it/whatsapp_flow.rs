@@ -333,7 +333,10 @@ async fn history_is_hydrated_from_postgres_when_redis_lost_it_and_stays_bounded(
 
 #[tokio::test]
 async fn a_flushed_script_cache_heals_itself() {
-    let app = spawn_app().await;
+    // A Redis of its own: on the shared one, other tests load the same scripts
+    // again at once (so the flush might not be seen), and they would see it.
+    let redis = crate::redis_server::OwnRedis::start();
+    let app = spawn_app_with(|c| c.redis_url = redis.url()).await;
     let _: () = app.batcher.pool().next().script_flush(false).await.unwrap();
     let response = app
         .post_whatsapp(&fixture("whatsapp/text_single.json"))
