@@ -367,17 +367,3 @@ async fn without_a_token_replies_are_logged_not_sent() {
     assert!(app.graph.seen().is_empty(), "nothing reached the Graph API");
     app.stop().await;
 }
-
-#[tokio::test]
-async fn a_reaction_is_stored_but_does_not_start_a_batch() {
-    let app = spawn_app().await;
-    let response = app.post_whatsapp(&fixture("whatsapp/reaction.json")).await;
-    assert_eq!(response.status(), 200);
-    settle().await;
-    assert!(app.graph.replies().is_empty());
-    let kinds = app
-        .column("SELECT message_type FROM conversation_messages")
-        .await;
-    assert_eq!(kinds, ["reaction"]);
-    app.stop().await;
-}
