@@ -6,8 +6,11 @@ when it triggers a reply, in the batch being collected (same order). The batch
 deadline slides to now + window, never past the batch's first message + max wait,
 to now + grace after a menu choice, and to now when the batch is full. The
 conversation is put on the agenda at its deadline unless a worker holds its lock
-(then the lease end stays its score and ack.lua reschedules it). A claimer sees the
-message in exactly one batch: this one, or the next.
+(then the lease end stays its score and ack.lua reschedules it) or a claimed batch
+waits in flight to be resumed (handed back, its worker gone, or waiting out the
+platform's Retry-After: its own score stands, and the claim that resumes it, or the
+ack after, takes the new messages in turn). A claimer sees the message in exactly
+one batch: this one, or the next.
 
 KEYS[1] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON, oldest first
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON, oldest first
@@ -119,7 +122,7 @@ local due_arg = string.format('%d', due)
 rcall('SET', deadline_key, due_arg, 'PX', ttl_arg)
 rcall('PEXPIRE', msgs, ttl_arg)
 rcall('PEXPIRE', state, ttl_arg)
-if rcall('EXISTS', lock) == 0 then
+if rcall('EXISTS', lock) == 0 and rcall('EXISTS', inflight) == 0 then
   rcall('ZADD', agenda, due_arg, member)
 end
 return {status, due, len}

@@ -129,3 +129,36 @@ async fn requeueing_with_a_stale_token_changes_nothing() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_message_after_a_hand_back_does_not_push_back_the_batch_due_at_once() {
+    let rig = Rig::new().await;
+    let e1 = msg(1, T0);
+    rig.append(&e1, T0).await;
+    rig.claimed("tok-1", T0 + WINDOW).await;
+    let handed_back = T0 + 1_000;
+    rig.batcher
+        .requeue(&rig.keys, "tok-1", HandBack, handed_back)
+        .await
+        .unwrap();
+
+    // No lock any more, but a batch in flight: the message waits for it.
+    let e2 = msg(2, T0 + 1_100);
+    rig.append(&e2, T0 + 1_100).await;
+    let snapshot = rig.snapshot().await;
+    assert_eq!(snapshot.score, Some(handed_back), "still due at once");
+    assert_eq!(snapshot.msgs, vec![e2.clone()]);
+    assert_eq!(snapshot.deadline, Some(T0 + 1_100 + WINDOW));
+
+    // The resumed batch goes first; its ack schedules the new message's batch.
+    let claim = rig.claimed("tok-2", handed_back + 10).await;
+    assert_eq!(
+        (claim.batch_id.as_str(), claim.entries.clone()),
+        ("tok-1", vec![e1])
+    );
+    rig.batcher
+        .ack(&rig.keys, "tok-2", &[], handed_back + 20)
+        .await
+        .unwrap();
+    assert_eq!(rig.snapshot().await.score, Some(T0 + 1_100 + WINDOW));
+}
