@@ -122,7 +122,7 @@ local due_arg = string.format('%d', due)
 rcall('SET', deadline_key, due_arg, 'PX', ttl_arg)
 rcall('PEXPIRE', msgs, ttl_arg)
 rcall('PEXPIRE', state, ttl_arg)
-if rcall('EXISTS', lock) == 0 and rcall('EXISTS', inflight) == 0 then
+if rcall('EXISTS', lock, inflight) == 0 then
   rcall('ZADD', agenda, due_arg, member)
 end
 return {status, due, len}

@@ -61,9 +61,8 @@ impl RetryPolicy {
             .saturating_mul(1 << attempt.min(16))
             .min(self.max_delay);
         let jittered = rand::rng().random_range(ceiling / 2..=ceiling);
-        retry_after.map_or(jittered, |asked| {
-            asked.max(jittered).min(self.max_delay.max(asked))
-        })
+        // A Retry-After over max_delay never comes here: that send is deferred.
+        retry_after.map_or(jittered, |asked| asked.max(jittered))
     }
 }
 
