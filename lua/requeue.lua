@@ -9,7 +9,8 @@ the batch keeps its id, so nothing is lost. Two uses:
   mode 1, supersede (new messages arrived during generation): the in-flight
           messages rejoin the collecting batch in platform order (timestamp, then
           id), due at the new messages' deadline, never past the first message +
-          max wait, so the next claim answers everything at once.
+          max wait, and at once when together they fill a batch (as append.lua
+          does), so the next claim answers everything at once.
 
 KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON
@@ -24,6 +25,7 @@ ARGV[3] token        the claim token
 ARGV[4] mode         0 = hand back, 1 = supersede
 ARGV[5] max_wait_ms  cap after the batch's first message
 ARGV[6] ttl_ms       lifetime of the conversation's keys
+ARGV[7] max_messages batch size that is due at once
 
 Reply: {status, due_ms}
   status 0 = lost (token does not match; nothing changed), 1 = requeued
@@ -33,6 +35,7 @@ local agenda, msgs, inflight, lock, state, deadline_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now, member, token = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local mode, max_wait, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local max_messages = tonumber(ARGV[7])
 
 if rcall('GET', lock) ~= token then
   return {0, 0}
@@ -69,6 +72,7 @@ rcall('HDEL', state, 'inflight_started')
 rcall('HINCRBY', state, 'supersedes', 1)
 local due = tonumber(rcall('GET', deadline_key)) or now
 if started + max_wait < due then due = started + max_wait end
+if #all >= max_messages then due = now end
 rcall('SET', deadline_key, due, 'PX', ttl)
 rcall('PEXPIRE', msgs, ttl)
 rcall('PEXPIRE', state, ttl)

@@ -255,6 +255,7 @@ pub(crate) fn requeue_call(
             int(mode as i64),
             int(ms(policy.max_wait)),
             int(ms(policy.ttl)),
+            int(policy.max_messages.into()),
         ],
     }
 }

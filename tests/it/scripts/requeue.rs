@@ -107,6 +107,28 @@ async fn a_superseded_batch_is_still_due_by_its_first_message_plus_max_wait() {
 }
 
 #[tokio::test]
+async fn a_superseded_batch_that_reaches_max_messages_is_due_at_once() {
+    let rig = Rig::new().await;
+    let (e1, e2, e3) = (msg(1, T0), msg(2, T0 + 200), msg(3, T0 + 1_500));
+    rig.append(&e1, T0).await;
+    rig.append(&e2, T0 + 200).await;
+    rig.claimed("tok-1", T0 + 1_200).await;
+    // Alone it is one message of three: its own deadline is a window away.
+    rig.append(&e3, T0 + 1_500).await;
+    let now = T0 + 1_600;
+    let due = rig
+        .batcher
+        .requeue(&rig.keys, "tok-1", Supersede, now)
+        .await
+        .unwrap();
+    assert_eq!(due, Some(now));
+    let snapshot = rig.snapshot().await;
+    assert_eq!(snapshot.msgs, vec![e1, e2, e3]);
+    assert_eq!(snapshot.deadline, Some(now));
+    assert_eq!(snapshot.score, Some(now));
+}
+
+#[tokio::test]
 async fn requeueing_with_a_stale_token_changes_nothing() {
     for mode in [HandBack, Supersede] {
         for taken_over in [true, false] {
