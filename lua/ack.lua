@@ -2,9 +2,11 @@
 ack.lua: finish a claimed batch (reply sent, or failed for good).
 
 Guarantees: only the holder of the matching token acts; a stale token changes
-nothing. The in-flight batch is dropped, the lock released, the reply appended to
-history (when history is there; a missing one is hydrated from the database on the
-next message), and the conversation either leaves the agenda or, when messages
+nothing. The in-flight batch is dropped, the lock released, the reply added to
+history in platform order (timestamp, then id: a message sent after the reply may
+be stored before its ack) and once (a hydrate may have read it from the database
+already), when history is there (a missing one is hydrated from the database on
+the next message), and the conversation either leaves the agenda or, when messages
 arrived meanwhile, is rescheduled at their own deadline: they are the next batch,
 answered after this one.
 
@@ -39,8 +41,30 @@ if rcall('GET', lock) ~= token then
   return {0, 0}
 end
 
-if #ARGV >= 6 and rcall('EXISTS', history) == 1 then
-  rcall('RPUSH', history, unpack(ARGV, 6))
+-- insert `entry` where (ts, id) puts it into list `key` of length `n`, unless it
+-- is there; almost always it is newer than the tail, so walk back from there.
+-- Returns the list's new length.
+local function insert_ordered(key, n, entry)
+  local new = cjson.decode(entry)
+  for i = n - 1, 0, -1 do
+    local raw = rcall('LINDEX', key, i)
+    local e = cjson.decode(raw)
+    if e.id == new.id then return n end
+    if e.ts < new.ts or (e.ts == new.ts and e.id < new.id) then
+      if i == n - 1 then
+        return rcall('RPUSH', key, entry)
+      end
+      return rcall('LINSERT', key, 'AFTER', raw, entry)
+    end
+  end
+  return rcall('LPUSH', key, entry)
+end
+
+local n = #ARGV >= 6 and rcall('LLEN', history) or 0
+if n > 0 then
+  for i = 6, #ARGV do
+    n = insert_ordered(history, n, ARGV[i])
+  end
   rcall('LTRIM', history, keep_from, '-1')
   rcall('PEXPIRE', history, ttl_arg)
 end

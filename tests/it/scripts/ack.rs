@@ -48,6 +48,38 @@ async fn ack_does_not_create_a_missing_history() {
 }
 
 #[tokio::test]
+async fn ack_puts_the_reply_before_a_message_sent_after_it() {
+    let (rig, e1) = claimed_rig().await;
+    // Sent after the reply (its record took a while), stored before the ack.
+    let later = msg(2, T0 + 1_450);
+    rig.append(&later, T0 + 1_460).await;
+    let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
+    rig.batcher
+        .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.snapshot().await.history,
+        vec![e1, reply[0].clone(), reply[1].clone(), later]
+    );
+}
+
+#[tokio::test]
+async fn ack_records_a_reply_already_in_history_once() {
+    let (rig, e1) = claimed_rig().await;
+    let reply = [bot(10, T0 + 1_400)];
+    rig.batcher
+        .hydrate(&rig.conversation, &reply)
+        .await
+        .unwrap();
+    rig.batcher
+        .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
+        .await
+        .unwrap();
+    assert_eq!(rig.snapshot().await.history, vec![e1, reply[0].clone()]);
+}
+
+#[tokio::test]
 async fn ack_trims_history_to_the_limit() {
     let (rig, e1) = claimed_rig().await;
     let older: Vec<Entry> = (1..=3).map(|i| msg(-i, T0 - i * 1_000)).rev().collect();
