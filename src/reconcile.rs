@@ -48,15 +48,24 @@ impl Reconciler {
         }
     }
 
-    /// One pass: returns how many messages were batched again.
-    pub async fn reconcile_once(&self) -> Result<usize, StoreError> {
+    /// One pass: returns how many messages were batched again or batches put back.
+    ///
+    /// After Redis lost a large backlog a pass takes a while (one script call per
+    /// message), and shutdown waits for the reconciler: so `stop` is checked before
+    /// each message, never in the middle of one (an append without its hydrate
+    /// would leave the history partial). What is left waits for the next pass, on
+    /// this instance or another.
+    pub async fn reconcile_once(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
         let mut rebatched = 0;
         let mut after_id = 0;
         loop {
+            if stop.is_cancelled() {
+                break;
+            }
             let page = self.store.unanswered(self.min_age, after_id, PAGE).await?;
             let full = page.len() as i64 == PAGE;
             after_id = page.last().map_or(after_id, |m| m.entry.id);
-            let Some(n) = self.rebatch(page).await else {
+            let Some(n) = self.rebatch(page, stop).await else {
                 break;
             };
             rebatched += n;
@@ -68,7 +77,7 @@ impl Reconciler {
             self.metrics
                 .add("lull_messages_reconciled_total", &[], rebatched as u64);
         }
-        Ok(rebatched + self.restore_owners().await?)
+        Ok(rebatched + self.restore_owners(stop).await?)
     }
 
     /// Batches that were being sent (or generated again) when Redis lost its data:
@@ -76,9 +85,15 @@ impl Reconciler {
     /// but nothing in Redis would resume them. Put each back in flight; restore.lua
     /// leaves alone any that Redis still tracks (a live worker, a batch waiting for
     /// its claim).
-    async fn restore_owners(&self) -> Result<usize, StoreError> {
+    async fn restore_owners(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
         let mut restored = 0;
+        if stop.is_cancelled() {
+            return Ok(restored);
+        }
         for stale in self.store.stale_owners(self.min_age, PAGE).await? {
+            if stop.is_cancelled() {
+                break;
+            }
             let span = tracing::info_span!(
                 "reconcile",
                 channel = stale.conversation.channel.as_str(),
@@ -122,10 +137,13 @@ impl Reconciler {
     }
 
     /// Appends each message in reconcile mode; `None` when Redis is down (the next
-    /// pass tries again).
-    async fn rebatch(&self, page: Vec<Unanswered>) -> Option<usize> {
+    /// pass tries again). Stops early once `stop` fires.
+    async fn rebatch(&self, page: Vec<Unanswered>, stop: &CancellationToken) -> Option<usize> {
         let mut rebatched = 0;
         for message in page {
+            if stop.is_cancelled() {
+                break;
+            }
             let mode = AppendMode::for_kind(message.entry.kind, self.batcher.policy());
             let span = tracing::info_span!(
                 "reconcile",
@@ -158,7 +176,7 @@ impl Reconciler {
     /// Runs a pass at start and every interval until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         loop {
-            if let Err(error) = self.reconcile_once().await {
+            if let Err(error) = self.reconcile_once(&stop).await {
                 tracing::warn!(%error, "reconcile pass failed");
             }
             tokio::select! {

@@ -17,6 +17,7 @@ mod operations;
 mod pg_proxy;
 mod policy;
 mod process;
+mod reconcile;
 mod redis_server;
 mod resume;
 mod scanner;
