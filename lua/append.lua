@@ -2,7 +2,10 @@
 append.lua: add one stored message to its conversation, atomically.
 
 Guarantees: the message lands in history (platform order: timestamp, then id) and,
-when it triggers a reply, in the batch being collected (same order). The batch
+when it triggers a reply, in the batch being collected (same order). A history
+found missing is marked unhydrated until hydrate.lua has merged the database's rows
+into it: until then every append asks for a hydrate again (the last one may have
+failed), and claim.lua leaves it out of the claim (the worker reads PostgreSQL). The batch
 deadline slides to now + window, never past the batch's first message + max wait,
 to now + grace after a menu choice, and to now when the batch is full. The
 conversation is put on the agenda at its deadline unless a worker holds its lock
@@ -15,7 +18,8 @@ one batch: this one, or the next.
 KEYS[1] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON, oldest first
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON, oldest first
 KEYS[3] conv:{channel}:{account}:{contact}:deadline  STRING unix ms when the batch is due
-KEYS[4] conv:{channel}:{account}:{contact}:state     HASH   started = ms of the batch's first message
+KEYS[4] conv:{channel}:{account}:{contact}:state     HASH   started = ms of the batch's first message,
+                                                            unhydrated = 1 until history is whole
 KEYS[5] conv:{channel}:{account}:{contact}:lock      STRING claim token (read only here)
 KEYS[6] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch (read only here)
 KEYS[7] conv:deadlines                               ZSET   member = conversation, score = due ms
@@ -35,8 +39,9 @@ ARGV[12] member         agenda member: {channel}:{account}:{contact}
 ARGV[13] reconcile      1 = skip if the id is already in msgs or inflight (re-batching)
 
 Reply: {status, deadline_ms, batch_len}
-  status 0 = appended; 1 = appended, history was missing: hydrate it from the
-         database (hydrate.lua); 2 = already tracked, nothing changed
+  status 0 = appended; 1 = appended, history was missing or is not hydrated yet:
+         hydrate it from the database (hydrate.lua); 2 = already tracked, nothing
+         changed
   deadline_ms = when the batch is due (0 in mode 0 or status 2)
   batch_len   = messages in the collecting batch
 ]]
@@ -89,11 +94,17 @@ if reconcile and (contains(msgs) or contains(inflight)) then
   return {2, 0, rcall('LLEN', msgs)}
 end
 
+-- The state is read once: each call costs more than the Lua around it.
+local st = rcall('HMGET', state, 'started', 'unhydrated')
 -- A list is never empty in Redis: length 0 means the key is missing.
 local n_history = rcall('LLEN', history)
 local status = 0
-if n_history == 0 then
+if n_history == 0 or st[2] then
   status = 1
+  if not st[2] then
+    rcall('HSET', state, 'unhydrated', '1')
+    rcall('PEXPIRE', state, ttl_arg)
+  end
 end
 if not (reconcile and contains(history)) then
   insert_ordered(history, n_history)
@@ -106,7 +117,7 @@ if mode == 0 then
 end
 
 local n_msgs = rcall('LLEN', msgs)
-local started = tonumber(rcall('HGET', state, 'started'))
+local started = tonumber(st[1])
 if n_msgs == 0 or not started then
   started = now
   rcall('HSET', state, 'started', now_arg)

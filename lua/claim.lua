@@ -14,7 +14,8 @@ KEYS[1] conv:deadlines                               ZSET   member = conversatio
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON
 KEYS[3] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch, JSON
 KEYS[4] conv:{channel}:{account}:{contact}:lock      STRING claim token
-KEYS[5] conv:{channel}:{account}:{contact}:state     HASH   batch, started, inflight_started, claims, supersedes
+KEYS[5] conv:{channel}:{account}:{contact}:state     HASH   batch, started, inflight_started, claims, supersedes,
+                                                            unhydrated (append.lua)
 KEYS[6] conv:{channel}:{account}:{contact}:deadline  STRING unix ms the collecting batch is due
 KEYS[7] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON (read only here)
 
@@ -31,8 +32,10 @@ Reply:
   {3, batch_id, claims, supersedes, started_ms, due_ms, n_entries, entry × n_entries, history_entry...}
                            claimed: the agenda score that made it due, the
                            in-flight entries, oldest first, then the history,
-                           oldest first (none when the key is missing), so the
-                           worker needs no second round trip to build its context
+                           oldest first (none when the key is missing or not
+                           hydrated yet: the worker reads PostgreSQL then), so
+                           the worker needs no second round trip to build its
+                           context
 ]]
 local rcall = redis.call
 local agenda, msgs, inflight, lock, state, deadline_key, history =
@@ -67,7 +70,7 @@ if n_msgs == 0 and n_inflight == 0 then
 end
 
 -- The state is read once and written once: each call costs more than the Lua around it.
-local st = rcall('HMGET', state, 'started', 'batch', 'inflight_started', 'supersedes')
+local st = rcall('HMGET', state, 'started', 'batch', 'inflight_started', 'supersedes', 'unhydrated')
 local collecting_since, batch, started = st[1], st[2], st[3]
 local supersedes = tonumber(st[4]) or 0
 local collecting_taken = false
@@ -115,7 +118,9 @@ local reply = {3, batch, claims, supersedes, tonumber(started), tonumber(score),
 for _, raw in ipairs(entries) do
   reply[#reply + 1] = raw
 end
-for _, raw in ipairs(rcall('LRANGE', history, '0', '-1')) do
-  reply[#reply + 1] = raw
+if not st[5] then
+  for _, raw in ipairs(rcall('LRANGE', history, '0', '-1')) do
+    reply[#reply + 1] = raw
+  end
 end
 return reply

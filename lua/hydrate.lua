@@ -3,10 +3,12 @@ hydrate.lua: merge rows read from the database into a conversation's history.
 
 Guarantees: history ends up holding every entry it held plus every given row whose
 id it lacked, in platform order (timestamp, then id), trimmed to the newest
-history_limit. Idempotent: two instances hydrating the same conversation at once,
-or an append racing with a hydrate, lose nothing and duplicate nothing.
+history_limit, and no longer marked unhydrated (append.lua). Idempotent: two
+instances hydrating the same conversation at once, or an append racing with a
+hydrate, lose nothing and duplicate nothing.
 
 KEYS[1] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON, oldest first
+KEYS[2] conv:{channel}:{account}:{contact}:state     HASH   unhydrated = 1 until history is whole
 
 ARGV[1]    ttl_ms         lifetime of the key
 ARGV[2]    history_limit  entries kept
@@ -15,7 +17,7 @@ ARGV[3..]  entry          one JSON row per argument: {"id":<db id>,"ts":<platfor
 Reply: number of rows added (0 when history already had them all)
 ]]
 local rcall = redis.call
-local history = KEYS[1]
+local history, state = KEYS[1], KEYS[2]
 local ttl, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 
 local all, seen = {}, {}
@@ -33,6 +35,7 @@ for i = 3, #ARGV do
     all[#all + 1] = {e.ts, e.id, ARGV[i]}
   end
 end
+rcall('HDEL', state, 'unhydrated')
 if added == 0 then
   return 0
 end

@@ -186,7 +186,7 @@ pub(crate) fn hydrate_call(
     let mut args = vec![int(ms(policy.ttl)), int(policy.history_limit.into())];
     push_entries(&mut args, rows)?;
     Ok(Call {
-        keys: vec![keys.history.clone()],
+        keys: vec![keys.history.clone(), keys.state.clone()],
         args,
     })
 }

@@ -464,6 +464,7 @@ impl Worker {
             !in_batch.contains(&e.id) && !waiting
         };
         // claim.lua returned Redis's history with the batch: no second round trip.
+        // None came when the history is missing or not hydrated yet (append.lua).
         let history = if claim.history.is_empty() {
             let limit = self.batcher.policy().history_limit;
             let mut stored = match self.store.recent_history(conversation, limit).await {

@@ -192,8 +192,27 @@ impl Rig {
         self.append_as(entry, AppendMode::Message, false, now).await
     }
 
-    /// append.lua in any mode.
+    /// append.lua in any mode, then, when it asks, hydrate.lua with no older rows
+    /// (as ingest does for a conversation the database knows nothing more of).
     pub async fn append_as(
+        &self,
+        entry: &Entry,
+        mode: AppendMode,
+        reconcile: bool,
+        now: i64,
+    ) -> AppendOutcome {
+        let outcome = self.append_unhydrated(entry, mode, reconcile, now).await;
+        if outcome.hydrate {
+            self.batcher
+                .hydrate(&self.conversation, &[])
+                .await
+                .expect("hydrate.lua runs");
+        }
+        outcome
+    }
+
+    /// append.lua alone: a history it found missing stays marked unhydrated.
+    pub async fn append_unhydrated(
         &self,
         entry: &Entry,
         mode: AppendMode,

@@ -175,7 +175,7 @@ async fn seed(args: &ClaimsArgs, batcher: &Batcher) -> Result<(), BatchError> {
                         ext: format!("wamid.loadtest.{id}"),
                         text: format!("message {}", m + 1),
                     };
-                    batcher
+                    let outcome = batcher
                         .append(
                             &conversation,
                             &entry,
@@ -184,6 +184,12 @@ async fn seed(args: &ClaimsArgs, batcher: &Batcher) -> Result<(), BatchError> {
                             now,
                         )
                         .await?;
+                    // As ingest does, for a conversation the database knows nothing
+                    // more of: so a waiting conversation holds what it holds in
+                    // production.
+                    if outcome.hydrate {
+                        batcher.hydrate(&conversation, &[]).await?;
+                    }
                     appended.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())

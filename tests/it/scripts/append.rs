@@ -350,3 +350,38 @@ async fn the_same_append_run_twice_adds_the_message_once() {
     assert_eq!(snapshot.msgs, vec![e1.clone(), e2.clone()]);
     assert_eq!(snapshot.history, vec![e1, e2]);
 }
+
+#[tokio::test]
+async fn until_history_is_hydrated_every_append_asks_for_it_again() {
+    let rig = Rig::new().await;
+    let (e1, e2, e3) = (msg(1, T0), msg(2, T0 + 100), msg(3, T0 + 200));
+    assert!(rig.append_unhydrated(&e1, Message, false, T0).await.hydrate);
+    // The hydrate after e1 failed (PostgreSQL unreachable): e2 asks again.
+    assert!(
+        rig.append_unhydrated(&e2, Message, false, T0 + 100)
+            .await
+            .hydrate
+    );
+    let older = msg(-1, T0 - 5_000);
+    rig.batcher
+        .hydrate(&rig.conversation, std::slice::from_ref(&older))
+        .await
+        .unwrap();
+    assert!(
+        !rig.append_unhydrated(&e3, Message, false, T0 + 200)
+            .await
+            .hydrate
+    );
+    assert_eq!(rig.snapshot().await.history, vec![older, e1, e2, e3]);
+}
+
+#[tokio::test]
+async fn a_reaction_that_finds_history_missing_marks_it_in_a_state_that_expires() {
+    let rig = Rig::new().await;
+    let outcome = rig
+        .append_unhydrated(&msg(1, T0), HistoryOnly, false, T0)
+        .await;
+    assert!(outcome.hydrate);
+    assert_eq!(rig.snapshot().await.state, state(&[("unhydrated", &1)]));
+    assert_fresh("state", rig.ttls().await.state, TTL, 5_000);
+}

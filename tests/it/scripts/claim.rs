@@ -269,3 +269,28 @@ async fn two_claimers_racing_get_the_batch_once() {
         assert_eq!(snapshot.state["claims"], "1", "round {i}");
     }
 }
+
+#[tokio::test]
+async fn a_claim_before_history_is_hydrated_leaves_it_out_for_the_worker_to_read_postgres() {
+    let rig = Rig::new().await;
+    let e1 = msg(1, T0);
+    rig.append_unhydrated(&e1, AppendMode::Message, false, T0)
+        .await;
+    let claim = rig.claimed("tok-1", T0 + WINDOW).await;
+    assert_eq!(claim.entries, vec![e1.clone()]);
+    assert!(claim.history.is_empty(), "{:?}", claim.history);
+}
+
+#[tokio::test]
+async fn a_claim_after_the_hydrate_carries_the_history() {
+    let rig = Rig::new().await;
+    let (older, e1) = (msg(-1, T0 - 5_000), msg(1, T0));
+    rig.append_unhydrated(&e1, AppendMode::Message, false, T0)
+        .await;
+    rig.batcher
+        .hydrate(&rig.conversation, std::slice::from_ref(&older))
+        .await
+        .unwrap();
+    let claim = rig.claimed("tok-1", T0 + WINDOW).await;
+    assert_eq!(claim.history, vec![older, e1]);
+}
