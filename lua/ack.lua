@@ -23,7 +23,8 @@ ARGV[2] member         agenda member: {channel}:{account}:{contact}
 ARGV[3] token          the claim token
 ARGV[4] history_limit  entries kept in history
 ARGV[5] ttl_ms         lifetime of the conversation's keys
-ARGV[6..] reply        entries to append to history (our reply's parts), JSON; may be none
+ARGV[6..] reply        entries to add to history (our reply's parts, as PostgreSQL
+                       recorded them), JSON; may be none
 
 Reply: {status, next_due_ms}
   status 0 = stale token, nothing changed; 1 = done, off the agenda;

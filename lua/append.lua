@@ -103,8 +103,9 @@ if n_history == 0 or st[2] then
   status = 1
   if not st[2] then
     rcall('HSET', state, 'unhydrated', '1')
-    rcall('PEXPIRE', state, ttl_arg)
   end
+  -- the flag lives as long as the history it describes (refreshed below)
+  rcall('PEXPIRE', state, ttl_arg)
 end
 if not (reconcile and contains(history)) then
   insert_ordered(history, n_history)

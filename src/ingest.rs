@@ -150,24 +150,20 @@ impl Ingest {
         }
         if outcome.hydrate {
             // History went missing (new session, TTL, Redis restart): refill it from
-            // the database. An error here only costs context, not the message: the
-            // history stays marked unhydrated, so the conversation's next message
-            // tries again and a claim meanwhile reads PostgreSQL instead.
-            let hydrated = match self
+            // the database. A database error here only costs context, not the
+            // message: the history stays marked unhydrated, so the conversation's
+            // next message tries again and a claim meanwhile reads PostgreSQL. A
+            // Redis error is one like any other (the message is appended all the
+            // same, and the flag stays).
+            match self
                 .store
                 .recent_history(conversation, self.batcher.policy().history_limit)
                 .await
             {
-                Ok(rows) => self
-                    .batcher
-                    .hydrate(conversation, &rows)
-                    .await
-                    .map(|added| (rows.len(), added))
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            };
-            match hydrated {
-                Ok((rows, added)) => tracing::info!(rows, added, "new session hydrated"),
+                Ok(rows) => {
+                    let added = self.batcher.hydrate(conversation, &rows).await?;
+                    tracing::info!(rows = rows.len(), added, "new session hydrated");
+                }
                 Err(error) => {
                     tracing::warn!(%error, "history not hydrated; the next message tries again")
                 }

@@ -18,6 +18,9 @@ use tracing::Instrument;
 /// Messages looked at per pass.
 const PAGE: i64 = 1000;
 
+/// Asked between the steps of a pass: false stops it there (shutdown).
+pub type GoOn<'a> = dyn Fn() -> bool + Sync + 'a;
+
 /// The reconciler of one process.
 pub struct Reconciler {
     store: Store,
@@ -51,21 +54,21 @@ impl Reconciler {
     /// One pass: returns how many messages were batched again or batches put back.
     ///
     /// After Redis lost a large backlog a pass takes a while (one script call per
-    /// message), and shutdown waits for the reconciler: so `stop` is checked before
-    /// each message, never in the middle of one (an append without its hydrate
-    /// would leave the history partial). What is left waits for the next pass, on
-    /// this instance or another.
-    pub async fn reconcile_once(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
+    /// message), and shutdown waits for the reconciler: so `go_on` is asked before
+    /// each page, message and batch, never in the middle of one (an append without
+    /// its hydrate would leave the history partial). What is left waits for the
+    /// next pass, on this instance or another.
+    pub async fn reconcile_once(&self, go_on: &GoOn<'_>) -> Result<usize, StoreError> {
         let mut rebatched = 0;
         let mut after_id = 0;
         loop {
-            if stop.is_cancelled() {
+            if !go_on() {
                 break;
             }
             let page = self.store.unanswered(self.min_age, after_id, PAGE).await?;
             let full = page.len() as i64 == PAGE;
             after_id = page.last().map_or(after_id, |m| m.entry.id);
-            let Some(n) = self.rebatch(page, stop).await else {
+            let Some(n) = self.rebatch(page, go_on).await else {
                 break;
             };
             rebatched += n;
@@ -77,7 +80,7 @@ impl Reconciler {
             self.metrics
                 .add("lull_messages_reconciled_total", &[], rebatched as u64);
         }
-        Ok(rebatched + self.restore_owners(stop).await?)
+        Ok(rebatched + self.restore_owners(go_on).await?)
     }
 
     /// Batches that were being sent (or generated again) when Redis lost its data:
@@ -85,13 +88,13 @@ impl Reconciler {
     /// but nothing in Redis would resume them. Put each back in flight; restore.lua
     /// leaves alone any that Redis still tracks (a live worker, a batch waiting for
     /// its claim).
-    async fn restore_owners(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
+    async fn restore_owners(&self, go_on: &GoOn<'_>) -> Result<usize, StoreError> {
         let mut restored = 0;
-        if stop.is_cancelled() {
+        if !go_on() {
             return Ok(restored);
         }
         for stale in self.store.stale_owners(self.min_age, PAGE).await? {
-            if stop.is_cancelled() {
+            if !go_on() {
                 break;
             }
             let span = tracing::info_span!(
@@ -137,11 +140,11 @@ impl Reconciler {
     }
 
     /// Appends each message in reconcile mode; `None` when Redis is down (the next
-    /// pass tries again). Stops early once `stop` fires.
-    async fn rebatch(&self, page: Vec<Unanswered>, stop: &CancellationToken) -> Option<usize> {
+    /// pass tries again). Stops early when `go_on` says so.
+    async fn rebatch(&self, page: Vec<Unanswered>, go_on: &GoOn<'_>) -> Option<usize> {
         let mut rebatched = 0;
         for message in page {
-            if stop.is_cancelled() {
+            if !go_on() {
                 break;
             }
             let mode = AppendMode::for_kind(message.entry.kind, self.batcher.policy());
@@ -176,7 +179,7 @@ impl Reconciler {
     /// Runs a pass at start and every interval until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         loop {
-            if let Err(error) = self.reconcile_once(&stop).await {
+            if let Err(error) = self.reconcile_once(&|| !stop.is_cancelled()).await {
                 tracing::warn!(%error, "reconcile pass failed");
             }
             tokio::select! {

@@ -46,7 +46,8 @@ impl AppendMode {
 /// What append.lua did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
-    /// History was missing: hydrate it from the database.
+    /// History was missing, or its hydrate has not completed: hydrate it from the
+    /// database.
     pub hydrate: bool,
     /// The id was already in the batch or in flight (reconcile mode): nothing changed.
     pub tracked: bool,
@@ -90,7 +91,8 @@ pub struct Claim {
     /// The messages, oldest first.
     pub entries: Vec<Entry>,
     /// The conversation's history as Redis held it at the claim, oldest first; empty
-    /// when Redis had none. It includes the batch's own messages.
+    /// when Redis had none, or had one still waiting for its hydrate (then the
+    /// worker reads PostgreSQL). It includes the batch's own messages.
     pub history: Vec<Entry>,
 }
 

@@ -5,7 +5,7 @@ use crate::helpers::*;
 use lull::app::App;
 use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use lull::store::InboundRows;
-use tokio_util::sync::CancellationToken;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Three messages from three people, stored but never batched (as while Redis
 /// was down), under an app built but not run, whose reconciler takes them at once.
@@ -38,22 +38,30 @@ async fn three_untracked_messages(db: &TestDb, prefix: &str) -> App {
 }
 
 #[tokio::test]
-async fn a_reconcile_pass_batches_nothing_more_once_stop_has_fired() {
+async fn a_reconcile_pass_told_to_stop_ends_before_the_next_message() {
     let (db, prefix) = (TestDb::new(), TestPrefix::new("test:"));
     let app = three_untracked_messages(&db, &prefix).await;
     let reconciler = app.reconciler().unwrap();
 
-    let stopped = CancellationToken::new();
-    stopped.cancel();
-    assert_eq!(reconciler.reconcile_once(&stopped).await.unwrap(), 0);
+    // Shutdown comes while the first message is being batched: the pass asks
+    // before the page, before each message (the first: go on; the second: stop).
+    let asked = AtomicUsize::new(0);
+    let until_the_second_message = || asked.fetch_add(1, Ordering::SeqCst) < 2;
+    assert_eq!(
+        reconciler
+            .reconcile_once(&until_the_second_message)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 4, "page, 2 messages, restore");
+
+    // The rest wait for the next pass.
+    assert_eq!(reconciler.reconcile_once(&|| true).await.unwrap(), 2);
     assert_eq!(
         app.metrics().counter("lull_messages_reconciled_total", &[]),
-        0
+        3
     );
-
-    // Left for the next pass, which takes them all.
-    let running = CancellationToken::new();
-    assert_eq!(reconciler.reconcile_once(&running).await.unwrap(), 3);
     app.batcher().quit().await;
     app.store().pool().close().await;
 }

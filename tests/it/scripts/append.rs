@@ -385,3 +385,17 @@ async fn a_reaction_that_finds_history_missing_marks_it_in_a_state_that_expires(
     assert_eq!(rig.snapshot().await.state, state(&[("unhydrated", &1)]));
     assert_fresh("state", rig.ttls().await.state, TTL, 5_000);
 }
+
+#[tokio::test]
+async fn while_history_awaits_its_hydrate_a_reaction_keeps_the_mark_as_long_as_the_history() {
+    let rig = Rig::new().await;
+    rig.append_unhydrated(&msg(1, T0), Message, false, T0).await;
+    rig.pin_ttls().await;
+    let outcome = rig
+        .append_unhydrated(&msg(2, T0 + 100), HistoryOnly, false, T0 + 100)
+        .await;
+    assert!(outcome.hydrate);
+    let ttls = rig.ttls().await;
+    assert_fresh("history", ttls.history, TTL, 5_000);
+    assert_fresh("state", ttls.state, TTL, 5_000);
+}
