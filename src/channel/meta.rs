@@ -125,15 +125,16 @@ pub fn webhook_entries(
 /// Graph API error codes worth retrying, whatever the HTTP status.
 ///
 /// - 1, 2: unknown / service error, documented as temporary (G3).
-/// - 4, 17, 341: application or user request limit reached.
+/// - 4, 17, 32, 341, 613: application, user or page request limit reached.
 /// - 80007: WhatsApp Business Account rate limit.
 /// - 130429: Cloud API throughput limit.
 /// - 131000: "something went wrong", Meta's advice is to retry.
 /// - 131016: service temporarily unavailable.
+/// - 131057: business account in maintenance mode.
 /// - 131056: pair rate limit (same business and user), retry after a pause.
 /// - 133004: server temporarily unavailable.
 pub const RETRYABLE_CODES: &[i64] = &[
-    1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131056, 133004,
+    1, 2, 4, 17, 32, 341, 613, 80007, 130429, 131000, 131016, 131056, 131057, 133004,
 ];
 
 /// Graph API error codes that will fail again, whatever the HTTP status.
@@ -146,8 +147,9 @@ pub const PERMANENT_CODES: &[i64] = &[190, 131026, 131047];
 /// Classifies a non-2xx Graph API response
 /// (`{"error":{"message","type","code","error_subcode","error_data":{"details"},"fbtrace_id"}}`).
 ///
-/// Listed codes decide first ([`PERMANENT_CODES`], then [`RETRYABLE_CODES`]); otherwise
-/// HTTP 429 and 5xx are retryable and everything else (other 4xx) is permanent. The
+/// Listed codes decide first ([`PERMANENT_CODES`], then [`RETRYABLE_CODES`]), then
+/// Meta's own `is_transient` flag; otherwise HTTP 429 and 5xx are retryable and
+/// everything else (other 4xx) is permanent. The
 /// message is `error.message` plus ` (details)`; the request's token is never in it.
 pub fn graph_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> SendError {
     classify(status, body, retry_after, &[])
@@ -188,10 +190,15 @@ fn classify(
         // it is unknown content and would only bloat the batch record.
         None => format!("HTTP {status} without a Graph API error body"),
     };
+    let transient = error
+        .as_ref()
+        .and_then(|e| e.get("is_transient"))
+        .and_then(Value::as_bool)
+        == Some(true);
     let retryable = match code {
         Some(c) if PERMANENT_CODES.contains(&c) => false,
         Some(c) if RETRYABLE_CODES.contains(&c) || also_retryable.contains(&c) => true,
-        _ => status == 429 || (500..600).contains(&status),
+        _ => transient || status == 429 || (500..600).contains(&status),
     };
     SendError::classified(retryable, Some(status), code, message, retry_after)
 }
@@ -501,6 +508,33 @@ mod tests {
                 "{name}: {error:?}"
             );
             assert_eq!(error.code(), Some(code), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_error_meta_marks_transient_is_retryable_whatever_its_code() {
+        let body = br#"{"error":{"message":"An unexpected error has occurred. Please retry your request later.","type":"OAuthException","is_transient":true,"code":99,"fbtrace_id":"A1"}}"#;
+        let error = graph_error(400, body, None);
+        assert!(matches!(error, SendError::Retryable { .. }), "{error:?}");
+        assert_eq!(error.code(), Some(99));
+        let not = br#"{"error":{"message":"Invalid parameter","type":"OAuthException","is_transient":false,"code":100,"fbtrace_id":"A2"}}"#;
+        assert!(matches!(
+            graph_error(400, not, None),
+            SendError::Permanent { .. }
+        ));
+    }
+
+    #[test]
+    fn page_limits_and_maintenance_mode_are_retryable() {
+        for code in [32, 613, 131057] {
+            let body = format!(
+                r#"{{"error":{{"message":"limit or maintenance","type":"OAuthException","code":{code},"fbtrace_id":"A3"}}}}"#
+            );
+            let error = graph_error(400, body.as_bytes(), None);
+            assert!(
+                matches!(error, SendError::Retryable { .. }),
+                "{code}: {error:?}"
+            );
         }
     }
 

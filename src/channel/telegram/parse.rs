@@ -159,6 +159,18 @@ fn parse_message(
     } else {
         None
     };
+    // An edit is worth answering when its words changed. Telegram also sends an
+    // edited_message for every move of a live location (for up to 8 hours) and
+    // for changes to fields a bot does not use: as messages, each would open a
+    // batch and get a reply of its own.
+    if edited && message.get("text").is_none() && message.get("caption").is_none() {
+        return Ok(None);
+    }
+    // A channel's post, copied into its linked discussion group by Telegram: the
+    // channel's, not a person's to answer.
+    if message.get("is_automatic_forward").and_then(Value::as_bool) == Some(true) {
+        return Ok(None);
+    }
     let Some((kind, text)) = render(message) else {
         return Ok(None);
     };
@@ -515,6 +527,41 @@ mod tests {
             assert!(parsed.messages.is_empty(), "{body}");
             assert_eq!((parsed.statuses, parsed.skipped), (1, 0), "{body}");
         }
+    }
+
+    #[test]
+    fn a_live_location_moving_is_a_status_not_a_message_each_time() {
+        let body = serde_json::json!({"update_id": 7, "edited_message": {
+            "message_id": 60, "date": 1767262500, "edit_date": 1767262530,
+            "chat": {"id": 123456789, "type": "private"},
+            "location": {"latitude": 30.27, "longitude": -97.74, "live_period": 900}
+        }});
+        let parsed = parse_update(body.to_string().as_bytes(), BOT).expect("parsed");
+        assert!(parsed.messages.is_empty());
+        assert_eq!((parsed.statuses, parsed.skipped), (1, 0));
+    }
+
+    #[test]
+    fn an_edited_caption_is_a_message() {
+        let body = serde_json::json!({"update_id": 8, "edited_message": {
+            "message_id": 61, "date": 1767262500, "edit_date": 1767262540,
+            "chat": {"id": 123456789, "type": "private"},
+            "photo": [{"file_id": "x", "width": 90, "height": 90}], "caption": "the blue one"
+        }});
+        let parsed = parse_update(body.to_string().as_bytes(), BOT).expect("parsed");
+        assert_eq!(parsed.messages.len(), 1);
+        assert_eq!(parsed.messages[0].text, "[edited] [photo] the blue one");
+    }
+
+    #[test]
+    fn a_channel_post_forwarded_into_its_discussion_group_is_a_status() {
+        let body = with_message(serde_json::json!({
+            "message_id": 10, "date": 1767262500, "chat": {"id": -1001234567890i64, "type": "supergroup"},
+            "is_automatic_forward": true, "text": "New lamps in stock!"
+        }));
+        let parsed = parse_update(&body, BOT).expect("parsed");
+        assert!(parsed.messages.is_empty());
+        assert_eq!(parsed.statuses, 1);
     }
 
     #[test]

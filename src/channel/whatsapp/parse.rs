@@ -43,6 +43,19 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
     let contacts = array(value, "contacts");
 
     for message in array(value, "messages") {
+        // A system notice (the customer changed their number or user id) is not
+        // something they said: answering it would send a reply to the old number.
+        if str_at(message, &["type"]) == Some("system") {
+            let message_id = str_at(message, &["id"]).unwrap_or_default();
+            let notice = str_at(message, &["system", "type"]).unwrap_or_default();
+            tracing::info!(
+                message_id,
+                notice,
+                "system notice acknowledged, not answered"
+            );
+            parsed.statuses += 1;
+            continue;
+        }
         match parse_message(message, account, contacts) {
             Ok(inbound) => parsed.messages.push(inbound),
             Err(reason) => {
@@ -206,10 +219,6 @@ fn render(message: &Value) -> (MessageKind, String) {
         }
         // A catalog order: what was asked for is worth answering like text.
         "order" => (MessageKind::Text, order(message)),
-        "system" => (
-            MessageKind::Unsupported,
-            tagged("[system]", get(&["system", "body"])),
-        ),
         "unsupported" => {
             let inner = get(&["unsupported", "type"]).unwrap_or("unknown");
             (MessageKind::Unsupported, format!("[unsupported: {inner}]"))
@@ -657,6 +666,21 @@ mod tests {
         let parsed = parse_webhook(&body).expect("parsed");
         assert_eq!(parsed.messages[0].kind, MessageKind::Unsupported);
         assert_eq!(parsed.messages[0].text, "[unsupported: hologram]");
+    }
+
+    #[test]
+    fn a_system_notice_is_acknowledged_not_answered() {
+        let body = with_messages(serde_json::json!([
+            {"id": "wamid.2", "from": MARIA, "timestamp": "1767261600", "type": "system",
+             "system": {"body": "Maria changed from 15550002222 to 15550003333",
+                        "wa_id": "15550003333", "type": "user_changed_number"}},
+            {"id": "wamid.3", "from": MARIA, "timestamp": "1767261601", "type": "text",
+             "text": {"body": "still there?"}},
+        ]));
+        let parsed = parse_webhook(&body).expect("parsed");
+        assert_eq!(parsed.messages.len(), 1);
+        assert_eq!(parsed.messages[0].text, "still there?");
+        assert_eq!((parsed.statuses, parsed.skipped), (1, 0));
     }
 
     #[test]
