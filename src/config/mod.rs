@@ -79,7 +79,12 @@ impl ResponderKind {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Redis URL; `redis-cluster://host:port` for a Redis Cluster.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
     /// Agenda shards (`conv:{N}:deadlines`); more than 1 spreads a Redis Cluster's load.
     #[arg(long, env = "REDIS_SHARDS", default_value_t = 1)]
@@ -98,7 +103,8 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/lull"
+        default_value = "postgres://postgres@127.0.0.1:5432/lull",
+        hide_env_values = true
     )]
     pub database_url: String,
     /// Connections in the PostgreSQL pool.
@@ -239,7 +245,7 @@ pub struct Config {
     /// LLM API base URL [default: https://api.openai.com/v1 for openai,
     /// https://api.anthropic.com for anthropic]; point it at a local server
     /// (Ollama: http://localhost:11434/v1).
-    #[arg(long, env = "LLM_BASE_URL")]
+    #[arg(long, env = "LLM_BASE_URL", hide_env_values = true)]
     pub llm_base_url: Option<String>,
     /// LLM API key (required for anthropic; optional for openai, for local servers).
     #[arg(long, env = "LLM_API_KEY", hide_env_values = true)]

@@ -34,6 +34,17 @@ fn seconds(var: &'static str, value: f64) -> Result<Duration, ConfigError> {
     }
 }
 
+/// [`seconds`] for a setting given in hours, refused in its own unit.
+fn hours(var: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    seconds(var, value * 3600.0).map_err(|_| ConfigError {
+        var,
+        reason: format!(
+            "must be a positive number of hours, at most {} (ten years), got {value}",
+            MAX_SECONDS / 3600.0
+        ),
+    })
+}
+
 fn positive(var: &'static str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError {
@@ -266,7 +277,7 @@ impl Config {
     }
     /// CACHE_TTL_HOURS.
     pub fn cache_ttl(&self) -> Result<Duration, ConfigError> {
-        seconds("CACHE_TTL_HOURS", self.cache_ttl_hours * 3600.0)
+        hours("CACHE_TTL_HOURS", self.cache_ttl_hours)
     }
     /// SCANNER_INTERVAL.
     pub fn scan_interval(&self) -> Result<Duration, ConfigError> {
@@ -328,6 +339,29 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(error.var, "CACHE_TTL_HOURS");
+    }
+
+    #[test]
+    fn a_cache_ttl_is_refused_in_hours_its_own_unit() {
+        let error = parse(&["--cache-ttl-hours=-1"]).validate().unwrap_err();
+        assert_eq!(error.var, "CACHE_TTL_HOURS");
+        assert!(
+            error.reason.contains("hours") && error.reason.ends_with("got -1"),
+            "{}",
+            error.reason
+        );
+    }
+
+    #[test]
+    fn connection_urls_are_not_shown_in_help_where_they_may_hold_a_password() {
+        let mut help = Vec::new();
+        <Cli as clap::CommandFactory>::command()
+            .write_long_help(&mut help)
+            .unwrap();
+        let help = String::from_utf8(help).unwrap();
+        for var in ["DATABASE_URL", "REDIS_URL", "LLM_BASE_URL"] {
+            assert!(help.contains(&format!("[env: {var}]")), "{var}");
+        }
     }
 
     #[test]

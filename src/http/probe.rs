@@ -48,8 +48,11 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), ProbeError> {
         url: url.to_owned(),
         reason,
     };
+    // Loopback, always: an HTTP_PROXY or ALL_PROXY in the container's environment
+    // must not take the probe elsewhere.
     let client = reqwest::Client::builder()
         .timeout(timeout)
+        .no_proxy()
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
     let response = client
