@@ -43,7 +43,7 @@ async fn main() {
         listener.local_addr().expect("addr")
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run(Some(listener), async {
+    let running = tokio::spawn(app.run(listener, lull::http::Serves::Everything, async {
         let _ = stopped.await;
     }));
 

@@ -53,7 +53,7 @@ async fn main() {
     let stop = CancellationToken::new();
     let server = tokio::spawn(lull::http::serve(
         listener,
-        app.routes(),
+        app.routes(lull::http::Serves::Everything),
         stop.clone().cancelled_owned(),
         Duration::from_secs(5),
     ));

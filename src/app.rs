@@ -10,7 +10,7 @@ use crate::channel::instagram::{Instagram, InstagramSettings};
 use crate::channel::telegram::{Telegram, TelegramSettings};
 use crate::channel::whatsapp::{WhatsApp, WhatsAppSettings};
 use crate::config::{Config, ConfigError, ResponderKind};
-use crate::http::{HttpState, Routes};
+use crate::http::{HttpState, Routes, Serves};
 use crate::ingest::Ingest;
 use crate::message::ChannelKind;
 use crate::metrics::Metrics;
@@ -245,40 +245,48 @@ impl App {
     }
 
     /// The HTTP router.
-    pub fn routes(&self) -> Arc<Routes> {
-        Arc::new(Routes::new(HttpState {
-            channels: self.channels.clone(),
-            ingest: self.ingest(),
-            store: self.store.clone(),
-            batcher: self.batcher.clone(),
-            redis: self.redis.clone(),
-            metrics: self.metrics.clone(),
-            max_body_bytes: self.config.max_body_bytes,
-            admin_token: self.config.admin_token.clone(),
-        }))
+    pub fn routes(&self, serves: Serves) -> Arc<Routes> {
+        Arc::new(Routes::new(
+            HttpState {
+                channels: self.channels.clone(),
+                ingest: self.ingest(),
+                store: self.store.clone(),
+                batcher: self.batcher.clone(),
+                redis: self.redis.clone(),
+                metrics: self.metrics.clone(),
+                max_body_bytes: self.config.max_body_bytes,
+                admin_token: self.config.admin_token.clone(),
+            },
+            serves,
+        ))
     }
 
-    /// Runs the claim loop, the reconciler and, given a listener, the webhook server,
-    /// until `shutdown` resolves; then drains as the module doc says.
+    /// Runs the claim loop, the reconciler and the HTTP server on `listener` (what
+    /// it `serves`: the webhooks, or a worker's probes and metrics) until
+    /// `shutdown` resolves; then drains as the module doc says.
     pub async fn run(
         self,
-        listener: Option<TcpListener>,
+        listener: TcpListener,
+        serves: Serves,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
         let drain = self.config.shutdown_drain()?;
         let stop = CancellationToken::new();
         let hand_back = CancellationToken::new();
-        let http = listener.map(|listener| {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "listening for webhooks");
+        if let Ok(addr) = listener.local_addr() {
+            match serves {
+                Serves::Everything => tracing::info!(%addr, "listening for webhooks"),
+                Serves::Probes => {
+                    tracing::info!(%addr, "listening for /healthz, /readyz and /metrics")
+                }
             }
-            tokio::spawn(crate::http::serve(
-                listener,
-                self.routes(),
-                stop.clone().cancelled_owned(),
-                drain,
-            ))
-        });
+        }
+        let http = tokio::spawn(crate::http::serve(
+            listener,
+            self.routes(serves),
+            stop.clone().cancelled_owned(),
+            drain,
+        ));
         let scanner = tokio::spawn(self.scanner()?.run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler()?.run(stop.clone()));
 
@@ -298,9 +306,7 @@ impl App {
         });
         let _ = scanner.await;
         timer.abort();
-        if let Some(http) = http {
-            let _ = http.await;
-        }
+        let _ = http.await;
         let _ = reconciler.await;
         self.batcher.quit().await;
         self.store.pool().close().await;

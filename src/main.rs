@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use lull::app::App;
 use lull::config::{Cli, Command};
+use lull::http::Serves;
 use lull::http::probe::{healthz_url, probe};
 use lull::loadtest::LoadtestCommand;
 use lull::telemetry;
@@ -32,20 +33,19 @@ async fn main() -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     let bind = format!("{}:{}", config.host, config.port);
     let app = App::build(config).await.context("starting lull")?;
-    let listener = match command {
+    let serves = match command {
         Command::Migrate => {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Command::Worker => None,
+        Command::Worker => Serves::Probes,
         Command::Loadtest(_) | Command::Healthcheck => unreachable!("returned above"),
-        Command::Serve => Some(
-            tokio::net::TcpListener::bind(&bind)
-                .await
-                .with_context(|| format!("binding {bind} (HOST, PORT)"))?,
-        ),
+        Command::Serve => Serves::Everything,
     };
-    app.run(listener, shutdown_signal()).await?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("binding {bind} (HOST, PORT)"))?;
+    app.run(listener, serves, shutdown_signal()).await?;
     Ok(())
 }
 

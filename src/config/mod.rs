@@ -32,7 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Webhook listener, claim loop and reconciler in one process.
     Serve,
-    /// Claim loop and reconciler only (no webhook listener).
+    /// Claim loop and reconciler, without the webhooks: HOST:PORT serves only
+    /// /healthz, /readyz and /metrics.
     Worker,
     /// Apply the database migrations and exit.
     Migrate,

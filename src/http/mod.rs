@@ -10,7 +10,7 @@ mod response;
 mod routes;
 mod webhook;
 
-pub use routes::{HttpState, Routes};
+pub use routes::{HttpState, Routes, Serves};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

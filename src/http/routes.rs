@@ -34,15 +34,27 @@ pub struct HttpState {
     pub admin_token: Option<Secret>,
 }
 
+/// What a process's listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// `lull serve`: the webhooks, /admin, /healthz, /readyz and /metrics.
+    Everything,
+    /// `lull worker`: /healthz, /readyz and /metrics only. Its container's health
+    /// check needs the first, and the replies' metrics are counted where they are
+    /// sent: in the worker.
+    Probes,
+}
+
 /// The router.
 pub struct Routes {
     state: HttpState,
+    serves: Serves,
 }
 
 impl Routes {
     /// Builds the router.
-    pub fn new(state: HttpState) -> Self {
-        Self { state }
+    pub fn new(state: HttpState, serves: Serves) -> Self {
+        Self { state, serves }
     }
 
     /// Handles one request.
@@ -51,6 +63,12 @@ impl Routes {
         let query = request.uri().query().unwrap_or_default().to_owned();
         let method = request.method().clone();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if self.serves == Serves::Probes && matches!(segments.first(), Some(&("api" | "admin"))) {
+            return response::error(
+                StatusCode::NOT_FOUND,
+                "this is lull worker: webhooks and /admin are served by lull serve",
+            );
+        }
         match (&method, segments.as_slice()) {
             (_, ["api", name, "webhook"]) => {
                 let Some(channel) =

@@ -208,7 +208,7 @@ async fn start_app(
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        app.run(Some(listener), async {
+        app.run(listener, lull::http::Serves::Everything, async {
             let _ = rx.await;
         })
         .await

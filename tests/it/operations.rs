@@ -207,3 +207,42 @@ async fn the_healthcheck_command_passes_only_while_the_service_answers_ok() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("answered"));
 }
+
+#[tokio::test]
+async fn a_worker_serves_its_health_and_metrics_and_sends_webhooks_to_lull_serve() {
+    let db = TestDb::new();
+    let graph = FakeGraph::start().await;
+    let worker = Spec::new(
+        "worker",
+        &db,
+        &graph,
+        &redis_url(),
+        &(unique("test:") + ":"),
+    )
+    .worker()
+    .await;
+    let up = healthcheck(worker.port()).await;
+    assert!(up.status.success(), "the container's health check: {up:?}");
+    let http = reqwest::Client::new();
+    let metrics = http.get(worker.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.text().await.unwrap().contains("# TYPE lull_"));
+    let ready = http.get(worker.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/whatsapp/webhook"),
+        (reqwest::Method::GET, "/admin"),
+    ] {
+        let response = http.request(method, worker.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("served by lull serve"),
+            "{path}"
+        );
+    }
+}

@@ -82,12 +82,31 @@ impl Spec {
     }
 
     /// Starts `lull serve` on a free port and waits until it listens and `GET /healthz`
+    /// answers.
+    pub async fn serve(self) -> LullProcess {
+        self.start("serve").await
+    }
+
+    /// Starts `lull worker` (claim loop and reconciler; its port serves only
+    /// /healthz, /readyz and /metrics) and waits until it is healthy and its claim
+    /// loop has started.
+    pub async fn worker(self) -> LullProcess {
+        let process = self.start("worker").await;
+        process
+            .wait_for_log("claim loop started", START_TIMEOUT, |line| {
+                message(line) == "claim loop started"
+            })
+            .await;
+        process
+    }
+
+    /// Starts `command` on a free port and waits until it listens and `GET /healthz`
     /// answers. A free port can be taken by someone else before the child binds it:
     /// then it starts again on another.
-    pub async fn serve(self) -> LullProcess {
+    async fn start(self, command: &str) -> LullProcess {
         for attempt in 1.. {
             let port = free_port();
-            let process = self.clone().env("PORT", port).spawn("serve", Some(port));
+            let process = self.clone().env("PORT", port).spawn(command, port);
             if self.unread_stdout {
                 process.wait_healthy().await;
                 return process;
@@ -104,19 +123,7 @@ impl Spec {
         unreachable!()
     }
 
-    /// Starts `lull worker` (claim loop and reconciler, no listener) and waits until
-    /// its claim loop has started.
-    pub async fn worker(self) -> LullProcess {
-        let process = self.spawn("worker", None);
-        process
-            .wait_for_log("claim loop started", START_TIMEOUT, |line| {
-                message(line) == "claim loop started"
-            })
-            .await;
-        process
-    }
-
-    fn spawn(self, command: &str, port: Option<u16>) -> LullProcess {
+    fn spawn(self, command: &str, port: u16) -> LullProcess {
         // reqwest is built without a default TLS provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
@@ -155,7 +162,7 @@ pub struct LullProcess {
     child: Mutex<Child>,
     /// Held open, never read: see [`Spec::unread_stdout`].
     _unread_stdout: Option<std::process::ChildStdout>,
-    port: Option<u16>,
+    port: u16,
     log_path: PathBuf,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -167,14 +174,14 @@ impl LullProcess {
         self.child.lock().unwrap().id()
     }
 
-    /// The port it listens on; only for `serve`.
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port.expect("a worker has no listener")
+        self.port
     }
 
-    /// `http://127.0.0.1:{port}{path}`; only for `serve`.
+    /// `http://127.0.0.1:{port}{path}`.
     pub fn url(&self, path: &str) -> String {
-        let port = self.port.expect("a worker has no listener");
+        let port = self.port;
         format!("http://127.0.0.1:{port}{path}")
     }
 
@@ -184,7 +191,7 @@ impl LullProcess {
         loop {
             // Exit checked first: a process that exited has written its whole log.
             let exited = self.exited();
-            if !self.logged("listening for webhooks").is_empty() {
+            if !self.logged_starting("listening for").is_empty() {
                 return Ok(());
             }
             if exited.is_some() {
