@@ -139,7 +139,7 @@ impl App {
         );
         if config.admin_token.is_none() {
             tracing::warn!(
-                "ADMIN_TOKEN is not set: /admin is open to anyone who can reach this port"
+                "ADMIN_TOKEN is not set: /admin answers only connections from this machine (behind a proxy on this host, that is everyone the proxy serves)"
             );
         }
         let mut channels: HashMap<ChannelKind, Arc<dyn Channel>> = HashMap::new();

@@ -4,30 +4,55 @@
 use super::response::{self, Body};
 use super::routes::HttpState;
 use crate::channel::meta::constant_time_eq;
-use http::{Request, Response, StatusCode, header};
+use crate::config::Secret;
+use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use std::net::IpAddr;
 
 const PAGE: &str = include_str!("admin.html");
 const LIMIT: i64 = 200;
 
-fn authorized(state: &HttpState, request: &Request<Incoming>) -> bool {
-    let Some(expected) = &state.admin_token else {
-        return true;
+/// Who may see the admin pages (they show contacts' ids and the replies' texts).
+#[derive(Debug, PartialEq, Eq)]
+enum Access {
+    Granted,
+    /// ADMIN_TOKEN is set and the request did not carry it.
+    TokenRequired,
+    /// ADMIN_TOKEN is unset and the request came from another machine.
+    LoopbackOnly,
+}
+
+/// With ADMIN_TOKEN, the token (bearer or `?token=`) and nothing else; without it,
+/// connections from this machine only, so that a published port does not show
+/// every conversation to whoever finds it.
+fn access(
+    expected: Option<&Secret>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    peer: IpAddr,
+) -> Access {
+    let Some(expected) = expected else {
+        return if peer.to_canonical().is_loopback() {
+            Access::Granted
+        } else {
+            Access::LoopbackOnly
+        };
     };
-    let bearer = request
-        .headers()
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let query = request.uri().query().and_then(|q| {
+    let query = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
     });
-    bearer
-        .map(str::to_owned)
-        .or(query)
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.expose().as_bytes()))
+    let given = bearer.map(str::to_owned).or(query);
+    if given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.expose().as_bytes())) {
+        Access::Granted
+    } else {
+        Access::TokenRequired
+    }
 }
 
 /// Serves the admin routes below `/admin/`.
@@ -35,9 +60,20 @@ pub async fn handle(
     state: &HttpState,
     rest: &[&str],
     request: &Request<Incoming>,
+    peer: IpAddr,
 ) -> Response<Body> {
-    if !authorized(state, request) {
-        return response::error(StatusCode::UNAUTHORIZED, "admin token required");
+    let query = request.uri().query();
+    match access(state.admin_token.as_ref(), request.headers(), query, peer) {
+        Access::Granted => {}
+        Access::TokenRequired => {
+            return response::error(StatusCode::UNAUTHORIZED, "admin token required");
+        }
+        Access::LoopbackOnly => {
+            return response::error(
+                StatusCode::FORBIDDEN,
+                "ADMIN_TOKEN is not set, so /admin answers only connections from this machine: set it to open /admin beyond",
+            );
+        }
     }
     match rest {
         [] | [""] => response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE),
@@ -56,5 +92,56 @@ pub async fn handle(
             }
         },
         _ => response::error(StatusCode::NOT_FOUND, "no such admin route"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOOPBACK: [&str; 3] = ["127.0.0.1", "::1", "::ffff:127.0.0.1"];
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an IP address")
+    }
+
+    #[test]
+    fn without_a_token_only_this_machine_sees_the_admin_pages() {
+        for peer in LOOPBACK {
+            assert_eq!(
+                access(None, &HeaderMap::new(), None, ip(peer)),
+                Access::Granted
+            );
+        }
+        for peer in ["192.0.2.7", "172.17.0.1", "2001:db8::1", "::ffff:192.0.2.7"] {
+            assert_eq!(
+                access(None, &HeaderMap::new(), None, ip(peer)),
+                Access::LoopbackOnly,
+                "{peer}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_a_token_only_the_token_opens_them_from_anywhere() {
+        let token = Secret::new("s3cret");
+        let mut bearer = HeaderMap::new();
+        bearer.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        for peer in ["127.0.0.1", "192.0.2.7"] {
+            let peer = ip(peer);
+            assert_eq!(access(Some(&token), &bearer, None, peer), Access::Granted);
+            assert_eq!(
+                access(Some(&token), &HeaderMap::new(), Some("token=s3cret"), peer),
+                Access::Granted
+            );
+            assert_eq!(
+                access(Some(&token), &HeaderMap::new(), Some("token=wrong"), peer),
+                Access::TokenRequired
+            );
+            assert_eq!(
+                access(Some(&token), &HeaderMap::new(), None, peer),
+                Access::TokenRequired
+            );
+        }
     }
 }

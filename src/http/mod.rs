@@ -47,7 +47,9 @@ pub async fn serve(
                 let routes = routes.clone();
                 let service = service_fn(move |request| {
                     let routes = routes.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes.handle(request).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(routes.handle(request, peer.ip()).await)
+                    }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())

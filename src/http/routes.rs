@@ -12,6 +12,7 @@ use crate::store::Store;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// What the handlers need.
@@ -30,7 +31,7 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Largest webhook body.
     pub max_body_bytes: usize,
-    /// Bearer token for /admin; open when unset.
+    /// Bearer token for /admin; without it, /admin answers loopback only.
     pub admin_token: Option<Secret>,
 }
 
@@ -57,8 +58,8 @@ impl Routes {
         Self { state, serves }
     }
 
-    /// Handles one request.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, request: Request<Incoming>, peer: IpAddr) -> Response<Body> {
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
         let method = request.method().clone();
@@ -90,7 +91,7 @@ impl Routes {
                 self.state.metrics.render(),
             ),
             (&Method::GET, ["admin", rest @ ..]) => {
-                admin::handle(&self.state, rest, &request).await
+                admin::handle(&self.state, rest, &request, peer).await
             }
             _ => response::error(StatusCode::NOT_FOUND, "no such route"),
         }
