@@ -34,19 +34,28 @@ pub(super) fn parse_webhook(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
             let field = str_at(change, &["field"]).unwrap_or_default();
             tracing::debug!(field, "ignoring webhook change");
         }
+        let ours = str_at(entry, &["id"]).filter(|id| !id.is_empty());
         for event in array(entry, "messaging") {
-            parse_event(event, &mut parsed);
+            parse_event(event, ours, &mut parsed);
         }
     }
     Ok(parsed)
 }
 
-/// One `messaging[]` event, counted where it belongs.
-fn parse_event(event: &Value, parsed: &mut ParsedWebhook) {
+/// One `messaging[]` event of the account `ours` (the entry's id), counted where
+/// it belongs.
+fn parse_event(event: &Value, ours: Option<&str>, parsed: &mut ParsedWebhook) {
     if event.get("read").is_some() {
         let mid = str_at(event, &["read", "mid"]).unwrap_or_default();
         tracing::debug!(message_id = mid, "message seen");
         parsed.statuses += 1;
+        return;
+    }
+    // Only messages mark our own as echoes; a reaction, edit or postback our
+    // account made would otherwise be a conversation with ourselves as the contact.
+    if ours.is_some() && str_at(event, &["sender", "id"]) == ours {
+        tracing::debug!("skipping an event our own account made");
+        parsed.skipped += 1;
         return;
     }
     match parse_message(event) {
@@ -442,6 +451,25 @@ mod tests {
         assert_eq!(parsed.messages.len(), 1);
         assert_eq!(parsed.messages[0].text, "hello");
         assert_eq!(parsed.skipped, 4);
+    }
+
+    #[test]
+    fn events_our_own_account_made_are_skipped() {
+        let ours = |fields: Value| {
+            let mut e = event(fields);
+            e["sender"]["id"] = json!(ACCOUNT);
+            e["recipient"]["id"] = json!(CUSTOMER);
+            e
+        };
+        let body = event_body(json!([
+            ours(json!({"reaction": {"mid": "m1", "action": "react", "emoji": "❤️"}})),
+            ours(json!({"message_edit": {"mid": "m2", "text": "typo fixed", "num_edit": 1}})),
+            event(json!({"message": {"mid": "m3", "text": "hello"}})),
+        ]));
+        let parsed = parse_webhook(&body).expect("parsed");
+        assert_eq!(parsed.messages.len(), 1);
+        assert_eq!(parsed.messages[0].text, "hello");
+        assert_eq!(parsed.skipped, 2);
     }
 
     #[test]
