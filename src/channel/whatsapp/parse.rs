@@ -56,6 +56,15 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
             parsed.statuses += 1;
             continue;
         }
+        // A message the user deleted (WhatsApp Business app numbers on Cloud API):
+        // nothing to answer, as for Instagram's unsent messages.
+        if str_at(message, &["type"]) == Some("revoke") {
+            let message_id = str_at(message, &["id"]).unwrap_or_default();
+            let original = str_at(message, &["revoke", "original_message_id"]).unwrap_or_default();
+            tracing::info!(message_id, original, "message deleted by the user; skipped");
+            parsed.skipped += 1;
+            continue;
+        }
         match parse_message(message, account, contacts) {
             Ok(inbound) => parsed.messages.push(inbound),
             Err(reason) => {
@@ -217,6 +226,23 @@ fn render(message: &Value) -> (MessageKind, String) {
             };
             (MessageKind::Reaction, text)
         }
+        // A user's edit (WhatsApp Business app numbers on Cloud API): a message of
+        // its own (its own id), the new content marked, as Telegram's and
+        // Instagram's edits are.
+        "edit" => match message.pointer("/edit/message") {
+            Some(new) => {
+                // The new content may come without a type of its own.
+                let (kind, text) = if new.get("type").is_none() && new.get("text").is_some() {
+                    let mut typed = new.clone();
+                    typed["type"] = "text".into();
+                    render(&typed)
+                } else {
+                    render(new)
+                };
+                (kind, format!("[edited] {text}"))
+            }
+            None => (MessageKind::Unsupported, "[edited message]".to_owned()),
+        },
         // A catalog order: what was asked for is worth answering like text.
         "order" => (MessageKind::Text, order(message)),
         "unsupported" => {
@@ -681,6 +707,35 @@ mod tests {
         assert_eq!(parsed.messages.len(), 1);
         assert_eq!(parsed.messages[0].text, "still there?");
         assert_eq!((parsed.statuses, parsed.skipped), (1, 0));
+    }
+
+    #[test]
+    fn a_deleted_message_is_skipped_and_an_edit_is_a_message_with_its_new_text() {
+        let body = with_messages(serde_json::json!([
+            {"id": "wamid.4", "from": MARIA, "timestamp": "1767261700", "type": "revoke",
+             "revoke": {"original_message_id": "wamid.1"}},
+            {"id": "wamid.5", "from": MARIA, "timestamp": "1767261710", "type": "edit",
+             "edit": {"original_message_id": "wamid.1",
+                      "message": {"text": {"body": "order #A-1042, blue"}}}},
+            {"id": "wamid.6", "from": MARIA, "timestamp": "1767261720", "type": "edit",
+             "edit": {"original_message_id": "wamid.2",
+                      "message": {"image": {"id": "m1", "caption": "the box"}, "type": "image"}}},
+        ]));
+        let parsed = parse_webhook(&body).expect("parsed");
+        assert_eq!((parsed.statuses, parsed.skipped), (0, 1));
+        let texts: Vec<(&str, &str)> = parsed
+            .messages
+            .iter()
+            .map(|m| (m.external_id.as_str(), m.text.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("wamid.5", "[edited] order #A-1042, blue"),
+                ("wamid.6", "[edited] [image] the box"),
+            ]
+        );
+        assert_eq!(parsed.messages[0].kind, MessageKind::Text);
     }
 
     #[test]
