@@ -193,8 +193,18 @@ fn parse_message(
             chrono::Utc::now().timestamp_millis()
         }
     };
+    // A topic of a forum supergroup is a conversation of its own, answered in that
+    // topic (send.rs passes it on as message_thread_id). In other chats the thread
+    // id only names a reply thread, which stays in its chat's conversation.
+    let topic = (message.get("is_topic_message").and_then(Value::as_bool) == Some(true))
+        .then(|| message.get("message_thread_id").and_then(json_i64))
+        .flatten();
+    let contact = match topic {
+        Some(topic) => format!("{chat}/{topic}"),
+        None => chat.to_string(),
+    };
     Ok(Some(InboundMessage {
-        conversation: Conversation::new(ChannelKind::Telegram, bot, chat.to_string()),
+        conversation: Conversation::new(ChannelKind::Telegram, bot, contact),
         external_id,
         kind,
         text,
@@ -403,6 +413,26 @@ mod tests {
         assert_eq!(m.external_id, "7000000001:-1001234567890:1207");
         assert_eq!(m.text, "@example_shop_bot what are your hours?");
         assert_eq!(m.contact_name.as_deref(), Some("Ken"));
+    }
+
+    #[test]
+    fn a_forum_topic_is_a_conversation_of_its_own_and_a_reply_thread_is_not() {
+        let in_group = |extra: Value| {
+            let mut message = serde_json::json!({
+                "message_id": 1300, "date": 1767262500, "text": "is the shop open?",
+                "chat": {"id": -1001234567890i64, "type": "supergroup", "is_forum": true}
+            });
+            for (k, v) in extra.as_object().expect("object") {
+                message[k] = v.clone();
+            }
+            let parsed = parse_update(&with_message(message), BOT).expect("parsed");
+            parsed.messages.into_iter().next().expect("one message")
+        };
+        let topic = in_group(serde_json::json!({"message_thread_id": 7, "is_topic_message": true}));
+        assert_eq!(topic.conversation.contact, "-1001234567890/7");
+        assert_eq!(topic.external_id, "7000000001:-1001234567890:1300");
+        let reply_thread = in_group(serde_json::json!({"message_thread_id": 1200}));
+        assert_eq!(reply_thread.conversation.contact, "-1001234567890");
     }
 
     #[test]

@@ -25,7 +25,11 @@ impl Telegram {
             tracing::info!(conversation = %to, chars = text.chars().count(), reply = text, "dry run: reply not sent");
             return Ok(format!("dry-run:{:016x}", rand::random::<u64>()));
         };
-        let body = json!({ "chat_id": chat_id(&to.contact), "text": text });
+        let (chat, topic) = chat_and_topic(&to.contact);
+        let mut body = json!({ "chat_id": chat_id(chat), "text": text });
+        if let Some(topic) = topic {
+            body["message_thread_id"] = topic;
+        }
         let result = self.call(token, "sendMessage", &body).await?;
         // Telegram accepted the request, so the reply went out: retrying could send
         // it twice, hence permanent.
@@ -33,7 +37,8 @@ impl Telegram {
             .get("message_id")
             .and_then(json_i64)
             .ok_or_else(|| SendError::permanent("sendMessage result holds no message_id"))?;
-        Ok(format!("{}:{}:{id}", self.bot, to.contact))
+        // Message ids count per chat, as the inbound ids are written.
+        Ok(format!("{}:{chat}:{id}", self.bot))
     }
 
     /// Shows "typing…" (Telegram clears it after 5 s or at our message) when enabled.
@@ -45,7 +50,11 @@ impl Telegram {
         if !self.settings.typing_indicator {
             return Ok(());
         }
-        let body = json!({ "chat_id": chat_id(&to.contact), "action": "typing" });
+        let (chat, topic) = chat_and_topic(&to.contact);
+        let mut body = json!({ "chat_id": chat_id(chat), "action": "typing" });
+        if let Some(topic) = topic {
+            body["message_thread_id"] = topic;
+        }
         self.call(token, "sendChatAction", &body).await.map(drop)
     }
 
@@ -101,10 +110,18 @@ impl Telegram {
 
 /// The chat id as Telegram's JSON number; a contact that is not an integer (it always
 /// is: we wrote it from `chat.id`) goes as a string, which the API also accepts.
-fn chat_id(contact: &str) -> Value {
-    contact
-        .parse::<i64>()
-        .map_or_else(|_| json!(contact), |id| json!(id))
+fn chat_id(chat: &str) -> Value {
+    chat.parse::<i64>()
+        .map_or_else(|_| json!(chat), |id| json!(id))
+}
+
+/// A contact is a chat, or `{chat}/{topic}` for a topic of a forum supergroup
+/// (see `parse.rs`): the chat, and the topic's `message_thread_id` if any.
+fn chat_and_topic(contact: &str) -> (&str, Option<Value>) {
+    match contact.split_once('/') {
+        Some((chat, topic)) => (chat, Some(chat_id(topic))),
+        None => (contact, None),
+    }
 }
 
 /// Classifies a failed Bot API call from its status and
@@ -238,6 +255,26 @@ mod tests {
         assert_eq!(id, "7000000001:-1001234567890:55");
         let received = one_request(server).await;
         assert_eq!(received.body["chat_id"], json!(-1001234567890i64));
+    }
+
+    #[tokio::test]
+    async fn a_reply_in_a_forum_topic_goes_to_that_topic() {
+        let (base, server) = serve(vec![
+            Reply::new("200 OK", br#"{"ok":true,"result":true}"#.to_vec()),
+            Reply::new("200 OK", fixture("telegram/send_response.json")),
+        ])
+        .await;
+        let topic = Conversation::new(ChannelKind::Telegram, "7000000001", "-1001234567890/7");
+        let bot = telegram(&base, Some(TOKEN), true);
+        bot.typing(&topic).await.expect("typing shown");
+        let id = bot.send_part(&topic, "in the topic").await.expect("sent");
+        assert_eq!(id, "7000000001:-1001234567890:55");
+        let received = server.await.expect("served");
+        for request in &received {
+            assert_eq!(request.body["chat_id"], json!(-1001234567890i64));
+            assert_eq!(request.body["message_thread_id"], json!(7));
+        }
+        assert_eq!(received.len(), 2);
     }
 
     #[tokio::test]
