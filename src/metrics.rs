@@ -58,6 +58,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Replies sent (or logged in dry-run).",
     ),
     (
+        "lull_deliveries_failed_total",
+        "counter",
+        "Replies the platform took, then reported undelivered (WhatsApp's failed status).",
+    ),
+    (
         "lull_replies_failed_total",
         "counter",
         "Replies that failed for good.",

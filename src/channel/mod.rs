@@ -28,6 +28,10 @@ pub struct ParsedWebhook {
     pub statuses: usize,
     /// Items skipped with a reason (already logged by the parser).
     pub skipped: usize,
+    /// Of the statuses: our replies the platform took, then reported undelivered
+    /// (WhatsApp's `failed` status). Their batches stay `sent`: the count is for
+    /// alerting (`lull_deliveries_failed_total`), the reason is in the log.
+    pub delivery_failures: usize,
 }
 
 /// Why a webhook body was refused as a whole.

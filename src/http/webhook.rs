@@ -107,6 +107,13 @@ pub async fn receive(
             }
         });
         let (statuses, skipped, count) = (parsed.statuses, parsed.skipped, parsed.messages.len());
+        if parsed.delivery_failures > 0 {
+            state.metrics.add(
+                "lull_deliveries_failed_total",
+                &[("channel", name)],
+                parsed.delivery_failures as u64,
+            );
+        }
         let summary = |report: IngestReport| {
             let body = Summary {
                 stored: report.stored,

@@ -367,3 +367,16 @@ async fn without_a_token_replies_are_logged_not_sent() {
     assert!(app.graph.seen().is_empty(), "nothing reached the Graph API");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reply_the_platform_reports_undelivered_is_counted() {
+    let app = spawn_app().await;
+    let response = app
+        .post_whatsapp(&fixture("whatsapp/status_failed_131047.json"))
+        .await;
+    assert_eq!(response.status(), 200);
+    let text = app.get_text("/metrics").await;
+    let line = "lull_deliveries_failed_total{channel=\"whatsapp\"} 1\n";
+    assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
+    app.stop().await;
+}

@@ -81,6 +81,9 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
         let state = str_at(status, &["status"]).unwrap_or_default();
         let recipient = str_at(status, &["recipient_id"]).unwrap_or_default();
         let errors = array(status, "errors");
+        if state == "failed" {
+            parsed.delivery_failures += 1;
+        }
         if errors.is_empty() {
             tracing::debug!(
                 message_id = id,
@@ -626,6 +629,18 @@ mod tests {
             assert!(parsed.messages.is_empty(), "{name}");
             assert_eq!(parsed.statuses, 1, "{name}");
             assert_eq!(parsed.skipped, 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_failed_status_counts_as_a_delivery_failure() {
+        assert_eq!(parse("status_failed_131047.json").delivery_failures, 1);
+        for name in [
+            "status_sent.json",
+            "status_delivered.json",
+            "status_read.json",
+        ] {
+            assert_eq!(parse(name).delivery_failures, 0, "{name}");
         }
     }
 
