@@ -82,7 +82,14 @@ impl Store {
     ) -> Result<Self, StoreError> {
         if !sqlx::Postgres::database_exists(url).await.unwrap_or(true) {
             tracing::info!("creating the database");
-            sqlx::Postgres::create_database(url).await?;
+            if let Err(error) = sqlx::Postgres::create_database(url).await {
+                // Instances started together (serve and worker by compose) race to
+                // create it: the one that loses finds it there, and goes on.
+                if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
+                    return Err(error.into());
+                }
+                tracing::info!("the database was created meanwhile by another instance");
+            }
         }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)

@@ -246,3 +246,20 @@ async fn a_worker_serves_its_health_and_metrics_and_sends_webhooks_to_lull_serve
         );
     }
 }
+
+#[tokio::test]
+async fn instances_starting_together_on_a_new_database_all_start() {
+    let db = TestDb::new();
+    let connect = || {
+        lull::store::Store::connect(
+            &db.url,
+            2,
+            std::sync::Arc::new(lull::metrics::Metrics::default()),
+        )
+    };
+    let started = futures::future::join_all((0..4).map(|_| connect())).await;
+    for (i, store) in started.into_iter().enumerate() {
+        let store = store.unwrap_or_else(|e| panic!("instance {i}: {e}"));
+        store.pool().close().await;
+    }
+}
