@@ -329,6 +329,9 @@ fn responder(config: &Config) -> Result<Arc<dyn Responder>, AppError> {
         Ok::<_, AppError>(
             reqwest::Client::builder()
                 .timeout(config.llm_timeout()?)
+                // A redirect would turn the POST into a GET, and reqwest would
+                // forward Anthropic's x-api-key to another host: fail instead.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         )
     };

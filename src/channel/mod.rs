@@ -7,7 +7,7 @@ mod json;
 pub mod meta;
 pub mod telegram;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 pub(crate) mod transport;
 pub mod whatsapp;
 

@@ -43,7 +43,11 @@ pub struct AnthropicResponder {
 impl AnthropicResponder {
     /// `http` carries the LLM timeout.
     pub fn new(settings: AnthropicSettings, http: reqwest::Client) -> Self {
-        let url = format!("{}/v1/messages", settings.base_url.trim_end_matches('/'));
+        // The base is the host (`https://api.anthropic.com`); one given with the
+        // `/v1` that OpenAI-compatible bases carry would 404 on every batch.
+        let base = settings.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        let url = format!("{base}/v1/messages");
         Self {
             settings,
             url,
@@ -113,6 +117,7 @@ impl Responder for AnthropicResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::test_server::client;
     use prompt::Role;
     use serde_json::json;
 
@@ -139,9 +144,23 @@ mod tests {
                 "messages": [{"role": "user", "content": "hi\nquick question"}],
             })
         );
-        let responder = AnthropicResponder::new(settings, reqwest::Client::new());
+        let responder = AnthropicResponder::new(settings.clone(), client());
         assert_eq!(responder.url, "https://api.anthropic.com/v1/messages");
         assert!(!format!("{responder:?}").contains("sk-ant-test"));
+        for base in [
+            "https://api.anthropic.com/v1",
+            "https://api.anthropic.com/v1/",
+        ] {
+            let given = AnthropicSettings {
+                base_url: base.into(),
+                ..settings.clone()
+            };
+            let responder = AnthropicResponder::new(given, client());
+            assert_eq!(
+                responder.url, "https://api.anthropic.com/v1/messages",
+                "{base}"
+            );
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub fn transport_error(error: reqwest::Error, secrets: &[&Secret]) -> ResponderE
 /// A non-2xx answer: `HTTP {status} {error type}: {provider message}`.
 pub fn status_error(status: u16, body: &[u8], secrets: &[&Secret]) -> ResponderError {
     let message = redact(describe(status, body), secrets);
-    if status == 429 || (500..600).contains(&status) {
+    // 408 and 409 (a proxy's timeout, a conflict) and 425 pass when tried again,
+    // as the providers' own SDKs do.
+    if matches!(status, 408 | 409 | 425 | 429) || (500..600).contains(&status) {
         ResponderError::Unavailable(message)
     } else {
         ResponderError::Failed(message)
@@ -96,6 +98,7 @@ fn describe(status: u16, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::test_server::client;
 
     fn classify(status: u16, body: &str) -> ResponderError {
         status_error(status, body.as_bytes(), &[])
@@ -136,8 +139,11 @@ mod tests {
         };
         assert_eq!(message, "HTTP 404 not_found_error: model: claude-nope");
 
-        for status in [401, 403, 404, 408, 413, 422] {
+        for status in [401, 403, 404, 413, 422] {
             assert!(!is_unavailable(&classify(status, "{}")), "{status}");
+        }
+        for status in [408, 409, 425, 429, 500, 529] {
+            assert!(is_unavailable(&classify(status, "{}")), "{status}");
         }
     }
 
@@ -193,7 +199,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let key = Secret::new("sk-secret");
-        let request = reqwest::Client::new()
+        let request = client()
             .post(format!("http://{addr}/v1/chat/completions?key=sk-secret"))
             .json(&serde_json::json!({}));
         let error = post_json(request, &[&key]).await.unwrap_err();

@@ -114,6 +114,7 @@ fn reply_text(body: &Value) -> Result<String, ResponderError> {
 impl Responder for OpenAiResponder {
     async fn reply(&self, context: &ReplyContext) -> Result<String, ResponderError> {
         let turns = prompt::turns(context)
+            .map(prompt::starting_with_user)
             .ok_or_else(|| ResponderError::Failed("the batch holds no text to answer".into()))?;
         let mut http = self
             .http
@@ -130,6 +131,7 @@ impl Responder for OpenAiResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::test_server::client;
     use prompt::Role;
     use serde_json::json;
 
@@ -174,7 +176,7 @@ mod tests {
                 ]
             })
         );
-        let responder = OpenAiResponder::new(settings, reqwest::Client::new());
+        let responder = OpenAiResponder::new(settings, client());
         assert_eq!(responder.url, "http://localhost:11434/v1/chat/completions");
     }
 

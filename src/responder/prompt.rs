@@ -74,7 +74,7 @@ fn push(turns: &mut Vec<Turn>, role: Role, content: &str) {
 /// line. The last turn is always the user's; history that ends with messages nobody
 /// answered (a failed batch) shares it, above the batch's lines, so nothing is lost
 /// and roles still alternate. The first turn may be the assistant's (history cut by
-/// `HISTORY_LIMIT`): OpenAI accepts that, see [`starting_with_user`] for Anthropic.
+/// `HISTORY_LIMIT` or `LLM_HISTORY_CHARS`): see [`starting_with_user`].
 ///
 /// `None` when the batch holds no text at all.
 pub fn turns(context: &ReplyContext) -> Option<Vec<Turn>> {
@@ -96,8 +96,11 @@ pub fn turns(context: &ReplyContext) -> Option<Vec<Turn>> {
 }
 
 /// `turns` without its leading assistant turns: Anthropic's Messages API requires
-/// the first message to be the user's. The reply that opened a cut history makes
-/// little sense without the question it answered anyway.
+/// the first message to be the user's, and so do the chat templates of many local
+/// models behind OpenAI-compatible servers (vLLM, Ollama: "roles must alternate
+/// user/assistant"), a refusal that would fail the batch for good. OpenAI itself
+/// accepts it, but the reply that opened a cut history makes little sense without
+/// the question it answered anyway.
 pub fn starting_with_user(mut turns: Vec<Turn>) -> Vec<Turn> {
     let first_user = turns
         .iter()

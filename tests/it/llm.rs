@@ -263,7 +263,8 @@ async fn with_openai_a_burst_is_answered_with_the_completion_given_the_history()
 }
 
 #[tokio::test]
-async fn history_beyond_llm_history_chars_is_left_out_oldest_first() {
+async fn history_beyond_llm_history_chars_is_left_out_oldest_first_with_a_reply_whose_question_was_cut()
+ {
     let llm = FakeApi::openai().await;
     let reply = completion_text(1);
     let app = spawn_app_with(|c| {
@@ -275,9 +276,10 @@ async fn history_beyond_llm_history_chars_is_left_out_oldest_first() {
     .await;
     let request = hello_then_burst(&app, &llm).await;
 
+    // The reply fitted, the "hello" it answered did not: a conversation may not
+    // open with our reply (local models' chat templates refuse it), so it goes too.
     let expected = vec![
         turn("system", DEFAULT_SYSTEM_PROMPT),
-        turn("assistant", &reply),
         turn("user", "hi\nquick question\nabout my order #123"),
     ];
     assert_eq!(turns(&request), expected);
