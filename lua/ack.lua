@@ -8,7 +8,9 @@ be stored before its ack) and once (a hydrate may have read it from the database
 already), when history is there (a missing one is hydrated from the database on
 the next message), and the conversation either leaves the agenda or, when messages
 arrived meanwhile, is rescheduled at their own deadline: they are the next batch,
-answered after this one.
+answered after this one. A batch that failed without a reply (its responder refused
+it: content policy, too long) can be acked with `forget`: its messages leave history
+too, or every later context would carry them and be refused the same way.
 
 KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
 KEYS[2] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch, JSON
@@ -23,7 +25,8 @@ ARGV[2] member         agenda member: {channel}:{account}:{contact}
 ARGV[3] token          the claim token
 ARGV[4] history_limit  entries kept in history
 ARGV[5] ttl_ms         lifetime of the conversation's keys
-ARGV[6..] reply        entries to add to history (our reply's parts, as PostgreSQL
+ARGV[6] forget         1 = drop the in-flight messages from history (by id), 0 = keep
+ARGV[7..] reply        entries to add to history (our reply's parts, as PostgreSQL
                        recorded them), JSON; may be none
 
 Reply: {status, next_due_ms}
@@ -61,9 +64,22 @@ local function insert_ordered(key, n, entry)
   return rcall('LPUSH', key, entry)
 end
 
-local n = #ARGV >= 6 and rcall('LLEN', history) or 0
+if ARGV[6] == '1' then
+  local gone = {}
+  for _, raw in ipairs(rcall('LRANGE', inflight, '0', '-1')) do
+    gone[cjson.decode(raw).id] = true
+  end
+  -- by id: a hydrate may have written the same message from PostgreSQL's row
+  for _, raw in ipairs(rcall('LRANGE', history, '0', '-1')) do
+    if gone[cjson.decode(raw).id] then
+      rcall('LREM', history, '0', raw)
+    end
+  end
+end
+
+local n = #ARGV >= 7 and rcall('LLEN', history) or 0
 if n > 0 then
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     n = insert_ordered(history, n, ARGV[i])
   end
   rcall('LTRIM', history, keep_from, '-1')

@@ -267,6 +267,7 @@ pub(crate) fn ack_call(
     policy: &Policy,
     now: i64,
     token: &str,
+    forget: bool,
     reply: &[Entry],
 ) -> Result<Call, BatchError> {
     let mut args = vec![
@@ -275,6 +276,7 @@ pub(crate) fn ack_call(
         text(token),
         int(policy.history_limit.into()),
         int(ms(policy.ttl)),
+        int(forget.into()),
     ];
     push_entries(&mut args, reply)?;
     Ok(Call {
@@ -491,7 +493,7 @@ mod tests {
         );
         assert_arity(
             &scripts.ack,
-            &ack_call(&keys, &p, 1, "t", std::slice::from_ref(&e)).unwrap(),
+            &ack_call(&keys, &p, 1, "t", false, std::slice::from_ref(&e)).unwrap(),
             true,
         );
         assert_arity(

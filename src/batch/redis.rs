@@ -192,7 +192,20 @@ impl Batcher {
         reply: &[Entry],
         now: i64,
     ) -> Result<AckOutcome, BatchError> {
-        let call = ops::ack_call(keys, &self.policy, now, token, reply)?;
+        let call = ops::ack_call(keys, &self.policy, now, token, false, reply)?;
+        ops::decode_ack(self.run(&self.scripts.ack, call).await?)
+    }
+
+    /// ack.lua for a batch that failed without a reply because its responder refused
+    /// it: its messages leave history as well, so that later contexts do not carry
+    /// them into the same refusal.
+    pub async fn ack_forgetting(
+        &self,
+        keys: &ConversationKeys,
+        token: &str,
+        now: i64,
+    ) -> Result<AckOutcome, BatchError> {
+        let call = ops::ack_call(keys, &self.policy, now, token, true, &[])?;
         ops::decode_ack(self.run(&self.scripts.ack, call).await?)
     }
 

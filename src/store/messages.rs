@@ -134,7 +134,10 @@ impl Store {
         self.inbound.submit(messages.into()).await
     }
 
-    /// The last `limit` messages of a conversation, both directions, oldest first.
+    /// The last `limit` messages of a conversation, both directions, oldest first;
+    /// without the messages of batches that failed with no reply written (the
+    /// responder refused them: in a later context they would be refused again, as
+    /// ack.lua drops them from Redis's history).
     pub async fn recent_history(
         &self,
         conversation: &Conversation,
@@ -143,8 +146,11 @@ impl Store {
         let rows: Vec<EntryRow> = sqlx::query_as(
             "SELECT * FROM (
                  SELECT id, platform_timestamp, direction, message_type, external_message_id, text
-                 FROM conversation_messages
+                 FROM conversation_messages m
                  WHERE channel = $1 AND account_id = $2 AND contact_id = $3
+                   AND NOT (direction = 'in' AND batch_id IS NOT NULL AND EXISTS (
+                       SELECT 1 FROM reply_batches b
+                       WHERE b.id = m.batch_id AND b.status = 'failed' AND b.reply_text IS NULL))
                  ORDER BY platform_timestamp DESC, id DESC
                  LIMIT $4) recent
              ORDER BY platform_timestamp, id",

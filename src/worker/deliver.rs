@@ -3,6 +3,7 @@
 //! batch that was being sent is resumed (after a crash or a hand-back), so a
 //! resumed reply is the same text and a part that went out is not sent twice.
 
+use super::finish::Failure;
 use super::{BatchOutcome, Lease, MAX_CLAIMS, SendResult, Worker, send_with_retries};
 use crate::batch::{AppendMode, Claim, ConversationKeys};
 use crate::channel::Channel;
@@ -162,6 +163,7 @@ impl Worker {
             attempts,
             error.code(),
             error.message(),
+            Failure::NotSent,
         )
         .await
     }

@@ -2,7 +2,7 @@
 //! and recorded, and the ack that releases the conversation.
 
 use super::{BatchOutcome, Lease, Worker};
-use crate::batch::{AckOutcome, Claim, ConversationKeys, RequeueMode};
+use crate::batch::{AckOutcome, BatchError, Claim, ConversationKeys, RequeueMode};
 use crate::message::{Conversation, Entry};
 use crate::time::now_ms;
 use std::time::Duration;
@@ -117,7 +117,10 @@ impl Worker {
         }
     }
 
-    /// Records the failure with the platform's code, then acks so the next batch is not blocked.
+    /// Records the failure with the platform's code, then acks so the next batch is
+    /// not blocked. `Failure::Unanswerable`: the responder refused the batch, so its
+    /// messages leave history as well (see ack.lua).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn fail(
         &self,
         keys: &ConversationKeys,
@@ -126,6 +129,7 @@ impl Worker {
         attempts: u32,
         code: Option<i64>,
         message: &str,
+        failure: Failure,
     ) -> BatchOutcome {
         if let Err(error) = self
             .store
@@ -134,7 +138,16 @@ impl Worker {
         {
             tracing::error!(%error, "failed batch not recorded");
         }
-        self.ack(keys, &claim.token, &[]).await;
+        match failure {
+            Failure::NotSent => self.ack(keys, &claim.token, &[]).await,
+            Failure::Unanswerable => {
+                let acked = self
+                    .batcher
+                    .ack_forgetting(keys, &claim.token, now_ms())
+                    .await;
+                log_ack(acked);
+            }
+        }
         self.metrics.inc("lull_replies_failed_total", &[]);
         BatchOutcome::Failed {
             batch_id: claim.batch_id.clone(),
@@ -143,17 +156,31 @@ impl Worker {
 
     /// ack.lua, logging what happened; failures leave the batch to its lease.
     pub(super) async fn ack(&self, keys: &ConversationKeys, token: &str, reply: &[Entry]) {
-        match self.batcher.ack(keys, token, reply, now_ms()).await {
-            Ok(AckOutcome::Stale) => {
-                tracing::warn!("ack refused: the lease had passed to another worker")
-            }
-            Ok(AckOutcome::Rescheduled { next_due_ms }) => {
-                tracing::info!(next_due_ms, "newer messages wait as the next batch")
-            }
-            Ok(AckOutcome::Done) => {}
-            Err(error) => {
-                tracing::warn!(%error, "ack failed; the batch comes back when its lease ends")
-            }
+        log_ack(self.batcher.ack(keys, token, reply, now_ms()).await);
+    }
+}
+
+/// Why a batch failed, for what its ack does with history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The reply was generated but not delivered: its messages stay in history.
+    NotSent,
+    /// The responder refused the batch (or stayed unavailable): its messages would
+    /// be refused again in every later context, so they leave history.
+    Unanswerable,
+}
+
+fn log_ack(acked: Result<AckOutcome, BatchError>) {
+    match acked {
+        Ok(AckOutcome::Stale) => {
+            tracing::warn!("ack refused: the lease had passed to another worker")
+        }
+        Ok(AckOutcome::Rescheduled { next_due_ms }) => {
+            tracing::info!(next_due_ms, "newer messages wait as the next batch")
+        }
+        Ok(AckOutcome::Done) => {}
+        Err(error) => {
+            tracing::warn!(%error, "ack failed; the batch comes back when its lease ends")
         }
     }
 }

@@ -14,6 +14,7 @@ mod finish;
 mod lease;
 mod send;
 
+use finish::Failure;
 pub use lease::{Lease, LeaseState};
 pub use send::{RetryPolicy, SendResult, send_with_retries};
 
@@ -404,8 +405,16 @@ impl Worker {
             return BatchOutcome::Retry;
         }
         tracing::error!(%error, "no reply generated");
-        self.fail(keys, claim, &[], 0, None, &error.to_string())
-            .await
+        self.fail(
+            keys,
+            claim,
+            &[],
+            0,
+            None,
+            &error.to_string(),
+            Failure::Unanswerable,
+        )
+        .await
     }
 
     fn may_supersede(&self, claim: &Claim) -> bool {

@@ -450,8 +450,49 @@ async fn a_refused_message_is_not_batched_again_and_the_next_one_is_answered_alo
     let turns = requests[1].body["messages"].as_array().unwrap();
     let last = turns.last().unwrap()["content"].as_str().unwrap();
     assert!(last.contains("hello again"), "{last}");
-    // The refused message may show as context, but it is not this batch's.
     let sent = batch_with_status(&app, "sent").await;
     assert_eq!(sent.message_ids.len(), 1);
     app.stop().await;
+}
+
+/// A refused message in the context of every later request would be refused with
+/// it, for as long as it stays in the history.
+async fn assert_the_refused_message_is_left_out_of_the_next_context(redis_loses_history: bool) {
+    let llm = FakeApi::openai().await;
+    llm.script([Answer::error(
+        400,
+        r#"{"error":{"message":"Content policy.","type":"invalid_request_error"}}"#,
+    )]);
+    let app = spawn_app_with(|c| use_llm(c, ResponderKind::OpenAi, &llm)).await;
+    let refused = whatsapp_text(MARIA, "wamid.llm-poison", now_secs() - 60, "POISON");
+    app.post_whatsapp(&refused).await;
+    batch_with_status(&app, "failed").await;
+    if redis_loses_history {
+        let conversation =
+            lull::message::Conversation::new(lull::message::ChannelKind::WhatsApp, PHONE_ID, MARIA);
+        let history = app.batcher.keys().conversation(&conversation).history;
+        let _: i64 = fred::interfaces::KeysInterface::del(app.batcher.pool().next(), history)
+            .await
+            .unwrap();
+    }
+
+    let next = whatsapp_text(MARIA, "wamid.llm-after", now_secs(), "hello again");
+    app.post_whatsapp(&next).await;
+    replies_at_least(&app.graph, 1).await;
+    let requests = llm.seen();
+    assert_eq!(requests.len(), 2);
+    let sent: Vec<String> = turns(&requests[1]).into_iter().map(|(_, c)| c).collect();
+    assert!(!sent.concat().contains("POISON"), "{sent:?}");
+    assert!(sent.last().unwrap().contains("hello again"), "{sent:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_message_is_left_out_of_the_next_context() {
+    assert_the_refused_message_is_left_out_of_the_next_context(false).await;
+}
+
+#[tokio::test]
+async fn a_refused_message_is_left_out_of_the_context_read_from_postgres() {
+    assert_the_refused_message_is_left_out_of_the_next_context(true).await;
 }

@@ -80,6 +80,43 @@ async fn ack_records_a_reply_already_in_history_once() {
 }
 
 #[tokio::test]
+async fn an_ack_forgetting_a_refused_batch_drops_its_messages_from_history() {
+    let rig = Rig::new().await;
+    let (earlier, reply, refused) = (msg(1, T0), bot(2, T0 + 100), msg(3, T0 + 2_000));
+    rig.seed_list(&rig.keys.history, &[earlier.clone(), reply.clone()])
+        .await;
+    rig.append(&refused, T0 + 2_000).await;
+    rig.claimed("tok-1", T0 + 2_000 + WINDOW).await;
+    // A message that came meanwhile is the next batch's, and stays.
+    let next = msg(4, T0 + 3_500);
+    rig.append(&next, T0 + 3_500).await;
+    let out = rig
+        .batcher
+        .ack_forgetting(&rig.keys, "tok-1", T0 + 3_600)
+        .await
+        .unwrap();
+    assert!(matches!(out, AckOutcome::Rescheduled { .. }), "{out:?}");
+    assert_eq!(rig.snapshot().await.history, vec![earlier, reply, next]);
+}
+
+#[tokio::test]
+async fn an_ack_forgetting_finds_the_message_by_id_however_history_wrote_it() {
+    let rig = Rig::new().await;
+    let refused = msg(3, T0);
+    rig.append(&refused, T0).await;
+    rig.claimed("tok-1", T0 + WINDOW).await;
+    // History rebuilt from PostgreSQL's row: the same message, other text.
+    let mut as_stored = refused.clone();
+    as_stored.text = "the same message, as PostgreSQL gave it".into();
+    rig.seed_list(&rig.keys.history, &[as_stored]).await;
+    rig.batcher
+        .ack_forgetting(&rig.keys, "tok-1", T0 + WINDOW + 100)
+        .await
+        .unwrap();
+    assert_eq!(rig.snapshot().await.history, Vec::<Entry>::new());
+}
+
+#[tokio::test]
 async fn ack_trims_history_to_the_limit() {
     let (rig, e1) = claimed_rig().await;
     let older: Vec<Entry> = (1..=3).map(|i| msg(-i, T0 - i * 1_000)).rev().collect();
