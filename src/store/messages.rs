@@ -148,7 +148,7 @@ impl Store {
                  SELECT id, platform_timestamp, direction, message_type, external_message_id, text
                  FROM conversation_messages m
                  WHERE channel = $1 AND account_id = $2 AND contact_id = $3
-                   AND NOT (direction = 'in' AND batch_id IS NOT NULL AND EXISTS (
+                   AND NOT (direction = 'in' AND EXISTS (
                        SELECT 1 FROM reply_batches b
                        WHERE b.id = m.batch_id AND b.status = 'failed' AND b.reply_text IS NULL))
                  ORDER BY platform_timestamp DESC, id DESC

@@ -49,7 +49,7 @@ impl Worker {
         };
         for (index, part) in parts.iter().enumerate().skip(skip) {
             let retry = &self.settings.retry;
-            match send_with_retries(
+            let (made, error, wait) = match send_with_retries(
                 channel.as_ref(),
                 conversation,
                 part,
@@ -68,27 +68,7 @@ impl Worker {
                     {
                         attempts = 0;
                     }
-                }
-                SendResult::Failed {
-                    attempts: made,
-                    error,
-                } => {
-                    drop(lease);
-                    let attempts = attempts + made;
-                    return self
-                        .not_sent(keys, claim, &platform_ids, attempts, error, None)
-                        .await;
-                }
-                SendResult::Deferred {
-                    attempts: made,
-                    wait,
-                    error,
-                } => {
-                    drop(lease);
-                    let attempts = attempts + made;
-                    return self
-                        .not_sent(keys, claim, &platform_ids, attempts, error, Some(wait))
-                        .await;
+                    continue;
                 }
                 SendResult::Interrupted { attempts: made } => {
                     drop(lease);
@@ -98,7 +78,20 @@ impl Worker {
                         .give_back(keys, &claim.token, BatchOutcome::HandedBack)
                         .await;
                 }
-            }
+                SendResult::Failed {
+                    attempts: made,
+                    error,
+                } => (made, error, None),
+                SendResult::Deferred {
+                    attempts: made,
+                    wait,
+                    error,
+                } => (made, error, Some(wait)),
+            };
+            drop(lease);
+            return self
+                .not_sent(keys, claim, &platform_ids, attempts + made, error, wait)
+                .await;
         }
         // The lease stays ours until the reply is recorded: while PostgreSQL is
         // unreachable, no other worker may resume the batch and send it again.

@@ -25,11 +25,8 @@ impl Telegram {
             tracing::info!(conversation = %to, chars = text.chars().count(), reply = text, "dry run: reply not sent");
             return Ok(format!("dry-run:{:016x}", rand::random::<u64>()));
         };
-        let (chat, topic) = chat_and_topic(&to.contact);
-        let mut body = json!({ "chat_id": chat_id(chat), "text": text });
-        if let Some(topic) = topic {
-            body["message_thread_id"] = topic;
-        }
+        let (chat, mut body) = addressed(&to.contact);
+        body["text"] = json!(text);
         let result = self.call(token, "sendMessage", &body).await?;
         // Telegram accepted the request, so the reply went out: retrying could send
         // it twice, hence permanent.
@@ -50,11 +47,8 @@ impl Telegram {
         if !self.settings.typing_indicator {
             return Ok(());
         }
-        let (chat, topic) = chat_and_topic(&to.contact);
-        let mut body = json!({ "chat_id": chat_id(chat), "action": "typing" });
-        if let Some(topic) = topic {
-            body["message_thread_id"] = topic;
-        }
+        let (_, mut body) = addressed(&to.contact);
+        body["action"] = json!("typing");
         self.call(token, "sendChatAction", &body).await.map(drop)
     }
 
@@ -116,11 +110,15 @@ fn chat_id(chat: &str) -> Value {
 }
 
 /// A contact is a chat, or `{chat}/{topic}` for a topic of a forum supergroup
-/// (see `parse.rs`): the chat, and the topic's `message_thread_id` if any.
-fn chat_and_topic(contact: &str) -> (&str, Option<Value>) {
+/// (see `parse.rs`): the chat, and a request body addressed to it (`chat_id`, and
+/// the topic's `message_thread_id` if any).
+fn addressed(contact: &str) -> (&str, Value) {
     match contact.split_once('/') {
-        Some((chat, topic)) => (chat, Some(chat_id(topic))),
-        None => (contact, None),
+        Some((chat, topic)) => (
+            chat,
+            json!({ "chat_id": chat_id(chat), "message_thread_id": chat_id(topic) }),
+        ),
+        None => (contact, json!({ "chat_id": chat_id(contact) })),
     }
 }
 

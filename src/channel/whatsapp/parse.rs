@@ -43,27 +43,34 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
     let contacts = array(value, "contacts");
 
     for message in array(value, "messages") {
-        // A system notice (the customer changed their number or user id) is not
-        // something they said: answering it would send a reply to the old number.
-        if str_at(message, &["type"]) == Some("system") {
-            let message_id = str_at(message, &["id"]).unwrap_or_default();
-            let notice = str_at(message, &["system", "type"]).unwrap_or_default();
-            tracing::info!(
-                message_id,
-                notice,
-                "system notice acknowledged, not answered"
-            );
-            parsed.statuses += 1;
-            continue;
-        }
-        // A message the user deleted (WhatsApp Business app numbers on Cloud API):
-        // nothing to answer, as for Instagram's unsent messages.
-        if str_at(message, &["type"]) == Some("revoke") {
-            let message_id = str_at(message, &["id"]).unwrap_or_default();
-            let original = str_at(message, &["revoke", "original_message_id"]).unwrap_or_default();
-            tracing::info!(message_id, original, "message deleted by the user; skipped");
-            parsed.skipped += 1;
-            continue;
+        let message_id = || str_at(message, &["id"]).unwrap_or_default();
+        match str_at(message, &["type"]) {
+            // A system notice (the customer changed their number or user id) is not
+            // something they said: answering it would send a reply to the old number.
+            Some("system") => {
+                let notice = str_at(message, &["system", "type"]).unwrap_or_default();
+                tracing::info!(
+                    message_id = message_id(),
+                    notice,
+                    "system notice acknowledged, not answered"
+                );
+                parsed.statuses += 1;
+                continue;
+            }
+            // A message the user deleted (WhatsApp Business app numbers on Cloud
+            // API): nothing to answer, as for Instagram's unsent messages.
+            Some("revoke") => {
+                let original =
+                    str_at(message, &["revoke", "original_message_id"]).unwrap_or_default();
+                tracing::info!(
+                    message_id = message_id(),
+                    original,
+                    "message deleted by the user; skipped"
+                );
+                parsed.skipped += 1;
+                continue;
+            }
+            _ => {}
         }
         match parse_message(message, account, contacts) {
             Ok(inbound) => parsed.messages.push(inbound),
@@ -186,7 +193,11 @@ fn contact_name(contacts: &[Value], contact: &str) -> Option<String> {
 /// The kind and readable text of a message, for every type Meta documents; anything
 /// else is [`MessageKind::Unsupported`] but still a message: someone sent something.
 fn render(message: &Value) -> (MessageKind, String) {
-    let kind = str_at(message, &["type"]).unwrap_or("unknown");
+    render_as(message, str_at(message, &["type"]).unwrap_or("unknown"))
+}
+
+/// [`render`] for a message of type `kind`.
+fn render_as(message: &Value, kind: &str) -> (MessageKind, String) {
     let get = |path: &[&str]| str_at(message, path).filter(|s| !s.is_empty());
     match kind {
         "text" => (
@@ -235,13 +246,9 @@ fn render(message: &Value) -> (MessageKind, String) {
         "edit" => match message.pointer("/edit/message") {
             Some(new) => {
                 // The new content may come without a type of its own.
-                let (kind, text) = if new.get("type").is_none() && new.get("text").is_some() {
-                    let mut typed = new.clone();
-                    typed["type"] = "text".into();
-                    render(&typed)
-                } else {
-                    render(new)
-                };
+                let untyped_text = new.get("text").map(|_| "text");
+                let new_kind = str_at(new, &["type"]).or(untyped_text);
+                let (kind, text) = render_as(new, new_kind.unwrap_or("unknown"));
                 (kind, format!("[edited] {text}"))
             }
             None => (MessageKind::Unsupported, "[edited message]".to_owned()),
