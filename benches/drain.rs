@@ -79,10 +79,10 @@ async fn main() {
     tokio::time::sleep(window).await;
 
     let (stop, hand_back) = (CancellationToken::new(), CancellationToken::new());
-    let scanner = app.scanner().expect("scanner");
+    let claim_loop_task = app.claim_loop().expect("claim loop");
     let draining = Instant::now();
     let cpu_before = common::cpu::Cpu::now();
-    let claim_loop = tokio::spawn(scanner.run(stop.clone(), hand_back.clone()));
+    let claim_loop = tokio::spawn(claim_loop_task.run(stop.clone(), hand_back.clone()));
     wait_until(
         "one reply per conversation",
         Duration::from_secs(900),
@@ -158,7 +158,7 @@ async fn main() {
     row("messages unanswered (db)", unanswered.to_string());
     row("answered twice (db)", answered_twice.to_string());
 
-    app.batcher().quit().await;
+    app.redis_batches().quit().await;
     store.pool().close().await;
     bench.cleanup().await;
     assert!(

@@ -115,7 +115,7 @@ async fn main() {
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
-    app.batcher().quit().await;
+    app.redis_batches().quit().await;
     store.pool().close().await;
     bench.cleanup().await;
 }

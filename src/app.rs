@@ -4,11 +4,12 @@
 //! finish for SHUTDOWN_DRAIN_SECONDS; then hand back whatever is still generating
 //! (due at once for another instance); close the pools.
 
-use crate::batch::{BatchError, Batcher, Policy, RedisHealth};
+use crate::batch::{BatchError, Policy, RedisBatches, RedisHealth};
 use crate::channel::Channel;
 use crate::channel::instagram::{Instagram, InstagramSettings};
 use crate::channel::telegram::{Telegram, TelegramSettings};
 use crate::channel::whatsapp::{WhatsApp, WhatsAppSettings};
+use crate::claim_loop::{ClaimLoop, Wake};
 use crate::config::{Config, ConfigError, ResponderKind};
 use crate::http::{HttpState, Routes, Serves};
 use crate::ingest::Ingest;
@@ -19,7 +20,6 @@ use crate::responder::{
     AnthropicResponder, AnthropicSettings, BuiltinResponder, OpenAiResponder, OpenAiSettings,
     Responder,
 };
-use crate::scanner::{Scanner, Wake};
 use crate::store::{Store, StoreError};
 use crate::worker::{RetryPolicy, Worker, WorkerSettings};
 use std::collections::HashMap;
@@ -50,7 +50,7 @@ pub enum AppError {
 pub struct App {
     config: Config,
     store: Store,
-    batcher: Batcher,
+    redis_batches: RedisBatches,
     redis: Arc<RedisHealth>,
     wake: Arc<Wake>,
     metrics: Arc<Metrics>,
@@ -75,7 +75,7 @@ impl App {
         .await?;
         store.migrate().await?;
         let policy = Policy::from_config(&config)?;
-        let batcher = Batcher::connect(
+        let redis_batches = RedisBatches::connect(
             &config.redis_url,
             config.redis_pool_size,
             config.redis_timeout()?,
@@ -150,7 +150,7 @@ impl App {
         Ok(Self {
             config,
             store,
-            batcher,
+            redis_batches,
             redis: Arc::default(),
             wake: Arc::default(),
             metrics,
@@ -159,20 +159,14 @@ impl App {
         })
     }
 
-    /// Replaces the responder (an LLM, or a test's).
-    pub fn with_responder(mut self, responder: Arc<dyn Responder>) -> Self {
-        self.responder = responder;
-        self
-    }
-
     /// The database.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// The Redis side.
-    pub fn batcher(&self) -> &Batcher {
-        &self.batcher
+    pub fn redis_batches(&self) -> &RedisBatches {
+        &self.redis_batches
     }
 
     /// The metrics.
@@ -184,7 +178,7 @@ impl App {
     pub fn ingest(&self) -> Ingest {
         Ingest::new(
             self.store.clone(),
-            self.batcher.clone(),
+            self.redis_batches.clone(),
             self.redis.clone(),
             self.wake.clone(),
             self.metrics.clone(),
@@ -200,7 +194,7 @@ impl App {
         let heartbeat = (lease / 3).min((window / 2).max(Duration::from_millis(50)));
         Ok(Arc::new(Worker::new(
             self.store.clone(),
-            self.batcher.clone(),
+            self.redis_batches.clone(),
             self.channels.clone(),
             self.responder.clone(),
             WorkerSettings {
@@ -221,9 +215,9 @@ impl App {
     }
 
     /// The claim loop.
-    pub fn scanner(&self) -> Result<Scanner, ConfigError> {
-        Ok(Scanner::new(
-            self.batcher.clone(),
+    pub fn claim_loop(&self) -> Result<ClaimLoop, ConfigError> {
+        Ok(ClaimLoop::new(
+            self.redis_batches.clone(),
             self.worker()?,
             self.config.worker_concurrency,
             self.config.scan_interval()?,
@@ -236,7 +230,7 @@ impl App {
     pub fn reconciler(&self) -> Result<Reconciler, ConfigError> {
         Ok(Reconciler::new(
             self.store.clone(),
-            self.batcher.clone(),
+            self.redis_batches.clone(),
             self.ingest(),
             self.config.reconcile_min_age(),
             self.config.reconcile_interval()?,
@@ -251,7 +245,7 @@ impl App {
                 channels: self.channels.clone(),
                 ingest: self.ingest(),
                 store: self.store.clone(),
-                batcher: self.batcher.clone(),
+                redis_batches: self.redis_batches.clone(),
                 redis: self.redis.clone(),
                 metrics: self.metrics.clone(),
                 max_body_bytes: self.config.max_body_bytes,
@@ -287,7 +281,7 @@ impl App {
             stop.clone().cancelled_owned(),
             drain,
         ));
-        let scanner = tokio::spawn(self.scanner()?.run(stop.clone(), hand_back.clone()));
+        let claim_loop = tokio::spawn(self.claim_loop()?.run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler()?.run(stop.clone()));
 
         shutdown.await;
@@ -304,11 +298,11 @@ impl App {
                 hand_back.cancel();
             }
         });
-        let _ = scanner.await;
+        let _ = claim_loop.await;
         timer.abort();
         let _ = http.await;
         let _ = reconciler.await;
-        self.batcher.quit().await;
+        self.redis_batches.quit().await;
         self.store.pool().close().await;
         tracing::info!("stopped");
         Ok(())

@@ -5,10 +5,10 @@
 //! goes on to Redis. A Redis failure does not fail the request: the row is safe and
 //! the reconciler batches it when Redis is back.
 
-use crate::batch::{AppendMode, AppendOutcome, BatchError, Batcher, RedisHealth};
+use crate::batch::{AppendMode, AppendOutcome, BatchError, RedisBatches, RedisHealth};
+use crate::claim_loop::Wake;
 use crate::message::{Conversation, Entry, InboundMessage};
 use crate::metrics::Metrics;
-use crate::scanner::Wake;
 use crate::store::{InboundRows, Store, StoreError};
 use crate::time::now_ms;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ pub struct IngestReport {
 #[derive(Clone)]
 pub struct Ingest {
     store: Store,
-    batcher: Batcher,
+    redis_batches: RedisBatches,
     redis: Arc<RedisHealth>,
     wake: Arc<Wake>,
     metrics: Arc<Metrics>,
@@ -39,14 +39,14 @@ impl Ingest {
     /// Wires the parts together.
     pub fn new(
         store: Store,
-        batcher: Batcher,
+        redis_batches: RedisBatches,
         redis: Arc<RedisHealth>,
         wake: Arc<Wake>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
-            batcher,
+            redis_batches,
             redis,
             wake,
             metrics,
@@ -57,7 +57,7 @@ impl Ingest {
     /// meanwhile), then batches each new one in order. Fails only when PostgreSQL
     /// does: the caller answers 503 so the platform retries.
     pub async fn ingest(&self, messages: Vec<InboundMessage>) -> Result<IngestReport, StoreError> {
-        let policy = self.batcher.policy();
+        let policy = self.redis_batches.policy();
         let rows: InboundRows = messages
             .into_iter()
             .map(|m| {
@@ -142,7 +142,7 @@ impl Ingest {
         reconcile: bool,
     ) -> Result<AppendOutcome, BatchError> {
         let outcome = self
-            .batcher
+            .redis_batches
             .append(conversation, entry, mode, reconcile, now_ms())
             .await?;
         if outcome.tracked {
@@ -157,11 +157,11 @@ impl Ingest {
             // same, and the flag stays).
             match self
                 .store
-                .recent_history(conversation, self.batcher.policy().history_limit)
+                .recent_history(conversation, self.redis_batches.policy().history_limit)
                 .await
             {
                 Ok(rows) => {
-                    let added = self.batcher.hydrate(conversation, &rows).await?;
+                    let added = self.redis_batches.hydrate(conversation, &rows).await?;
                     tracing::info!(rows = rows.len(), added, "new session hydrated");
                 }
                 Err(error) => {

@@ -10,7 +10,7 @@
 //! - [`ingest`]: a parsed message goes to PostgreSQL first, then to its Redis batch.
 //! - [`store`]: PostgreSQL: idempotent insert, history, reply batches, reconcile query.
 //! - [`batch`]: the Redis side: key layout and one typed wrapper per Lua script in `lua/`.
-//! - [`scanner`]: the claim loop: claims due conversations and runs [`worker`] on each.
+//! - [`claim_loop`]: the claim loop: claims due conversations and runs [`worker`] on each.
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
 //! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
@@ -21,7 +21,9 @@
 pub mod app;
 pub mod batch;
 pub mod channel;
+pub mod claim_loop;
 pub mod config;
+pub mod constant_time;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;
@@ -30,7 +32,6 @@ pub mod message;
 pub mod metrics;
 pub mod reconcile;
 pub mod responder;
-pub mod scanner;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -273,8 +273,9 @@ pub struct Entry {
     pub dir: Direction,
     /// Message kind.
     pub kind: MessageKind,
-    /// The platform's message id.
-    pub ext: String,
+    /// The platform's message id (`ext` in the Redis lists' JSON, to keep them small).
+    #[serde(rename = "ext")]
+    pub external_id: String,
     /// Readable text.
     pub text: String,
 }
@@ -288,7 +289,7 @@ impl Entry {
             ts: id,
             dir: Direction::Inbound,
             kind: MessageKind::Text,
-            ext: format!("m{id}"),
+            external_id: format!("m{id}"),
             text: text.into(),
         }
     }

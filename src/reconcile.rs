@@ -5,7 +5,7 @@
 //! and `begin_sending` keeps a message from being answered twice, so running this
 //! on every instance at once is safe.
 
-use crate::batch::{AppendMode, Batcher};
+use crate::batch::{AppendMode, RedisBatches};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Unanswered};
@@ -24,7 +24,7 @@ pub type GoOn<'a> = dyn Fn() -> bool + Sync + 'a;
 /// The reconciler of one process.
 pub struct Reconciler {
     store: Store,
-    batcher: Batcher,
+    redis_batches: RedisBatches,
     ingest: Ingest,
     min_age: Duration,
     interval: Duration,
@@ -35,7 +35,7 @@ impl Reconciler {
     /// Messages younger than `min_age` are left to the normal flow.
     pub fn new(
         store: Store,
-        batcher: Batcher,
+        redis_batches: RedisBatches,
         ingest: Ingest,
         min_age: Duration,
         interval: Duration,
@@ -43,7 +43,7 @@ impl Reconciler {
     ) -> Self {
         Self {
             store,
-            batcher,
+            redis_batches,
             ingest,
             min_age,
             interval,
@@ -104,7 +104,7 @@ impl Reconciler {
                 batch_id = %stale.batch_id,
             );
             match self
-                .batcher
+                .redis_batches
                 .restore(
                     &stale.conversation,
                     &stale.batch_id,
@@ -147,12 +147,12 @@ impl Reconciler {
             if !go_on() {
                 break;
             }
-            let mode = AppendMode::for_kind(message.entry.kind, self.batcher.policy());
+            let mode = AppendMode::for_kind(message.entry.kind, self.redis_batches.policy());
             let span = tracing::info_span!(
                 "reconcile",
                 channel = message.conversation.channel.as_str(),
                 conversation = %message.conversation,
-                message_id = %message.entry.ext,
+                message_id = %message.entry.external_id,
             );
             match self
                 .ingest

@@ -25,9 +25,4 @@ impl RedisHealth {
             tracing::info!("Redis is back; the reconciler batches what was stored meanwhile");
         }
     }
-
-    /// Whether the last call failed.
-    pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::SeqCst)
-    }
 }

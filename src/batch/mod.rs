@@ -23,7 +23,7 @@ pub use ops::{
     AckOutcome, AppendMode, AppendOutcome, Claim, ClaimOutcome, ExtendOutcome, RequeueMode,
 };
 pub use policy::Policy;
-pub use redis::{Batcher, WaitingConversation};
+pub use redis::{RedisBatches, WaitingConversation};
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! One typed wrapper per script: the KEYS and ARGV it passes, and its reply decoded.
 //!
 //! Building a call is pure, so a unit test checks each against the arity its
-//! script's header documents; [`super::Batcher`] runs them.
+//! script's header documents; [`super::RedisBatches`] runs them.
 
 use super::BatchError;
 use super::keys::ConversationKeys;
@@ -453,7 +453,7 @@ mod tests {
             ts: 1_767_261_660_000,
             dir: Direction::Inbound,
             kind: MessageKind::Text,
-            ext: "wamid.1".into(),
+            external_id: "wamid.1".into(),
             text: "hello".into(),
         }
     }

@@ -1,4 +1,4 @@
-//! [`Batcher`]: the Redis pool, the key layout, the scripts and the policy, and one
+//! [`RedisBatches`]: the Redis pool, the key layout, the scripts and the policy, and one
 //! method per script call.
 
 use super::BatchError;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// Batch state in Redis, reached only through the Lua scripts.
 #[derive(Clone)]
-pub struct Batcher {
+pub struct RedisBatches {
     pool: Pool,
     keys: KeySpace,
     scripts: Scripts,
@@ -37,7 +37,7 @@ pub struct WaitingConversation {
     pub in_flight: i64,
 }
 
-impl Batcher {
+impl RedisBatches {
     /// Connects to Redis (standalone or cluster, by URL scheme). Does not fail when
     /// Redis is down: fred keeps reconnecting, and the webhook keeps storing messages.
     pub async fn connect(
@@ -104,8 +104,8 @@ impl Batcher {
 
     async fn run(&self, script: &LuaScript, call: Call) -> Result<Vec<Value>, BatchError> {
         // fred's call is a future of about 6 KB: boxed, it is written once instead
-        // of copied into every future that awaits a script (the worker's, the
-        // scanner's), which cost more than the allocation.
+        // of copied into every future that awaits a script (the worker's, the claim
+        // loop's), which cost more than the allocation.
         let reply: Value = Box::pin(script.script.evalsha_with_reload(
             self.pool.next(),
             call.keys,

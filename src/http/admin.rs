@@ -1,10 +1,10 @@
 //! `/admin`: a small page showing what is waiting in Redis and the latest reply
 //! batches, and the JSON it reads (`/admin/api/waiting`, `/admin/api/batches`).
 
+use super::HttpState;
 use super::response::{self, Body};
-use super::routes::HttpState;
-use crate::channel::meta::constant_time_eq;
 use crate::config::Secret;
+use crate::constant_time;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::net::IpAddr;
@@ -48,7 +48,8 @@ fn access(
             .map(|(_, v)| v.into_owned())
     });
     let given = bearer.map(str::to_owned).or(query);
-    if given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.expose().as_bytes())) {
+    if given.is_some_and(|given| constant_time::eq(given.as_bytes(), expected.expose().as_bytes()))
+    {
         Access::Granted
     } else {
         Access::TokenRequired
@@ -77,7 +78,7 @@ pub async fn handle(
     }
     match rest {
         [] | [""] => response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE),
-        ["api", "waiting"] => match state.batcher.waiting(LIMIT).await {
+        ["api", "waiting"] => match state.redis_batches.waiting(LIMIT).await {
             Ok(waiting) => response::json(StatusCode::OK, &waiting),
             Err(error) => {
                 tracing::warn!(%error, "admin: Redis unavailable");

@@ -10,7 +10,16 @@ mod response;
 mod routes;
 mod webhook;
 
-pub use routes::{HttpState, Routes, Serves};
+pub use routes::{Routes, Serves};
+
+use crate::batch::{RedisBatches, RedisHealth};
+use crate::channel::Channel;
+use crate::config::Secret;
+use crate::ingest::Ingest;
+use crate::message::ChannelKind;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::collections::HashMap;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,6 +29,26 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// What the handlers need.
+pub struct HttpState {
+    /// Configured channels.
+    pub channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    /// Store + batch.
+    pub ingest: Ingest,
+    /// Database (readiness, admin).
+    pub store: Store,
+    /// Redis (readiness, admin).
+    pub redis_batches: RedisBatches,
+    /// Redis outage tracker.
+    pub redis: Arc<RedisHealth>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Largest webhook body.
+    pub max_body_bytes: usize,
+    /// Bearer token for /admin; without it, /admin answers loopback only.
+    pub admin_token: Option<Secret>,
+}
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then drains open
 /// connections for at most `drain`.

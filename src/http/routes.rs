@@ -1,39 +1,11 @@
 //! Routing: one match on method and path.
 
 use super::response::{self, Body};
-use super::{admin, webhook};
-use crate::batch::{Batcher, RedisHealth};
-use crate::channel::Channel;
-use crate::config::Secret;
-use crate::ingest::Ingest;
+use super::{HttpState, admin, webhook};
 use crate::message::ChannelKind;
-use crate::metrics::Metrics;
-use crate::store::Store;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-
-/// What the handlers need.
-pub struct HttpState {
-    /// Configured channels.
-    pub channels: HashMap<ChannelKind, Arc<dyn Channel>>,
-    /// Store + batch.
-    pub ingest: Ingest,
-    /// Database (readiness, admin).
-    pub store: Store,
-    /// Redis (readiness, admin).
-    pub batcher: Batcher,
-    /// Redis outage tracker.
-    pub redis: Arc<RedisHealth>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Largest webhook body.
-    pub max_body_bytes: usize,
-    /// Bearer token for /admin; without it, /admin answers loopback only.
-    pub admin_token: Option<Secret>,
-}
 
 /// What a process's listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +73,7 @@ impl Routes {
     /// does not (messages are kept and batched later); 503 without PostgreSQL.
     async fn ready(&self) -> Response<Body> {
         let postgres = self.state.store.ping().await.is_ok();
-        let redis = self.state.batcher.ping().await.is_ok();
+        let redis = self.state.redis_batches.ping().await.is_ok();
         if redis {
             self.state.redis.ok();
         }

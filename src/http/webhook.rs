@@ -1,7 +1,7 @@
 //! `GET/POST /api/{channel}/webhook`: handshake, then verify → parse → store → batch.
 
+use super::HttpState;
 use super::response::{self, Body};
-use super::routes::HttpState;
 use crate::channel::{Channel, HandshakeError, ParseError};
 use crate::ingest::IngestReport;
 use bytes::Bytes;

@@ -121,7 +121,7 @@ mod tests {
             ts: id,
             dir,
             kind,
-            ext: format!("m{id}"),
+            external_id: format!("m{id}"),
             text: text.into(),
         }
     }

@@ -12,7 +12,9 @@ pub(super) struct EntryRow {
     platform_timestamp: DateTime<Utc>,
     direction: String,
     message_type: String,
-    external_message_id: String,
+    /// The platform's message id (column `external_message_id`).
+    #[sqlx(rename = "external_message_id")]
+    external_id: String,
     text: String,
 }
 
@@ -27,7 +29,7 @@ impl From<EntryRow> for Entry {
                 Direction::Inbound
             },
             kind: MessageKind::parse(&row.message_type),
-            ext: row.external_message_id,
+            external_id: row.external_id,
             text: row.text,
         }
     }
@@ -111,7 +113,7 @@ pub(super) async fn insert_groups(
     }
     let mut entries: Vec<Option<Entry>> = vec![None; answerable.len()];
     for row in rows {
-        let key = (row.channel.as_str(), row.entry.external_message_id.as_str());
+        let key = (row.channel.as_str(), row.entry.external_id.as_str());
         if let Some(&position) = first.get(&key) {
             entries[position] = Some(row.entry.into());
         }

@@ -136,8 +136,8 @@ impl Worker {
             self.record_progress(claim, attempts, platform_ids).await;
             if let Some(wait) = wait {
                 let due = now_ms() + wait.as_millis() as i64;
-                let shard = self.batcher.keys().shard_of(&keys.member);
-                if let Err(error) = self.batcher.postpone(shard, &keys.member, due).await {
+                let shard = self.redis_batches.keys().shard_of(&keys.member);
+                if let Err(error) = self.redis_batches.postpone(shard, &keys.member, due).await {
                     tracing::warn!(%error, "not postponed; resumed when its lease runs out");
                 }
             }
@@ -185,11 +185,11 @@ impl Worker {
         claim: &Claim,
         answered: &[i64],
     ) {
-        let policy = self.batcher.policy();
+        let policy = self.redis_batches.policy();
         for entry in claim.entries.iter().filter(|e| !answered.contains(&e.id)) {
             let mode = AppendMode::for_kind(entry.kind, policy);
             match self
-                .batcher
+                .redis_batches
                 .append(conversation, entry, mode, true, now_ms())
                 .await
             {

@@ -28,7 +28,11 @@ impl Worker {
             tracing::warn!("lease lost to another worker; stopping without sending");
             return why;
         }
-        match self.batcher.requeue(keys, token, mode, now_ms()).await {
+        match self
+            .redis_batches
+            .requeue(keys, token, mode, now_ms())
+            .await
+        {
             Ok(Some(due_ms)) => {
                 let metric = if mode == RequeueMode::Supersede {
                     "lull_batches_superseded_total"
@@ -142,7 +146,7 @@ impl Worker {
             Failure::NotSent => self.ack(keys, &claim.token, &[]).await,
             Failure::Unanswerable => {
                 let acked = self
-                    .batcher
+                    .redis_batches
                     .ack_forgetting(keys, &claim.token, now_ms())
                     .await;
                 log_ack(acked);
@@ -156,7 +160,7 @@ impl Worker {
 
     /// ack.lua, logging what happened; failures leave the batch to its lease.
     pub(super) async fn ack(&self, keys: &ConversationKeys, token: &str, reply: &[Entry]) {
-        log_ack(self.batcher.ack(keys, token, reply, now_ms()).await);
+        log_ack(self.redis_batches.ack(keys, token, reply, now_ms()).await);
     }
 }
 

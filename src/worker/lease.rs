@@ -1,7 +1,7 @@
 //! The heartbeat of a claimed batch: extends the lease while the worker generates
 //! and sends, and reports whether it still holds it and what arrived meanwhile.
 
-use crate::batch::{Batcher, ConversationKeys};
+use crate::batch::{ConversationKeys, RedisBatches};
 use crate::time::now_ms;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -25,7 +25,12 @@ pub struct Lease {
 
 impl Lease {
     /// Starts extending `token`'s lease every `every`.
-    pub fn start(batcher: Batcher, keys: ConversationKeys, token: String, every: Duration) -> Self {
+    pub fn start(
+        redis_batches: RedisBatches,
+        keys: ConversationKeys,
+        token: String,
+        every: Duration,
+    ) -> Self {
         let (tx, state) = watch::channel(LeaseState {
             held: true,
             pending: 0,
@@ -38,7 +43,7 @@ impl Lease {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    match batcher.extend(&keys, &token, now_ms()).await {
+                    match redis_batches.extend(&keys, &token, now_ms()).await {
                         Ok(outcome) => {
                             let _ = tx.send(LeaseState {
                                 held: outcome.held,

@@ -18,7 +18,7 @@ use finish::Failure;
 pub use lease::{Lease, LeaseState};
 pub use send::{RetryPolicy, SendResult, send_with_retries};
 
-use crate::batch::{Batcher, Claim, ConversationKeys};
+use crate::batch::{Claim, ConversationKeys, RedisBatches};
 use crate::channel::Channel;
 use crate::message::{ChannelKind, Conversation, Direction, Entry};
 use crate::metrics::Metrics;
@@ -92,7 +92,7 @@ pub enum BatchOutcome {
 /// Processes claimed batches.
 pub struct Worker {
     store: Store,
-    batcher: Batcher,
+    redis_batches: RedisBatches,
     channels: HashMap<ChannelKind, Arc<dyn Channel>>,
     responder: Arc<dyn Responder>,
     settings: WorkerSettings,
@@ -103,7 +103,7 @@ impl Worker {
     /// Wires the parts together.
     pub fn new(
         store: Store,
-        batcher: Batcher,
+        redis_batches: RedisBatches,
         channels: HashMap<ChannelKind, Arc<dyn Channel>>,
         responder: Arc<dyn Responder>,
         settings: WorkerSettings,
@@ -111,7 +111,7 @@ impl Worker {
     ) -> Self {
         Self {
             store,
-            batcher,
+            redis_batches,
             channels,
             responder,
             settings,
@@ -132,7 +132,7 @@ impl Worker {
             channel = conversation.channel.as_str(),
             conversation = %conversation,
             batch_id = %claim.batch_id,
-            message_id = claim.entries.last().map(|e| e.ext.as_str()).unwrap_or_default(),
+            message_id = claim.entries.last().map(|e| e.external_id.as_str()).unwrap_or_default(),
         );
         self.run(&conversation, &claim, &hand_back)
             .instrument(span)
@@ -146,7 +146,7 @@ impl Worker {
         hand_back: &CancellationToken,
     ) -> BatchOutcome {
         let claimed_at = now_ms();
-        let keys = self.batcher.keys().conversation(conversation);
+        let keys = self.redis_batches.keys().conversation(conversation);
         self.metrics.inc("lull_batches_claimed_total", &[]);
         self.metrics.observe(
             "lull_claim_lag_seconds",
@@ -238,7 +238,11 @@ impl Worker {
         };
 
         // Last look before the reply becomes visible: new messages supersede it.
-        match self.batcher.extend(&keys, &claim.token, now_ms()).await {
+        match self
+            .redis_batches
+            .extend(&keys, &claim.token, now_ms())
+            .await
+        {
             Ok(state) if !state.held => return BatchOutcome::Lost,
             Ok(state) if state.pending > 0 && self.may_supersede(claim) => {
                 return self
@@ -372,7 +376,7 @@ impl Worker {
     /// Starts the claim's heartbeat; it runs until the batch is sent or given back.
     fn lease(&self, keys: &ConversationKeys, claim: &Claim) -> Lease {
         Lease::start(
-            self.batcher.clone(),
+            self.redis_batches.clone(),
             keys.clone(),
             claim.token.clone(),
             self.settings.heartbeat,
@@ -475,7 +479,7 @@ impl Worker {
         // claim.lua returned Redis's history with the batch: no second round trip.
         // None came when the history is missing or not hydrated yet (append.lua).
         let history = if claim.history.is_empty() {
-            let limit = self.batcher.policy().history_limit;
+            let limit = self.redis_batches.policy().history_limit;
             let mut stored = match self.store.recent_history(conversation, limit).await {
                 Ok(stored) => stored,
                 // The reply is still worth writing; without the earlier exchange.
@@ -510,8 +514,11 @@ impl Worker {
         entries: &[Entry],
     ) -> Option<JoinHandle<()>> {
         let last = entries.iter().rev().find(|e| e.dir == Direction::Inbound)?;
-        let (channel, conversation, message_id) =
-            (channel.clone(), conversation.clone(), last.ext.clone());
+        let (channel, conversation, message_id) = (
+            channel.clone(),
+            conversation.clone(),
+            last.external_id.clone(),
+        );
         // Best effort: never fails the batch.
         let typing = tokio::spawn(
             async move {

@@ -6,8 +6,8 @@ use crate::helpers::*;
 use crate::redis_server::OwnCluster;
 use crate::scripts::{T0, WINDOW, bot, msg, policy};
 use lull::batch::{
-    AckOutcome, AppendMode, AppendOutcome, Batcher, ClaimOutcome, ExtendOutcome, KeySpace, Policy,
-    RequeueMode,
+    AckOutcome, AppendMode, AppendOutcome, ClaimOutcome, ExtendOutcome, KeySpace, Policy,
+    RedisBatches, RequeueMode,
 };
 use lull::message::{ChannelKind, Conversation, Entry};
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ fn keys_on_node(port: u16, prefix: &str) -> usize {
 async fn every_script_runs_on_every_shard_of_a_cluster() {
     let cluster = OwnCluster::start();
     let prefix = unique("test:cluster:") + ":";
-    let batcher = Batcher::connect(
+    let redis_batches = RedisBatches::connect(
         &cluster.url(),
         2,
         Duration::from_secs(5),
@@ -66,7 +66,7 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     )
     .await
     .unwrap();
-    let by_shard = conversations_on_every_shard(batcher.keys());
+    let by_shard = conversations_on_every_shard(redis_batches.keys());
     let conversations: Vec<&Conversation> = by_shard.values().flatten().collect();
     let batch_of = |i: usize| {
         let base = i as i64 * 10;
@@ -77,7 +77,7 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     for (i, conversation) in conversations.iter().enumerate() {
         let (e1, e2) = batch_of(i);
         let older = msg(i as i64 * 10, T0 - 60_000);
-        let first = batcher
+        let first = redis_batches
             .append(conversation, &e1, AppendMode::Message, false, T0)
             .await
             .unwrap();
@@ -90,12 +90,12 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
                 batch_len: 1,
             }
         );
-        let added = batcher
+        let added = redis_batches
             .hydrate(conversation, &[older, e1.clone()])
             .await
             .unwrap();
         assert_eq!(added, 1);
-        let second = batcher
+        let second = redis_batches
             .append(conversation, &e2, AppendMode::Message, false, T0 + 100)
             .await
             .unwrap();
@@ -108,9 +108,15 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     // due → claim, shard by shard
     let now = T0 + 100 + WINDOW;
     for shard in 0..SHARDS {
-        assert_eq!(batcher.next_due(shard).await.unwrap(), Some(now));
-        assert!(batcher.due(shard, now - 1, 100).await.unwrap().is_empty());
-        let mut due = batcher.due(shard, now, 100).await.unwrap();
+        assert_eq!(redis_batches.next_due(shard).await.unwrap(), Some(now));
+        assert!(
+            redis_batches
+                .due(shard, now - 1, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let mut due = redis_batches.due(shard, now, 100).await.unwrap();
         due.sort();
         let mut expected: Vec<String> = by_shard[&shard].iter().map(Conversation::id).collect();
         expected.sort();
@@ -118,7 +124,7 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     }
     for (i, conversation) in conversations.iter().enumerate() {
         let token = format!("tok-{i}");
-        let ClaimOutcome::Claimed(claim) = batcher
+        let ClaimOutcome::Claimed(claim) = redis_batches
             .claim(&conversation.id(), &token, now)
             .await
             .unwrap()
@@ -140,8 +146,8 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
 
     // extend every lease
     for (i, conversation) in conversations.iter().enumerate() {
-        let keys = batcher.keys().conversation(conversation);
-        let out = batcher
+        let keys = redis_batches.keys().conversation(conversation);
+        let out = redis_batches
             .extend(&keys, &format!("tok-{i}"), now + 500)
             .await
             .unwrap();
@@ -162,17 +168,17 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
             .iter()
             .position(|c| *c == conversation)
             .unwrap();
-        let keys = batcher.keys().conversation(conversation);
-        let due = batcher
+        let keys = redis_batches.keys().conversation(conversation);
+        let due = redis_batches
             .requeue(&keys, &format!("tok-{i}"), RequeueMode::HandBack, later)
             .await
             .unwrap();
         assert_eq!(due, Some(later));
         assert_eq!(
-            batcher.due(shard, later, 100).await.unwrap(),
+            redis_batches.due(shard, later, 100).await.unwrap(),
             vec![conversation.id()]
         );
-        let ClaimOutcome::Claimed(claim) = batcher
+        let ClaimOutcome::Claimed(claim) = redis_batches
             .claim(&conversation.id(), &format!("tok-{i}-again"), later)
             .await
             .unwrap()
@@ -184,23 +190,26 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
 
     // ack everything with the current token
     for (i, conversation) in conversations.iter().enumerate() {
-        let keys = batcher.keys().conversation(conversation);
+        let keys = redis_batches.keys().conversation(conversation);
         let requeued = by_shard.values().any(|c| c[0] == **conversation);
         let token = if requeued {
             format!("tok-{i}-again")
         } else {
             format!("tok-{i}")
         };
-        let stale = batcher.ack(&keys, "tok-stale", &[], later).await.unwrap();
+        let stale = redis_batches
+            .ack(&keys, "tok-stale", &[], later)
+            .await
+            .unwrap();
         assert_eq!(stale, AckOutcome::Stale);
         let reply = bot(1_000 + i as i64, later);
-        let out = batcher
+        let out = redis_batches
             .ack(&keys, &token, std::slice::from_ref(&reply), later + 10)
             .await
             .unwrap();
         assert_eq!(out, AckOutcome::Done, "{conversation}");
         let (e1, e2) = batch_of(i);
-        let history: Vec<Entry> = batcher.history(&keys).await.unwrap();
+        let history: Vec<Entry> = redis_batches.history(&keys).await.unwrap();
         assert_eq!(
             history,
             vec![msg(i as i64 * 10, T0 - 60_000), e1, e2, reply]
@@ -208,12 +217,12 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     }
     for shard in 0..SHARDS {
         assert_eq!(
-            batcher.next_due(shard).await.unwrap(),
+            redis_batches.next_due(shard).await.unwrap(),
             None,
             "shard {shard}"
         );
     }
-    batcher.quit().await;
+    redis_batches.quit().await;
 }
 
 #[tokio::test]
@@ -226,7 +235,7 @@ async fn two_whatsapp_users_on_a_cluster_each_get_one_reply() {
     })
     .await;
     // Two users whose conversations live on different shards.
-    let keys = app.batcher.keys();
+    let keys = app.redis_batches.keys();
     let shard_of = |contact: &str| keys.shard_of(&format!("whatsapp:{PHONE_ID}:{contact}"));
     let other = (15_550_003_333u64..)
         .map(|c| c.to_string())

@@ -604,11 +604,11 @@ async fn a_long_retry_after_frees_the_worker_and_postpones_the_reply_to_when_the
     );
 
     let keys = app
-        .batcher
+        .redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
     let due: f64 = app
-        .batcher
+        .redis_batches
         .pool()
         .next()
         .zscore(&keys.agenda, keys.member.as_str())
@@ -713,11 +713,11 @@ async fn with_postgres_on_a_closed_port_the_webhook_answers_503_and_nothing_reac
         "Ana's conversation shows where Maria's would be"
     );
     let agenda: Vec<String> = app
-        .batcher
+        .redis_batches
         .pool()
         .next()
         .zrange(
-            app.batcher.keys().agenda(0),
+            app.redis_batches.keys().agenda(0),
             0,
             -1,
             None,
@@ -1008,8 +1008,14 @@ async fn a_message_batched_again_after_its_reply_went_out_is_not_quoted_in_a_sec
     assert_eq!(app.post_whatsapp(&first).await.status(), 200);
     wait_all_answered(&app.store, 1, PATIENCE).await;
     wait_for("the first batch acknowledged", PATIENCE, || async {
-        let keys = app.batcher.keys().conversation(&maria);
-        let locked: bool = app.batcher.pool().next().exists(&keys.lock).await.ok()?;
+        let keys = app.redis_batches.keys().conversation(&maria);
+        let locked: bool = app
+            .redis_batches
+            .pool()
+            .next()
+            .exists(&keys.lock)
+            .await
+            .ok()?;
         (!locked).then_some(())
     })
     .await;
@@ -1017,9 +1023,12 @@ async fn a_message_batched_again_after_its_reply_went_out_is_not_quoted_in_a_sec
     // The reconciler's race: it read the message as unanswered just before its reply
     // went out, and batches it again once the first batch is acknowledged.
     let history = app.store.recent_history(&maria, 10).await.unwrap();
-    let answered = history.iter().find(|e| e.ext == "wamid.again0").unwrap();
+    let answered = history
+        .iter()
+        .find(|e| e.external_id == "wamid.again0")
+        .unwrap();
     let outcome = app
-        .batcher
+        .redis_batches
         .append(
             &maria,
             answered,

@@ -5,7 +5,7 @@ use crate::fake_graph::{FakeGraph, TOKEN};
 use crate::fake_server::{FakeApi, Seen};
 use clap::Parser;
 use lull::app::App;
-use lull::batch::Batcher;
+use lull::batch::RedisBatches;
 use lull::config::{Cli, Config, Secret};
 use lull::store::Store;
 use rand::Rng;
@@ -155,7 +155,7 @@ pub fn test_config(db: &TestDb, graph: &FakeGraph, prefix: &str) -> Config {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub store: Store,
-    pub batcher: Batcher,
+    pub redis_batches: RedisBatches,
     pub graph: FakeGraph,
     pub prefix: String,
     pub metrics: Arc<lull::metrics::Metrics>,
@@ -202,7 +202,7 @@ async fn start_app(
     tweak(&mut config);
     let app = App::build(config).await.expect("app builds");
     let store = app.store().clone();
-    let batcher = app.batcher().clone();
+    let redis_batches = app.redis_batches().clone();
     let metrics = app.metrics().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -217,7 +217,7 @@ async fn start_app(
     TestApp {
         addr,
         store,
-        batcher,
+        redis_batches,
         graph,
         prefix,
         metrics,

@@ -200,11 +200,11 @@ async fn hello_then_burst(app: &TestApp, llm: &FakeApi) -> Seen {
     let replies = replies_at_least(&app.graph, 1).await;
     assert_eq!(body(&replies[0]), completion_text(1));
     let keys = app
-        .batcher
+        .redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
     wait_for("the first reply in history", PATIENCE, || async {
-        let history = app.batcher.history(&keys).await.ok()?;
+        let history = app.redis_batches.history(&keys).await.ok()?;
         history
             .iter()
             .any(|e| e.dir == Direction::Outbound)
@@ -470,8 +470,8 @@ async fn assert_the_refused_message_is_left_out_of_the_next_context(redis_loses_
     if redis_loses_history {
         let conversation =
             lull::message::Conversation::new(lull::message::ChannelKind::WhatsApp, PHONE_ID, MARIA);
-        let history = app.batcher.keys().conversation(&conversation).history;
-        let _: i64 = fred::interfaces::KeysInterface::del(app.batcher.pool().next(), history)
+        let history = app.redis_batches.keys().conversation(&conversation).history;
+        let _: i64 = fred::interfaces::KeysInterface::del(app.redis_batches.pool().next(), history)
             .await
             .unwrap();
     }

@@ -2,6 +2,7 @@
 //! the Graph, Bot and Instagram APIs and of two LLM APIs. One binary, so the crate
 //! links once.
 
+mod claim_loop;
 mod cluster;
 mod fake_graph;
 mod fake_platforms;
@@ -20,7 +21,6 @@ mod process;
 mod reconcile;
 mod redis_server;
 mod resume;
-mod scanner;
 mod scripts;
 mod telegram_flow;
 mod whatsapp_flow;

@@ -48,7 +48,7 @@ fn position(text: &str, part: &str) -> usize {
 }
 
 fn maria_keys(app: &TestApp) -> ConversationKeys {
-    app.batcher
+    app.redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"))
 }
@@ -56,7 +56,7 @@ fn maria_keys(app: &TestApp) -> ConversationKeys {
 /// Maria's score on the agenda, if she is on it.
 async fn agenda_score(app: &TestApp) -> Option<f64> {
     let keys = maria_keys(app);
-    app.batcher
+    app.redis_batches
         .pool()
         .next()
         .zscore(&keys.agenda, &keys.member)
@@ -353,7 +353,7 @@ async fn a_burst_delivered_out_of_order_is_answered_and_remembered_in_platform_o
     assert!(at[0] < at[1] && at[1] < at[2], "{text}");
 
     let rows = sent_batches(&app, 1).await;
-    let ext: Vec<String> = sqlx::query_scalar(
+    let external_ids: Vec<String> = sqlx::query_scalar(
         "SELECT m.external_message_id
          FROM unnest($1::bigint[]) WITH ORDINALITY AS b(id, n)
          JOIN conversation_messages m ON m.id = b.id
@@ -363,9 +363,12 @@ async fn a_burst_delivered_out_of_order_is_answered_and_remembered_in_platform_o
     .fetch_all(app.store.pool())
     .await
     .unwrap();
-    assert_eq!(ext, ["wamid.order0", "wamid.order1", "wamid.order2"]);
+    assert_eq!(
+        external_ids,
+        ["wamid.order0", "wamid.order1", "wamid.order2"]
+    );
 
-    let history = app.batcher.history(&maria_keys(&app)).await.unwrap();
+    let history = app.redis_batches.history(&maria_keys(&app)).await.unwrap();
     let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(texts[..3], ["first", "second", "third"]);
@@ -394,7 +397,7 @@ async fn a_message_older_than_the_last_reply_goes_to_history_in_order_and_the_ne
     assert!(!second.contains(&quoted("hello")), "{second}");
 
     sent_batches(&app, 2).await;
-    let history = app.batcher.history(&maria_keys(&app)).await.unwrap();
+    let history = app.redis_batches.history(&maria_keys(&app)).await.unwrap();
     let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(texts.len(), 5, "{texts:?}");
     assert_eq!(texts[..3], ["sorry, forgot this", "hello", "anyone there?"]);
@@ -517,7 +520,7 @@ async fn a_reaction_alone_starts_no_batch_but_is_stored_and_in_history() {
     let response = app.post_whatsapp(&fixture("whatsapp/reaction.json")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(agenda_score(&app).await, None, "nothing scheduled");
-    let history = app.batcher.history(&maria_keys(&app)).await.unwrap();
+    let history = app.redis_batches.history(&maria_keys(&app)).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].kind, MessageKind::Reaction);
     assert!(history[0].text.contains('👍'), "{history:?}");
@@ -565,7 +568,7 @@ async fn a_reaction_does_not_push_the_deadline_of_a_collecting_batch() {
     );
     let rows = sent_batches(&app, 1).await;
     assert_eq!(rows[0].message_ids.len(), 1, "the reaction is not answered");
-    let history = app.batcher.history(&maria_keys(&app)).await.unwrap();
+    let history = app.redis_batches.history(&maria_keys(&app)).await.unwrap();
     let kinds: Vec<MessageKind> = history.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,

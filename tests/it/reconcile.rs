@@ -62,6 +62,6 @@ async fn a_reconcile_pass_told_to_stop_ends_before_the_next_message() {
         app.metrics().counter("lull_messages_reconciled_total", &[]),
         3
     );
-    app.batcher().quit().await;
+    app.redis_batches().quit().await;
     app.store().pool().close().await;
 }

@@ -92,16 +92,16 @@ async fn a_reply_being_sent_when_redis_lost_its_data_is_put_back_and_resumed() {
     // Redis restarts without persistence: everything of the conversation is gone,
     // while PostgreSQL holds the batch as sending and its message as answered by it.
     let keys = first
-        .batcher
+        .redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
-    let redis = lull::batch::Batcher::connect(
+    let redis = lull::batch::RedisBatches::connect(
         &redis_url(),
         1,
         std::time::Duration::from_secs(2),
         &first.prefix,
         1,
-        first.batcher.policy().clone(),
+        first.redis_batches.policy().clone(),
     )
     .await
     .unwrap();

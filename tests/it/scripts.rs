@@ -1,5 +1,5 @@
 //! State tests of the Lua scripts, one module per script: seed a conversation's
-//! keys, run the script through [`Batcher`] with an explicit `now` (no sleeping),
+//! keys, run the script through [`RedisBatches`] with an explicit `now` (no sleeping),
 //! then read back every key the script may touch and compare it, with the reply.
 //!
 //! Every test gets its own key prefix on the shared Redis; dropping a [`Rig`] (also
@@ -19,7 +19,7 @@ use fred::interfaces::{
 };
 use fred::types::Expiration;
 use lull::batch::{
-    AppendMode, AppendOutcome, Batcher, Claim, ClaimOutcome, ConversationKeys, Policy,
+    AppendMode, AppendOutcome, Claim, ClaimOutcome, ConversationKeys, Policy, RedisBatches,
 };
 use lull::message::{ChannelKind, Conversation, Direction, Entry, MessageKind};
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ pub fn msg(id: i64, ts: i64) -> Entry {
         ts,
         dir: Direction::Inbound,
         kind: MessageKind::Text,
-        ext: format!("wamid.{id}"),
+        external_id: format!("wamid.{id}"),
         text: format!("message {id}"),
     }
 }
@@ -76,7 +76,7 @@ pub fn bot(id: i64, ts: i64) -> Entry {
         ts,
         dir: Direction::Outbound,
         kind: MessageKind::Reply,
-        ext: format!("wamid.out{id}"),
+        external_id: format!("wamid.out{id}"),
         text: format!("reply {id}"),
     }
 }
@@ -142,18 +142,18 @@ pub struct Frozen {
     pub ttls: Ttls,
 }
 
-/// One conversation on a Batcher of its own test prefix.
+/// One conversation on a RedisBatches of its own test prefix.
 pub struct Rig {
-    pub batcher: Batcher,
+    pub redis_batches: RedisBatches,
     pub conversation: Conversation,
     pub keys: ConversationKeys,
 }
 
 impl Rig {
-    /// A Batcher on the shared Redis under a fresh prefix, and one conversation.
+    /// A RedisBatches on the shared Redis under a fresh prefix, and one conversation.
     pub async fn new() -> Self {
         let prefix = unique("test:scripts:") + ":";
-        let batcher = Batcher::connect(
+        let redis_batches = RedisBatches::connect(
             &redis_url(),
             2,
             Duration::from_secs(2),
@@ -162,29 +162,29 @@ impl Rig {
             policy(),
         )
         .await
-        .expect("Batcher connects");
-        Self::on(batcher, "15550002222")
+        .expect("RedisBatches connects");
+        Self::on(redis_batches, "15550002222")
     }
 
-    /// A conversation with `contact` on a given Batcher.
-    pub fn on(batcher: Batcher, contact: &str) -> Self {
+    /// A conversation with `contact` on a given RedisBatches.
+    pub fn on(redis_batches: RedisBatches, contact: &str) -> Self {
         let conversation = Conversation::new(ChannelKind::WhatsApp, "123456789012345", contact);
-        let keys = batcher.keys().conversation(&conversation);
+        let keys = redis_batches.keys().conversation(&conversation);
         Self {
-            batcher,
+            redis_batches,
             conversation,
             keys,
         }
     }
 
-    /// Another conversation on the same Batcher.
+    /// Another conversation on the same RedisBatches.
     pub fn with_contact(&self, contact: &str) -> Self {
-        Self::on(self.batcher.clone(), contact)
+        Self::on(self.redis_batches.clone(), contact)
     }
 
     /// A plain Redis connection, for seeding and reading keys.
     pub fn redis(&self) -> &Client {
-        self.batcher.pool().next()
+        self.redis_batches.pool().next()
     }
 
     /// append.lua for a message that joins the batch.
@@ -203,7 +203,7 @@ impl Rig {
     ) -> AppendOutcome {
         let outcome = self.append_unhydrated(entry, mode, reconcile, now).await;
         if outcome.hydrate {
-            self.batcher
+            self.redis_batches
                 .hydrate(&self.conversation, &[])
                 .await
                 .expect("hydrate.lua runs");
@@ -219,7 +219,7 @@ impl Rig {
         reconcile: bool,
         now: i64,
     ) -> AppendOutcome {
-        self.batcher
+        self.redis_batches
             .append(&self.conversation, entry, mode, reconcile, now)
             .await
             .expect("append.lua runs")
@@ -227,7 +227,7 @@ impl Rig {
 
     /// claim.lua.
     pub async fn claim(&self, token: &str, now: i64) -> ClaimOutcome {
-        self.batcher
+        self.redis_batches
             .claim(&self.keys.member, token, now)
             .await
             .expect("claim.lua runs")

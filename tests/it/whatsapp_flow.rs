@@ -299,26 +299,38 @@ async fn history_is_hydrated_from_postgres_when_redis_lost_it_and_stays_bounded(
     }
     replies_at_least(&app.graph, 1).await;
     let keys = app
-        .batcher
+        .redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
     wait_for("ack", PATIENCE, || async {
         let n: i64 = app
-            .batcher
+            .redis_batches
             .pool()
             .next()
             .llen(&keys.inflight)
             .await
             .unwrap();
-        let locked: bool = app.batcher.pool().next().exists(&keys.lock).await.unwrap();
+        let locked: bool = app
+            .redis_batches
+            .pool()
+            .next()
+            .exists(&keys.lock)
+            .await
+            .unwrap();
         (n == 0 && !locked).then_some(())
     })
     .await;
-    let _: () = app.batcher.pool().next().del(&keys.history).await.unwrap();
+    let _: () = app
+        .redis_batches
+        .pool()
+        .next()
+        .del(&keys.history)
+        .await
+        .unwrap();
 
     app.post_whatsapp(&whatsapp_text(MARIA, "wamid.h3", now_secs() + 1, "new one"))
         .await;
-    let history = app.batcher.history(&keys).await.unwrap();
+    let history = app.redis_batches.history(&keys).await.unwrap();
     let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(texts.len(), 4, "bounded by HISTORY_LIMIT: {texts:?}");
     assert_eq!(texts[0], "old 1");
@@ -337,7 +349,13 @@ async fn a_flushed_script_cache_heals_itself() {
     // again at once (so the flush might not be seen), and they would see it.
     let redis = crate::redis_server::OwnRedis::start();
     let app = spawn_app_with(|c| c.redis_url = redis.url()).await;
-    let _: () = app.batcher.pool().next().script_flush(false).await.unwrap();
+    let _: () = app
+        .redis_batches
+        .pool()
+        .next()
+        .script_flush(false)
+        .await
+        .unwrap();
     let response = app
         .post_whatsapp(&fixture("whatsapp/text_single.json"))
         .await;

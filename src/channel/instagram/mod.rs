@@ -57,11 +57,6 @@ impl Instagram {
     pub fn dry_run(&self) -> bool {
         self.settings.token.is_none()
     }
-
-    /// The settings the channel was built with.
-    pub fn settings(&self) -> &InstagramSettings {
-        &self.settings
-    }
 }
 
 #[async_trait]

@@ -14,9 +14,7 @@ mod parse;
 mod send;
 
 use super::whatsapp::split_text;
-use super::{
-    ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta,
-};
+use super::{ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError};
 use crate::config::Secret;
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
@@ -81,11 +79,6 @@ impl Telegram {
     pub fn bot(&self) -> &str {
         &self.bot
     }
-
-    /// The settings the channel was built with.
-    pub fn settings(&self) -> &TelegramSettings {
-        &self.settings
-    }
 }
 
 /// The bot id of a bot token (`123456789:AAH...` → `123456789`), or `None` when the
@@ -108,7 +101,7 @@ fn verify_secret_token(
     let given = headers
         .get(SECRET_HEADER)
         .ok_or(VerifyError::Missing(SECRET_HEADER))?;
-    if meta::constant_time_eq(secret.expose().as_bytes(), given.as_bytes()) {
+    if crate::constant_time::eq(secret.expose().as_bytes(), given.as_bytes()) {
         Ok(())
     } else {
         Err(VerifyError::Invalid(SECRET_HEADER))

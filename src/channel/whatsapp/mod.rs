@@ -52,11 +52,6 @@ impl WhatsApp {
     pub fn dry_run(&self) -> bool {
         self.settings.token.is_none()
     }
-
-    /// The settings the channel was built with.
-    pub fn settings(&self) -> &WhatsAppSettings {
-        &self.settings
-    }
 }
 
 #[async_trait]

@@ -2,7 +2,7 @@
 //! phase's counters, and the [`ClaimsReport`] they add up to.
 
 use super::super::report::{self, Cell, Examples, Latency, Summary, Verdict};
-use crate::batch::Batcher;
+use crate::batch::RedisBatches;
 use crate::loadtest::ClaimsArgs;
 use crate::message::Entry;
 use serde::Serialize;
@@ -215,7 +215,7 @@ impl Ledger {
     pub(super) fn report(
         &self,
         args: &ClaimsArgs,
-        batcher: &Batcher,
+        redis_batches: &RedisBatches,
         cluster: bool,
         seeding: Seeding,
         latencies: Vec<Duration>,
@@ -273,8 +273,8 @@ impl Ledger {
         let (claims, acks) = (count(&self.claims), count(&self.acks));
         ClaimsReport {
             redis: if cluster { "cluster" } else { "standalone" },
-            key_prefix: batcher.keys().prefix().to_owned(),
-            shards: batcher.keys().shards(),
+            key_prefix: redis_batches.keys().prefix().to_owned(),
+            shards: redis_batches.keys().shards(),
             conversations: args.conversations,
             messages_per_conversation: args.messages,
             waiting: args.waiting,

@@ -22,7 +22,7 @@ pub use ledger::ClaimsReport;
 
 use super::report::{self, Progress};
 use super::{ClaimsArgs, LoadtestError, at_least_one};
-use crate::batch::{AckOutcome, BatchError, Batcher, ClaimOutcome, Policy};
+use crate::batch::{AckOutcome, BatchError, ClaimOutcome, Policy, RedisBatches};
 use crate::message::{ChannelKind, Conversation, Direction, Entry, MessageKind};
 use crate::time::now_ms;
 use futures::{StreamExt, TryStreamExt};
@@ -75,17 +75,17 @@ pub async fn run(args: &ClaimsArgs) -> Result<ClaimsReport, LoadtestError> {
     };
     let pool_size = args.claimers.clamp(1, 8);
     let timeout = Duration::from_secs(5);
-    let batcher =
-        Batcher::connect(&args.redis_url, pool_size, timeout, &prefix, shards, policy).await?;
+    let redis_batches =
+        RedisBatches::connect(&args.redis_url, pool_size, timeout, &prefix, shards, policy).await?;
     let result = async {
         // connect() tolerates a Redis that is down (the service waits for it); a
         // load test should say so at once instead.
-        batcher.ping().await?;
-        load(args, &batcher, cluster).await
+        redis_batches.ping().await?;
+        load(args, &redis_batches, cluster).await
     }
     .await;
-    let cleanup = crate::batch::cleanup::delete_keys(batcher.pool().next(), &prefix).await;
-    batcher.quit().await;
+    let cleanup = crate::batch::cleanup::delete_keys(redis_batches.pool().next(), &prefix).await;
+    redis_batches.quit().await;
     let report = result?;
     cleanup?;
     Ok(report)
@@ -93,15 +93,15 @@ pub async fn run(args: &ClaimsArgs) -> Result<ClaimsReport, LoadtestError> {
 
 async fn load(
     args: &ClaimsArgs,
-    batcher: &Batcher,
+    redis_batches: &RedisBatches,
     cluster: bool,
 ) -> Result<ClaimsReport, LoadtestError> {
-    let shards = batcher.keys().shards();
-    let memory_before = redis::used_memory(batcher).await?;
+    let shards = redis_batches.keys().shards();
+    let memory_before = redis::used_memory(redis_batches).await?;
     let seed_start = Instant::now();
-    seed(args, batcher).await?;
+    seed(args, redis_batches).await?;
     let seed_time = seed_start.elapsed();
-    let memory_after = redis::used_memory(batcher).await?;
+    let memory_after = redis::used_memory(redis_batches).await?;
     let seeded_conversations = u64::from(args.conversations) + u64::from(args.waiting);
 
     // The ledger's clock (for the stall check) starts with the claim phase.
@@ -111,7 +111,7 @@ async fn load(
     let claimers: Vec<_> = (0..args.claimers)
         .map(|index| {
             let claimer = Claimer {
-                batcher: batcher.clone(),
+                redis_batches: redis_batches.clone(),
                 ledger: ledger.clone(),
                 shards,
                 batch: i64::from(args.batch),
@@ -137,12 +137,12 @@ async fn load(
         memory_bytes_per_conversation: (memory_after - memory_before) as f64
             / seeded_conversations as f64,
     };
-    Ok(ledger.report(args, batcher, cluster, seeding, latencies, claim_time))
+    Ok(ledger.report(args, redis_batches, cluster, seeding, latencies, claim_time))
 }
 
 /// Appends every seeded message, conversations concurrently, each one's messages
 /// in order.
-async fn seed(args: &ClaimsArgs, batcher: &Batcher) -> Result<(), BatchError> {
+async fn seed(args: &ClaimsArgs, redis_batches: &RedisBatches) -> Result<(), BatchError> {
     let appended = Arc::new(AtomicU64::new(0));
     let total = u64::from(args.conversations + args.waiting) * u64::from(args.messages);
     let counter = appended.clone();
@@ -172,10 +172,10 @@ async fn seed(args: &ClaimsArgs, batcher: &Batcher) -> Result<(), BatchError> {
                         ts: now + i64::from(m),
                         dir: Direction::Inbound,
                         kind: MessageKind::Text,
-                        ext: format!("wamid.loadtest.{id}"),
+                        external_id: format!("wamid.loadtest.{id}"),
                         text: format!("message {}", m + 1),
                     };
-                    let outcome = batcher
+                    let outcome = redis_batches
                         .append(
                             &conversation,
                             &entry,
@@ -188,7 +188,7 @@ async fn seed(args: &ClaimsArgs, batcher: &Batcher) -> Result<(), BatchError> {
                     // more of: so a waiting conversation holds what it holds in
                     // production.
                     if outcome.hydrate {
-                        batcher.hydrate(&conversation, &[]).await?;
+                        redis_batches.hydrate(&conversation, &[]).await?;
                     }
                     appended.fetch_add(1, Ordering::Relaxed);
                 }
@@ -200,7 +200,7 @@ async fn seed(args: &ClaimsArgs, batcher: &Batcher) -> Result<(), BatchError> {
 
 /// One claimer task.
 struct Claimer {
-    batcher: Batcher,
+    redis_batches: RedisBatches,
     ledger: Arc<Ledger>,
     shards: u16,
     batch: i64,
@@ -229,7 +229,7 @@ impl Claimer {
                 // of its own among them (as separate lull instances would collide
                 // only where their windows overlap), in an order of its own.
                 let ahead = self.batch * self.claimers;
-                let due = match self.batcher.due(shard, now_ms(), ahead).await {
+                let due = match self.redis_batches.due(shard, now_ms(), ahead).await {
                     Ok(due) => due,
                     Err(error) => {
                         self.ledger.error(format!("due: {error}"));
@@ -259,7 +259,7 @@ impl Claimer {
         let ledger = &self.ledger;
         let token = format!("{:032x}", rng.random::<u128>());
         let start = Instant::now();
-        let outcome = self.batcher.claim(member, &token, now_ms()).await;
+        let outcome = self.redis_batches.claim(member, &token, now_ms()).await;
         latencies.push(start.elapsed());
         let claim = match outcome {
             Ok(ClaimOutcome::Claimed(claim)) => claim,
@@ -278,8 +278,12 @@ impl Claimer {
             ledger.deaths.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let keys = self.batcher.keys().for_member(member);
-        match self.batcher.ack(&keys, &claim.token, &[], now_ms()).await {
+        let keys = self.redis_batches.keys().for_member(member);
+        match self
+            .redis_batches
+            .ack(&keys, &claim.token, &[], now_ms())
+            .await
+        {
             Ok(AckOutcome::Stale) => {
                 // Too slow: the lease ran out and the batch is someone else's now.
                 ledger.stale_acks.fetch_add(1, Ordering::Relaxed);

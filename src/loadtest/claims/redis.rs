@@ -1,12 +1,12 @@
 //! Redis outside the scripts: its memory use.
 
-use crate::batch::{BatchError, Batcher};
+use crate::batch::{BatchError, RedisBatches};
 use fred::interfaces::ClientLike;
 use fred::types::InfoKind;
 
 /// `used_memory` of the Redis, summed over a cluster's masters.
-pub(super) async fn used_memory(batcher: &Batcher) -> Result<i64, BatchError> {
-    let client = batcher.pool().next();
+pub(super) async fn used_memory(redis_batches: &RedisBatches) -> Result<i64, BatchError> {
+    let client = redis_batches.pool().next();
     let mut infos: Vec<String> = Vec::new();
     if client.is_clustered() {
         // A cluster client holds one connection per master.

@@ -19,7 +19,7 @@ async fn ack_drops_the_batch_releases_the_lock_and_records_the_reply() {
     let (rig, e1) = claimed_rig().await;
     let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
     let out = rig
-        .batcher
+        .redis_batches
         .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
         .await
         .unwrap();
@@ -39,7 +39,7 @@ async fn ack_does_not_create_a_missing_history() {
     let (rig, _) = claimed_rig().await;
     rig.drop_key(&rig.keys.history).await;
     let out = rig
-        .batcher
+        .redis_batches
         .ack(&rig.keys, "tok-1", &[bot(10, T0 + 1_400)], T0 + 1_500)
         .await
         .unwrap();
@@ -54,7 +54,7 @@ async fn ack_puts_the_reply_before_a_message_sent_after_it() {
     let later = msg(2, T0 + 1_450);
     rig.append(&later, T0 + 1_460).await;
     let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
-    rig.batcher
+    rig.redis_batches
         .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
         .await
         .unwrap();
@@ -68,11 +68,11 @@ async fn ack_puts_the_reply_before_a_message_sent_after_it() {
 async fn ack_records_a_reply_already_in_history_once() {
     let (rig, e1) = claimed_rig().await;
     let reply = [bot(10, T0 + 1_400)];
-    rig.batcher
+    rig.redis_batches
         .hydrate(&rig.conversation, &reply)
         .await
         .unwrap();
-    rig.batcher
+    rig.redis_batches
         .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
         .await
         .unwrap();
@@ -91,7 +91,7 @@ async fn an_ack_forgetting_a_refused_batch_drops_its_messages_from_history() {
     let next = msg(4, T0 + 3_500);
     rig.append(&next, T0 + 3_500).await;
     let out = rig
-        .batcher
+        .redis_batches
         .ack_forgetting(&rig.keys, "tok-1", T0 + 3_600)
         .await
         .unwrap();
@@ -109,7 +109,7 @@ async fn an_ack_forgetting_finds_the_message_by_id_however_history_wrote_it() {
     let mut as_stored = refused.clone();
     as_stored.text = "the same message, as PostgreSQL gave it".into();
     rig.seed_list(&rig.keys.history, &[as_stored]).await;
-    rig.batcher
+    rig.redis_batches
         .ack_forgetting(&rig.keys, "tok-1", T0 + WINDOW + 100)
         .await
         .unwrap();
@@ -120,12 +120,12 @@ async fn an_ack_forgetting_finds_the_message_by_id_however_history_wrote_it() {
 async fn ack_trims_history_to_the_limit() {
     let (rig, e1) = claimed_rig().await;
     let older: Vec<Entry> = (1..=3).map(|i| msg(-i, T0 - i * 1_000)).rev().collect();
-    rig.batcher
+    rig.redis_batches
         .hydrate(&rig.conversation, &older)
         .await
         .unwrap();
     let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
-    rig.batcher
+    rig.redis_batches
         .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
         .await
         .unwrap();
@@ -146,7 +146,7 @@ async fn ack_reschedules_messages_that_arrived_meanwhile_at_their_deadline() {
     rig.append(&e2, T0 + 1_500).await;
     let reply = bot(10, T0 + 1_600);
     let out = rig
-        .batcher
+        .redis_batches
         .ack(&rig.keys, "tok-1", std::slice::from_ref(&reply), T0 + 1_700)
         .await
         .unwrap();
@@ -185,7 +185,7 @@ async fn ack_with_a_stale_token_changes_nothing() {
         }
         let before = rig.freeze().await;
         let out = rig
-            .batcher
+            .redis_batches
             .ack(&rig.keys, "tok-1", &[bot(10, T0 + 3_000)], T0 + 3_100)
             .await
             .unwrap();

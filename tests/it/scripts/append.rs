@@ -363,7 +363,7 @@ async fn until_history_is_hydrated_every_append_asks_for_it_again() {
             .hydrate
     );
     let older = msg(-1, T0 - 5_000);
-    rig.batcher
+    rig.redis_batches
         .hydrate(&rig.conversation, std::slice::from_ref(&older))
         .await
         .unwrap();

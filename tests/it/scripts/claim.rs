@@ -77,7 +77,7 @@ async fn a_claim_returns_the_conversations_history_after_the_batch() {
     rig.append(&e1, T0).await;
     rig.claimed("tok-1", T0 + WINDOW).await;
     let reply = bot(10, T0 + 1_500);
-    rig.batcher
+    rig.redis_batches
         .ack(&rig.keys, "tok-1", std::slice::from_ref(&reply), T0 + 1_500)
         .await
         .unwrap();
@@ -287,7 +287,7 @@ async fn a_claim_after_the_hydrate_carries_the_history() {
     let (older, e1) = (msg(-1, T0 - 5_000), msg(1, T0));
     rig.append_unhydrated(&e1, AppendMode::Message, false, T0)
         .await;
-    rig.batcher
+    rig.redis_batches
         .hydrate(&rig.conversation, std::slice::from_ref(&older))
         .await
         .unwrap();

@@ -20,7 +20,11 @@ async fn extending_with_the_claim_token_renews_the_lease_and_counts_pending_mess
         .unwrap();
     let before = rig.snapshot().await;
     let now = T0 + 2_000;
-    let out = rig.batcher.extend(&rig.keys, "tok-1", now).await.unwrap();
+    let out = rig
+        .redis_batches
+        .extend(&rig.keys, "tok-1", now)
+        .await
+        .unwrap();
     assert_eq!(
         out,
         ExtendOutcome {
@@ -55,7 +59,7 @@ async fn extending_with_a_stale_token_changes_nothing() {
         }
         let before = rig.freeze().await;
         let out = rig
-            .batcher
+            .redis_batches
             .extend(&rig.keys, "tok-1", T0 + 3_500)
             .await
             .unwrap();

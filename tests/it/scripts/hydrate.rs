@@ -33,7 +33,11 @@ async fn hydrate_merges_rows_by_id_in_platform_order_within_the_limit() {
     for (i, (history, rows, added, expected)) in cases.into_iter().enumerate() {
         let rig = Rig::new().await;
         rig.seed_list(&rig.keys.history, &history).await;
-        let got = rig.batcher.hydrate(&rig.conversation, &rows).await.unwrap();
+        let got = rig
+            .redis_batches
+            .hydrate(&rig.conversation, &rows)
+            .await
+            .unwrap();
         assert_eq!(got, added, "case {i}: rows added");
         assert_eq!(
             rig.snapshot().await,
@@ -56,12 +60,18 @@ async fn hydrating_the_same_rows_again_adds_nothing() {
     let e4 = msg(4, T0 + 4);
     assert!(rig.append(&e4, T0 + 4).await.hydrate);
     assert_eq!(
-        rig.batcher.hydrate(&rig.conversation, &rows).await.unwrap(),
+        rig.redis_batches
+            .hydrate(&rig.conversation, &rows)
+            .await
+            .unwrap(),
         3
     );
     let before = rig.freeze().await;
     assert_eq!(
-        rig.batcher.hydrate(&rig.conversation, &rows).await.unwrap(),
+        rig.redis_batches
+            .hydrate(&rig.conversation, &rows)
+            .await
+            .unwrap(),
         0
     );
     rig.assert_untouched(&before).await;

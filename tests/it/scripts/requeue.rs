@@ -15,7 +15,7 @@ async fn handing_back_leaves_the_batch_in_flight_due_at_once_and_newer_messages_
     rig.append(&late, T0 + 1_300).await;
     let now = T0 + 1_400;
     let due = rig
-        .batcher
+        .redis_batches
         .requeue(&rig.keys, "tok-1", HandBack, now)
         .await
         .unwrap();
@@ -57,7 +57,7 @@ async fn superseding_counts_and_waits_for_the_new_messages_deadline() {
     rig.append(&e2, T0 + 1_500).await;
     rig.pin_ttls().await;
     let due = rig
-        .batcher
+        .redis_batches
         .requeue(&rig.keys, "tok-1", Supersede, T0 + 1_600)
         .await
         .unwrap();
@@ -94,7 +94,7 @@ async fn a_superseded_batch_is_still_due_by_its_first_message_plus_max_wait() {
     rig.pin_ttls().await;
     rig.append(&e2, T0 + 4_500).await; // its own deadline: T0 + 5_500
     let due = rig
-        .batcher
+        .redis_batches
         .requeue(&rig.keys, "tok-1", Supersede, T0 + 4_600)
         .await
         .unwrap();
@@ -117,7 +117,7 @@ async fn a_superseded_batch_that_reaches_max_messages_is_due_at_once() {
     rig.append(&e3, T0 + 1_500).await;
     let now = T0 + 1_600;
     let due = rig
-        .batcher
+        .redis_batches
         .requeue(&rig.keys, "tok-1", Supersede, now)
         .await
         .unwrap();
@@ -142,7 +142,7 @@ async fn requeueing_with_a_stale_token_changes_nothing() {
             }
             let before = rig.freeze().await;
             let due = rig
-                .batcher
+                .redis_batches
                 .requeue(&rig.keys, "tok-1", mode, T0 + 3_500)
                 .await
                 .unwrap();
@@ -159,7 +159,7 @@ async fn a_message_after_a_hand_back_does_not_push_back_the_batch_due_at_once() 
     rig.append(&e1, T0).await;
     rig.claimed("tok-1", T0 + WINDOW).await;
     let handed_back = T0 + 1_000;
-    rig.batcher
+    rig.redis_batches
         .requeue(&rig.keys, "tok-1", HandBack, handed_back)
         .await
         .unwrap();
@@ -178,7 +178,7 @@ async fn a_message_after_a_hand_back_does_not_push_back_the_batch_due_at_once() 
         (claim.batch_id.as_str(), claim.entries.clone()),
         ("tok-1", vec![e1])
     );
-    rig.batcher
+    rig.redis_batches
         .ack(&rig.keys, "tok-2", &[], handed_back + 20)
         .await
         .unwrap();

@@ -22,8 +22,8 @@ async fn schedule(redis: &fred::clients::Client, keys: &ConversationKeys, score:
 #[tokio::test]
 async fn a_conversation_whose_claim_fails_does_not_stall_the_others() {
     let app = spawn_app().await;
-    let broken = app.batcher.keys().for_member("whatsapp:1:broken");
-    let redis = app.batcher.pool().next();
+    let broken = app.redis_batches.keys().for_member("whatsapp:1:broken");
+    let redis = app.redis_batches.pool().next();
     // A key of the wrong type (left by someone sharing the prefix): claim.lua fails on it.
     let _: () = redis
         .set(&broken.msgs, "not a list", None, None, false)
@@ -133,13 +133,13 @@ async fn a_failed_push_back_does_not_strand_the_conversations_claimed_beside_it(
         c.lock_ttl_seconds = 3.0;
     })
     .await;
-    let redis = app.batcher.pool().next();
+    let redis = app.redis_batches.pool().next();
     let maria = app
-        .batcher
+        .redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
     // Sorts before Maria's on the agenda, so it is claimed first in the pass.
-    let broken = app.batcher.keys().for_member("whatsapp:0:broken");
+    let broken = app.redis_batches.keys().for_member("whatsapp:0:broken");
     assert_eq!(broken.agenda, maria.agenda, "one shard");
     let _: () = redis
         .set(&broken.msgs, "not a list", None, None, false)
@@ -208,7 +208,7 @@ async fn conversations_left_waiting_under_another_shard_count_are_answered_from_
     })
     .await;
     replies_at_least(&new.graph, contacts.len()).await;
-    let redis = new.batcher.pool().next();
+    let redis = new.redis_batches.pool().next();
     let agendas = eight.agendas();
     wait_for("every agenda empty", PATIENCE, || async {
         for (_, agenda) in &agendas {

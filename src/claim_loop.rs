@@ -4,7 +4,7 @@
 //! nearer deadline (see [`Wake`]) or, when it was full, once finishing batches have
 //! freed enough slots to be worth a claim round (`refill`).
 
-use crate::batch::{BatchError, Batcher, ClaimOutcome, RedisHealth};
+use crate::batch::{BatchError, ClaimOutcome, RedisBatches, RedisHealth};
 use crate::message::Conversation;
 use crate::time::now_ms;
 use crate::worker::{BatchOutcome, Worker};
@@ -58,8 +58,8 @@ impl Wake {
 }
 
 /// The claim loop of one process.
-pub struct Scanner {
-    batcher: Batcher,
+pub struct ClaimLoop {
+    redis_batches: RedisBatches,
     worker: Arc<Worker>,
     slots: Arc<Semaphore>,
     concurrency: usize,
@@ -73,7 +73,7 @@ pub struct Scanner {
     redis: Arc<RedisHealth>,
 }
 
-/// One batch this scanner claimed, running.
+/// One batch this claim loop claimed, running.
 pub struct Running {
     /// The conversation.
     pub conversation: Conversation,
@@ -81,10 +81,10 @@ pub struct Running {
     pub task: JoinHandle<BatchOutcome>,
 }
 
-impl Scanner {
-    /// A scanner running at most `concurrency` batches at once.
+impl ClaimLoop {
+    /// A claim loop running at most `concurrency` batches at once.
     pub fn new(
-        batcher: Batcher,
+        redis_batches: RedisBatches,
         worker: Arc<Worker>,
         concurrency: usize,
         interval: Duration,
@@ -92,7 +92,7 @@ impl Scanner {
         redis: Arc<RedisHealth>,
     ) -> Self {
         Self {
-            batcher,
+            redis_batches,
             worker,
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
@@ -116,7 +116,7 @@ impl Scanner {
         // made is running: a claim left behind would keep its conversation locked
         // until its lease runs out.
         let mut failure = None;
-        for (shard, _) in self.batcher.keys().agendas() {
+        for (shard, _) in self.redis_batches.keys().agendas() {
             if failure.is_some() {
                 break;
             }
@@ -124,7 +124,7 @@ impl Scanner {
             if free == 0 {
                 break;
             }
-            let due = self.batcher.due(shard, now_ms(), free as i64).await?;
+            let due = self.redis_batches.due(shard, now_ms(), free as i64).await?;
             let mut wanted = Vec::with_capacity(due.len());
             for member in due {
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else {
@@ -133,10 +133,10 @@ impl Scanner {
                 let Some(conversation) = Conversation::parse(&member) else {
                     // Not written by lull: drop it, or the loop would find it due forever.
                     tracing::warn!(%member, "agenda member is not a conversation id; removed");
-                    self.batcher.unschedule(shard, &member).await?;
+                    self.redis_batches.unschedule(shard, &member).await?;
                     continue;
                 };
-                if self.batcher.keys().shard_of(&member) != shard {
+                if self.redis_batches.keys().shard_of(&member) != shard {
                     // Scheduled under another REDIS_SHARDS: its keys are not where this
                     // count puts them, so its claim would find nothing and it would be
                     // due here forever (a busy loop, and a full page of them starves
@@ -147,7 +147,7 @@ impl Scanner {
                         shard,
                         "agenda member belongs to another shard count (REDIS_SHARDS changed); removed, the reconciler answers its messages"
                     );
-                    self.batcher.unschedule(shard, &member).await?;
+                    self.redis_batches.unschedule(shard, &member).await?;
                     continue;
                 }
                 let token = format!("{:032x}", rand::rng().random::<u128>());
@@ -157,7 +157,7 @@ impl Scanner {
             let outcomes = futures::future::join_all(
                 wanted
                     .iter()
-                    .map(|(_, _, member, token)| self.batcher.claim(member, token, now)),
+                    .map(|(_, _, member, token)| self.redis_batches.claim(member, token, now)),
             )
             .await;
             for ((permit, conversation, member, _), outcome) in wanted.into_iter().zip(outcomes) {
@@ -169,8 +169,9 @@ impl Scanner {
                         // the others: push it back a while and go on. If Redis itself
                         // is down the push fails too, and the pass ends.
                         tracing::error!(%member, %error, "claim failed; conversation retried later");
-                        let later = now_ms() + self.batcher.policy().lease.as_millis() as i64;
-                        if let Err(error) = self.batcher.postpone(shard, &member, later).await {
+                        let later = now_ms() + self.redis_batches.policy().lease.as_millis() as i64;
+                        if let Err(error) = self.redis_batches.postpone(shard, &member, later).await
+                        {
                             failure.get_or_insert(error);
                         }
                         continue;
@@ -212,8 +213,8 @@ impl Scanner {
             // Full: finishing batches wake the loop once `refill` slots are free.
             return wake;
         }
-        for (shard, _) in self.batcher.keys().agendas() {
-            match self.batcher.next_due(shard).await {
+        for (shard, _) in self.redis_batches.keys().agendas() {
+            match self.redis_batches.next_due(shard).await {
                 Ok(Some(due)) => wake = wake.min(due),
                 Ok(None) => {}
                 Err(_) => return wake,
