@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! The flow of DESIGN.md, module by module:
+//! The flow of docs/design.md, module by module:
 //!
 //! - [`config`]: every setting, one struct, read once from flags and the environment.
 //! - [`http`]: the hyper listener: webhook verification, routing, admin, health, metrics.
