@@ -38,9 +38,9 @@ async fn main() {
     let bench = Bench::new();
     let graph = common::fake_graph().await;
     let mut config = bench.config(graph.base());
-    config.batch_window_seconds = 1.0;
+    let window = Duration::from_secs(1);
+    config.batch_window_seconds = window.as_secs_f64();
     let (concurrency, pool_size) = (config.worker_concurrency, config.database_pool_size);
-    let window = config.window().expect("window");
     let app = common::build(config).await;
     let store = app.store().clone();
 
@@ -79,7 +79,7 @@ async fn main() {
     tokio::time::sleep(window).await;
 
     let (stop, hand_back) = (CancellationToken::new(), CancellationToken::new());
-    let claim_loop_task = app.claim_loop().expect("claim loop");
+    let claim_loop_task = app.claim_loop();
     let draining = Instant::now();
     let cpu_before = common::cpu::Cpu::now();
     let claim_loop = tokio::spawn(claim_loop_task.run(stop.clone(), hand_back.clone()));

@@ -4,7 +4,8 @@
 //!
 //! The flow of docs/design.md, module by module:
 //!
-//! - [`config`]: every setting, one struct, read once from flags and the environment.
+//! - [`config`]: every setting, read once from flags and the environment and checked once
+//!   into [`config::Settings`].
 //! - [`http`]: the hyper listener: webhook verification, routing, admin, health, metrics.
 //! - [`channel`]: per platform, parse a webhook into [`message::InboundMessage`]s, send replies.
 //! - [`ingest`]: a parsed message goes to PostgreSQL first, then to its Redis batch.
@@ -14,7 +15,7 @@
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
 //! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
-//! - [`app`]: builds all of the above from a [`config::Config`] and runs it until shutdown.
+//! - [`app`]: builds all of the above from the [`config::Settings`] and runs it until shutdown.
 //! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
 //!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
 

@@ -1,7 +1,9 @@
+mod cli;
+
 use anyhow::Context;
 use clap::Parser;
+use cli::{Cli, Command};
 use lull::app::App;
-use lull::config::{Cli, Command};
 use lull::http::Serves;
 use lull::http::probe::{healthz_url, probe};
 use lull::loadtest::LoadtestCommand;
@@ -29,10 +31,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(probe(&url, HEALTHCHECK_TIMEOUT).await?);
     }
     let _log = telemetry::init(cli.config.log_format).context("starting the log thread")?;
-    let config = cli.config;
+    let settings = cli.config.parse_settings().context("starting lull")?;
     let command = cli.command.unwrap_or(Command::Serve);
-    let bind = format!("{}:{}", config.host, config.port);
-    let app = App::build(config).await.context("starting lull")?;
+    let bind = format!("{}:{}", settings.http.host, settings.http.port);
+    let app = App::build(settings).await.context("starting lull")?;
     let serves = match command {
         Command::Migrate => {
             tracing::info!("migrations applied");

@@ -115,9 +115,12 @@ pub fn invoked_by_cargo_bench(name: &str) -> bool {
     false
 }
 
-/// Builds the app, or says why not.
+/// Checks the settings and builds the app, or says why not.
 pub async fn build(config: Config) -> App {
-    App::build(config)
+    let settings = config
+        .parse_settings()
+        .unwrap_or_else(|error| panic!("the settings are refused: {error}"));
+    App::build(settings)
         .await
         .unwrap_or_else(|error| panic!("the app does not start: {error}"))
 }

@@ -1,9 +1,9 @@
 //! The batching policy the scripts apply, in the units they take (ms).
 
-use crate::config::{Config, ConfigError};
+use crate::config::BatchSettings;
 use std::time::Duration;
 
-/// Windows, caps and lifetimes, from the configuration.
+/// Windows, caps and lifetimes, from the settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// Silence after the last message before the batch is due.
@@ -25,18 +25,18 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Reads the policy from a validated configuration.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        Ok(Self {
-            window: config.window()?,
-            max_wait: config.max_wait()?,
-            max_messages: config.batch_max_messages,
-            choice_grace: Duration::from_millis(config.batch_choice_grace_ms),
-            ttl: config.cache_ttl()?,
-            history_limit: config.history_limit,
-            lease: config.lock_ttl()?,
-            reactions_trigger: config.batch_reactions_trigger,
-        })
+    /// The policy of the batch settings.
+    pub fn from_settings(batch: &BatchSettings) -> Self {
+        Self {
+            window: batch.window,
+            max_wait: batch.max_wait,
+            max_messages: batch.max_messages,
+            choice_grace: batch.choice_grace,
+            ttl: batch.cache_ttl,
+            history_limit: batch.history_limit,
+            lease: batch.lease,
+            reactions_trigger: batch.reactions_trigger,
+        }
     }
 }
 

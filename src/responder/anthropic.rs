@@ -9,28 +9,13 @@
 use super::api::post_json;
 use super::prompt::{self, Turn};
 use super::{ReplyContext, Responder, ResponderError};
-use crate::config::Secret;
+use crate::config::AnthropicSettings;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
 /// The API version lull speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// Where and what to ask.
-#[derive(Debug, Clone)]
-pub struct AnthropicSettings {
-    /// API base, `https://api.anthropic.com` (without `/v1`).
-    pub base_url: String,
-    /// The `x-api-key`.
-    pub api_key: Secret,
-    /// Model name.
-    pub model: String,
-    /// The system prompt.
-    pub system_prompt: String,
-    /// Longest reply, tokens.
-    pub max_tokens: u32,
-}
 
 /// Asks the Messages API for the reply.
 #[derive(Debug, Clone)]
@@ -118,6 +103,7 @@ impl Responder for AnthropicResponder {
 mod tests {
     use super::*;
     use crate::channel::test_server::client;
+    use crate::config::Secret;
     use prompt::Role;
     use serde_json::json;
 
@@ -129,6 +115,7 @@ mod tests {
             model: "claude-haiku-4-5".into(),
             system_prompt: "Be brief.".into(),
             max_tokens: 512,
+            timeout: std::time::Duration::from_secs(60),
         };
         let turns = [Turn {
             role: Role::User,

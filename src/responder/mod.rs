@@ -3,7 +3,8 @@
 //! `RESPONDER` picks one: [`BuiltinResponder`] (no API key, the default),
 //! [`OpenAiResponder`] (any OpenAI-compatible Chat Completions API) or
 //! [`AnthropicResponder`]. The two LLM responders share [`prompt`] (the context as
-//! chat turns) and `api` (one POST, its failures classified).
+//! chat turns) and `api` (one POST, its failures classified). [`build`] makes the
+//! one its [`ResponderSettings`] name.
 
 mod anthropic;
 mod api;
@@ -11,13 +12,16 @@ mod builtin;
 mod openai;
 pub mod prompt;
 
-pub use anthropic::{ANTHROPIC_VERSION, AnthropicResponder, AnthropicSettings};
+pub use crate::config::{AnthropicSettings, OpenAiSettings, ResponderSettings};
+pub use anthropic::{ANTHROPIC_VERSION, AnthropicResponder};
 pub use builtin::BuiltinResponder;
-pub use openai::{OpenAiResponder, OpenAiSettings};
+pub use openai::OpenAiResponder;
 pub use prompt::DEFAULT_SYSTEM_PROMPT;
 
 use crate::message::{Conversation, Entry};
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What the responder sees.
 #[derive(Debug, Clone)]
@@ -48,4 +52,42 @@ pub enum ResponderError {
 pub trait Responder: Send + Sync {
     /// One reply for the whole batch.
     async fn reply(&self, context: &ReplyContext) -> Result<String, ResponderError>;
+}
+
+/// The responder `settings` name. The LLM ones get an HTTP client of their own: a
+/// generation takes far longer than a platform API call (LLM_TIMEOUT_SECONDS, not
+/// SEND_TIMEOUT_SECONDS).
+pub fn build(settings: &ResponderSettings) -> Result<Arc<dyn Responder>, reqwest::Error> {
+    let (model, responder): (&str, Arc<dyn Responder>) = match settings {
+        ResponderSettings::Builtin { delay } => {
+            return Ok(Arc::new(BuiltinResponder::new(*delay)));
+        }
+        ResponderSettings::OpenAi(llm) => (
+            &llm.model,
+            Arc::new(OpenAiResponder::new(llm.clone(), llm_client(llm.timeout)?)),
+        ),
+        ResponderSettings::Anthropic(llm) => (
+            &llm.model,
+            Arc::new(AnthropicResponder::new(
+                llm.clone(),
+                llm_client(llm.timeout)?,
+            )),
+        ),
+    };
+    tracing::info!(
+        responder = settings.kind().as_str(),
+        model,
+        "replies are written by an LLM"
+    );
+    Ok(responder)
+}
+
+/// An HTTP client for LLM requests, each given `timeout`.
+fn llm_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        // A redirect would turn the POST into a GET, and reqwest would forward
+        // Anthropic's x-api-key to another host: fail instead.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }

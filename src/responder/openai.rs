@@ -9,25 +9,10 @@
 use super::api::post_json;
 use super::prompt::{self, Turn};
 use super::{ReplyContext, Responder, ResponderError};
-use crate::config::Secret;
+use crate::config::{OpenAiSettings, Secret};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
-
-/// Where and what to ask.
-#[derive(Debug, Clone)]
-pub struct OpenAiSettings {
-    /// API base, e.g. `https://api.openai.com/v1` or `http://localhost:11434/v1`.
-    pub base_url: String,
-    /// Bearer token; `None` sends no `Authorization` header.
-    pub api_key: Option<Secret>,
-    /// Model name.
-    pub model: String,
-    /// The system message.
-    pub system_prompt: String,
-    /// Longest reply, tokens.
-    pub max_tokens: u32,
-}
 
 /// Asks a Chat Completions API for the reply.
 #[derive(Debug, Clone)]
@@ -142,6 +127,7 @@ mod tests {
             model: "llama3.2".into(),
             system_prompt: "Be brief.".into(),
             max_tokens: 256,
+            timeout: std::time::Duration::from_secs(60),
         }
     }
 

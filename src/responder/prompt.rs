@@ -12,18 +12,9 @@ use super::ReplyContext;
 use crate::message::{Direction, Entry};
 use serde::Serialize;
 
-/// The system prompt unless `LLM_SYSTEM_PROMPT` says otherwise.
-pub const DEFAULT_SYSTEM_PROMPT: &str = "\
-You are a friendly customer support assistant answering people in a chat app \
-(WhatsApp, Instagram or Telegram). People often send several short messages in a row: \
-the last user turn holds every message they sent since your last reply, one per line. \
-Answer all of them together in ONE reply: address every question and request, do not \
-quote their messages back, and do not reply to each line separately. Write in the \
-language they write in. Keep it short and plain, like a chat message: a few sentences, \
-no headings, no tables. Lines such as \"[image] caption\" or \"[location] ...\" describe \
-attachments and events you cannot open; answer what they say. If you do not know \
-something (an order's status, a policy), say so and that a person will follow up; \
-never invent facts.";
+/// The system prompt unless `LLM_SYSTEM_PROMPT` says otherwise (a setting's
+/// default, so it lives with the settings).
+pub use crate::config::DEFAULT_SYSTEM_PROMPT;
 
 /// Who speaks in a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -3,10 +3,9 @@
 
 use crate::fake_graph::{FakeGraph, TOKEN};
 use crate::fake_server::{FakeApi, Seen};
-use clap::Parser;
 use lull::app::App;
 use lull::batch::RedisBatches;
-use lull::config::{Cli, Config, Secret};
+use lull::config::{Config, Secret};
 use lull::store::Store;
 use rand::Rng;
 use sqlx::Connection;
@@ -130,25 +129,26 @@ impl Drop for TestDb {
 
 /// The settings every test starts from: short windows, the fixtures' secrets.
 pub fn test_config(db: &TestDb, graph: &FakeGraph, prefix: &str) -> Config {
-    let mut config = Cli::parse_from(["lull"]).config;
-    config.database_url = db.url.clone();
-    config.database_pool_size = 5;
-    config.redis_url = redis_url();
-    config.redis_key_prefix = prefix.to_owned();
-    config.graph_api_base = graph.base.clone();
-    config.whatsapp_token = Some(Secret::new(TOKEN));
-    config.whatsapp_app_secret = Some(Secret::new(APP_SECRET));
-    config.whatsapp_verify_token = Some(Secret::new(VERIFY_TOKEN));
-    config.batch_window_seconds = WINDOW.as_secs_f64();
-    config.batch_max_wait_seconds = 30.0;
-    config.scanner_interval = 0.05;
-    config.lock_ttl_seconds = 2.0;
-    config.reconcile_interval_seconds = 3600.0;
-    config.send_retry_base_ms = 20;
-    config.send_timeout_seconds = 5.0;
-    config.shutdown_drain_seconds = 2.0;
-    config.typing_indicator = false;
-    config
+    Config {
+        database_url: db.url.clone(),
+        database_pool_size: 5,
+        redis_url: redis_url(),
+        redis_key_prefix: prefix.to_owned(),
+        graph_api_base: graph.base.clone(),
+        whatsapp_token: Some(Secret::new(TOKEN)),
+        whatsapp_app_secret: Some(Secret::new(APP_SECRET)),
+        whatsapp_verify_token: Some(Secret::new(VERIFY_TOKEN)),
+        batch_window_seconds: WINDOW.as_secs_f64(),
+        batch_max_wait_seconds: 30.0,
+        scanner_interval: 0.05,
+        lock_ttl_seconds: 2.0,
+        reconcile_interval_seconds: 3600.0,
+        send_retry_base_ms: 20,
+        send_timeout_seconds: 5.0,
+        shutdown_drain_seconds: 2.0,
+        typing_indicator: false,
+        ..Config::default()
+    }
 }
 
 /// The service running in this test's runtime.
@@ -200,7 +200,8 @@ async fn start_app(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = test_config(&db, &graph, &prefix);
     tweak(&mut config);
-    let app = App::build(config).await.expect("app builds");
+    let settings = config.parse_settings().expect("valid settings");
+    let app = App::build(settings).await.expect("app builds");
     let store = app.store().clone();
     let redis_batches = app.redis_batches().clone();
     let metrics = app.metrics().clone();

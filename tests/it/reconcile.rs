@@ -13,7 +13,8 @@ async fn three_untracked_messages(db: &TestDb, prefix: &str) -> App {
     let graph = crate::fake_graph::FakeGraph::start().await;
     let mut config = test_config(db, &graph, prefix);
     config.reconcile_min_age_seconds = 0.001;
-    let app = App::build(config).await.expect("app builds");
+    let settings = config.parse_settings().expect("valid settings");
+    let app = App::build(settings).await.expect("app builds");
     let rows: InboundRows = (0..3)
         .map(|i| {
             let message = InboundMessage {
@@ -41,7 +42,7 @@ async fn three_untracked_messages(db: &TestDb, prefix: &str) -> App {
 async fn a_reconcile_pass_told_to_stop_ends_before_the_next_message() {
     let (db, prefix) = (TestDb::new(), TestPrefix::new("test:"));
     let app = three_untracked_messages(&db, &prefix).await;
-    let reconciler = app.reconciler().unwrap();
+    let reconciler = app.reconciler();
 
     // Shutdown comes while the first message is being batched: the pass asks
     // before the page, before each message (the first: go on; the second: stop).

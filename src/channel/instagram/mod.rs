@@ -12,27 +12,12 @@ mod send;
 use super::{
     ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta,
 };
-use crate::config::Secret;
+pub use crate::config::InstagramSettings;
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
 
 /// Longest text message the Send API accepts, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 1000;
-
-/// Everything the Instagram channel needs from the configuration.
-#[derive(Debug, Clone)]
-pub struct InstagramSettings {
-    /// Meta app secret; webhooks must then carry a valid `X-Hub-Signature-256`.
-    pub app_secret: Option<Secret>,
-    /// Token Meta echoes in the GET handshake; without one the handshake is refused.
-    pub verify_token: Option<Secret>,
-    /// Instagram user access token; without it replies are only logged (dry run).
-    pub token: Option<Secret>,
-    /// API base URL, e.g. `https://graph.instagram.com/v23.0`.
-    pub api_base: String,
-    /// Show "typing…" after marking the message seen.
-    pub typing_indicator: bool,
-}
 
 /// The Instagram messaging channel.
 #[derive(Debug, Clone)]
@@ -138,6 +123,7 @@ pub fn split_utf8(text: &str, max_bytes: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::channel::test_server::{client, fixture, json_fixture};
+    use crate::config::Secret;
     use http::{HeaderMap, HeaderValue};
 
     fn channel() -> Instagram {

@@ -16,6 +16,7 @@ mod send;
 use super::whatsapp::split_text;
 use super::{ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError};
 use crate::config::Secret;
+pub use crate::config::{TelegramSettings, telegram_bot_id as bot_id};
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
 
@@ -27,20 +28,6 @@ pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 
 /// The account of every conversation when no bot token is configured.
 pub const DRY_RUN_ACCOUNT: &str = "dry-run";
-
-/// Everything the Telegram channel needs from the configuration.
-#[derive(Debug, Clone)]
-pub struct TelegramSettings {
-    /// Bot token from @BotFather (`<bot id>:<secret>`); without it replies are only
-    /// logged (dry run).
-    pub bot_token: Option<Secret>,
-    /// The `secret_token` given to `setWebhook`; webhooks must then carry it.
-    pub secret_token: Option<Secret>,
-    /// Bot API base URL, e.g. `https://api.telegram.org`.
-    pub api_base: String,
-    /// Show "typing…" when a batch is claimed.
-    pub typing_indicator: bool,
-}
 
 /// The Telegram Bot API channel.
 #[derive(Debug, Clone)]
@@ -79,14 +66,6 @@ impl Telegram {
     pub fn bot(&self) -> &str {
         &self.bot
     }
-}
-
-/// The bot id of a bot token (`123456789:AAH...` → `123456789`), or `None` when the
-/// token is not digits, a colon and a non-empty rest.
-pub fn bot_id(token: &str) -> Option<&str> {
-    let (id, rest) = token.split_once(':')?;
-    let digits = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
-    (digits && !rest.is_empty()).then_some(id)
 }
 
 /// Checks [`SECRET_HEADER`] against the configured secret token, in constant time.

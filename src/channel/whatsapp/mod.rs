@@ -7,27 +7,12 @@ mod send;
 use super::{
     ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendError, VerifyError, meta,
 };
-use crate::config::Secret;
+pub use crate::config::WhatsAppSettings;
 use crate::message::{ChannelKind, Conversation};
 use async_trait::async_trait;
 
 /// Longest text message the Cloud API accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
-
-/// Everything the WhatsApp channel needs from the configuration.
-#[derive(Debug, Clone)]
-pub struct WhatsAppSettings {
-    /// Meta app secret; webhooks must then carry a valid `X-Hub-Signature-256`.
-    pub app_secret: Option<Secret>,
-    /// Token Meta echoes in the GET handshake; without one the handshake is refused.
-    pub verify_token: Option<Secret>,
-    /// Cloud API access token; without it replies are only logged (dry run).
-    pub token: Option<Secret>,
-    /// Graph API base URL, e.g. `https://graph.facebook.com/v23.0`.
-    pub graph_api_base: String,
-    /// Show the typing indicator along with the read receipt.
-    pub typing_indicator: bool,
-}
 
 /// The WhatsApp Cloud API channel.
 #[derive(Debug, Clone)]

@@ -1,0 +1,35 @@
+//! The command line: the commands, and the settings every command shares. Only the
+//! binary has it, so the settings do not depend on the commands (`loadtest`).
+
+use clap::{Parser, Subcommand};
+use lull::config::Config;
+use lull::loadtest::LoadtestArgs;
+
+/// `lull`: one reply per burst of chat messages.
+#[derive(Debug, Parser)]
+#[command(name = "lull", version, about)]
+pub struct Cli {
+    /// What to run (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// The commands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Webhook listener, claim loop and reconciler in one process.
+    Serve,
+    /// Claim loop and reconciler, without the webhooks: HOST:PORT serves only
+    /// /healthz, /readyz and /metrics.
+    Worker,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Ask the running service's /healthz (HOST, PORT; loopback when HOST is
+    /// 0.0.0.0) and exit 0 only if it answers ok: the container's health check.
+    Healthcheck,
+    /// Load generators that check lull's promises under load (no database needed).
+    Loadtest(LoadtestArgs),
+}
