@@ -3,7 +3,7 @@
 //! envelope (`object`, `entry[]`), and the Send API (`POST {base}/{account}/messages`
 //! with a bearer token) with its Graph API error envelope.
 
-use super::json::{json_i64, short};
+use super::json::{json_i64, parse_body, short};
 use super::{ApiBase, HandshakeError, ParseError, SendError, VerifyError, transport};
 use crate::config::Secret;
 use crate::message::ChannelKind;
@@ -87,13 +87,14 @@ pub fn handshake(verify_token: Option<&Secret>, query: &str) -> Result<String, H
 }
 
 /// The `entry[]` of a webhook body whose `object` must be `object`; a body that is not
-/// JSON, has another object or no entry array is refused whole.
+/// JSON, has another object or no entry array is refused whole. A lone surrogate
+/// escape is read as U+FFFD (`json::parse_body`), costing no message.
 pub fn webhook_entries(
     body: &[u8],
     channel: ChannelKind,
     object: &str,
 ) -> Result<Vec<Value>, ParseError> {
-    let mut root: Value = serde_json::from_slice(body)?;
+    let mut root = parse_body(body)?;
     let shape = |reason: String| ParseError::Shape { channel, reason };
     match root.get("object") {
         Some(Value::String(found)) if found == object => {}

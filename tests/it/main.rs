@@ -2,6 +2,7 @@
 //! the Graph, Bot and Instagram APIs and of two LLM APIs. One binary, so the crate
 //! links once.
 
+mod bad_input;
 mod claim_loop;
 mod cluster;
 mod fake_graph;

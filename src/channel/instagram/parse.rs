@@ -17,7 +17,7 @@
 //! Comment and mention notifications (`entry[].changes[]`) share the endpoint; they
 //! are not conversations and are ignored.
 
-use crate::channel::json::{array, json_i64, str_at};
+use crate::channel::json::{TimeUnit, array, json_i64, str_at, unix_ms};
 use crate::channel::{ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
@@ -66,7 +66,12 @@ fn parse_event(event: &Value, ours: Option<&str>, parsed: &mut ParsedWebhook) {
                 .iter()
                 .find_map(|k| str_at(event, &[k, "mid"]))
                 .unwrap_or_default();
-            tracing::warn!(message_id = mid, reason, "skipping malformed event");
+            tracing::warn!(
+                message_id = mid,
+                channel = ChannelKind::Instagram.as_str(),
+                reason,
+                "skipping malformed event"
+            );
             parsed.skipped += 1;
         }
     }
@@ -97,11 +102,14 @@ fn parse_message(event: &Value) -> Result<Option<InboundMessage>, &'static str> 
             );
             return Ok(None);
         }
-        let (kind, text) = render(message);
+        let (kind, text) = render(message)?;
         (mid.to_owned(), kind, text)
     } else if let Some(edit) = event.get("message_edit") {
         let mid = id_of(edit)?;
         let count = edit.get("num_edit").and_then(json_i64).unwrap_or(1);
+        if edit.get("text").is_some_and(|t| !t.is_string()) {
+            return Err("message_edit.text is not a string");
+        }
         let text = str_at(edit, &["text"]).unwrap_or_default();
         (
             format!("{mid}:edit:{count}"),
@@ -144,9 +152,13 @@ fn parse_message(event: &Value) -> Result<Option<InboundMessage>, &'static str> 
         return Ok(None);
     };
 
-    let contact = sender.ok_or("missing sender.id")?;
-    let account = recipient.ok_or("missing recipient.id")?;
-    let timestamp_ms = match event.get("timestamp").and_then(json_i64) {
+    let contact = sender.ok_or("sender.id missing or not a string")?;
+    let account = recipient.ok_or("recipient.id missing or not a string")?;
+    let timestamp_ms = match event
+        .get("timestamp")
+        .and_then(json_i64)
+        .and_then(|t| unix_ms(t, TimeUnit::Milliseconds))
+    {
         Some(ms) => ms,
         None => {
             // Ordering it at arrival is better than losing it.
@@ -172,13 +184,18 @@ fn parse_message(event: &Value) -> Result<Option<InboundMessage>, &'static str> 
 fn id_of(item: &Value) -> Result<&str, &'static str> {
     str_at(item, &["mid"])
         .filter(|s| !s.is_empty())
-        .ok_or("missing mid")
+        .ok_or("mid missing or not a string")
 }
 
-/// The kind and readable text of a `message`.
-fn render(message: &Value) -> (MessageKind, String) {
+/// The kind and readable text of a `message`; `Err` when its `text` is there but
+/// not a string (what someone wrote, lost: rendered without it, it would be
+/// answered as something else).
+fn render(message: &Value) -> Result<(MessageKind, String), &'static str> {
     if message.get("is_unsupported").and_then(Value::as_bool) == Some(true) {
-        return (MessageKind::Unsupported, "[unsupported]".to_owned());
+        return Ok((MessageKind::Unsupported, "[unsupported]".to_owned()));
+    }
+    if message.get("text").is_some_and(|t| !t.is_string()) {
+        return Err("message.text is not a string");
     }
     let text = str_at(message, &["text"]).filter(|s| !s.is_empty());
     // A quick reply carries the tapped option's title as its text.
@@ -186,14 +203,14 @@ fn render(message: &Value) -> (MessageKind, String) {
         let title = text
             .or_else(|| str_at(message, &["quick_reply", "payload"]))
             .unwrap_or("[quick reply]");
-        return (MessageKind::Choice, title.to_owned());
+        return Ok((MessageKind::Choice, title.to_owned()));
     }
     let tags: Vec<String> = array(message, "attachments")
         .iter()
         .map(|a| attachment_tag(str_at(a, &["type"]).unwrap_or("attachment")))
         .collect();
     let story_reply = message.pointer("/reply_to/story").is_some();
-    match (tags.is_empty(), text) {
+    Ok(match (tags.is_empty(), text) {
         (true, Some(text)) if story_reply => (MessageKind::Text, format!("[story reply] {text}")),
         (true, Some(text)) => (MessageKind::Text, text.to_owned()),
         (false, text) => {
@@ -208,7 +225,7 @@ fn render(message: &Value) -> (MessageKind, String) {
             MessageKind::Unsupported,
             "[unsupported: empty message]".to_owned(),
         ),
-    }
+    })
 }
 
 /// `[image]`, `[video]`, `[story mention]`... for an attachment type.
@@ -451,6 +468,49 @@ mod tests {
         assert_eq!(parsed.messages.len(), 1);
         assert_eq!(parsed.messages[0].text, "hello");
         assert_eq!(parsed.skipped, 4);
+    }
+
+    #[test]
+    fn an_event_with_fields_of_the_wrong_type_is_skipped_and_its_neighbour_parsed() {
+        let mut sender_number = event(json!({"message": {"mid": "sender-number", "text": "x"}}));
+        sender_number["sender"]["id"] = json!(5512340000000001i64);
+        let body = event_body(json!([
+            sender_number,
+            event(json!({"message": {"mid": "text-object", "text": {"body": "x"}}})),
+            event(json!({"message": {"mid": 42, "text": "mid a number"}})),
+            event(json!({"message_edit": {"mid": "edit-object", "text": ["x"]}})),
+            event(json!({"message": {"mid": "good", "text": "hello"}})),
+        ]));
+        let parsed = parse_webhook(&body).expect("parsed");
+        let ids: Vec<&str> = parsed
+            .messages
+            .iter()
+            .map(|m| m.external_id.as_str())
+            .collect();
+        assert_eq!(ids, ["good"]);
+        assert_eq!(parsed.skipped, 4);
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_read_as_the_replacement_character_and_its_neighbour_kept() {
+        let body = event_body(json!([
+            event(json!({"message": {"mid": "bad", "text": "LONE half"}})),
+            event(json!({"message": {"mid": "good", "text": "hello"}})),
+        ]));
+        let body = String::from_utf8(body)
+            .expect("utf-8")
+            .replace("LONE", r"\udc00");
+        let parsed = parse_webhook(body.as_bytes()).expect("parsed");
+        let texts: Vec<&str> = parsed.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["\u{FFFD} half", "hello"]);
+    }
+
+    #[test]
+    fn a_timestamp_in_seconds_is_not_stored_in_1970() {
+        let mut in_seconds = event(json!({"message": {"mid": "s", "text": "hi"}}));
+        in_seconds["timestamp"] = json!(1767262200);
+        let parsed = parse_webhook(&event_body(json!([in_seconds]))).expect("parsed");
+        assert_eq!(parsed.messages[0].timestamp_ms, 1_767_262_200_000);
     }
 
     #[test]

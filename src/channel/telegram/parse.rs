@@ -6,7 +6,7 @@
 //! to answer. A message that lacks its ids is skipped with a log line; Telegram would
 //! otherwise redeliver it, and every later update behind it, for hours.
 
-use crate::channel::json::{json_i64, str_at, tagged};
+use crate::channel::json::{TimeUnit, json_i64, parse_body, str_at, tagged, unix_ms};
 use crate::channel::{ParseError, ParsedWebhook};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
@@ -85,7 +85,8 @@ const META_FIELDS: &[&str] = &[
 /// Parses one `Update`; `bot` is our account (the bot id) for the conversation and
 /// the external id.
 pub(super) fn parse_update(body: &[u8], bot: &str) -> Result<ParsedWebhook, ParseError> {
-    let root: Value = serde_json::from_slice(body)?;
+    // A lone surrogate escape is read as U+FFFD rather than refusing the update.
+    let root = parse_body(body)?;
     let shape = |reason: &str| ParseError::Shape {
         channel: ChannelKind::Telegram,
         reason: reason.to_owned(),
@@ -119,7 +120,14 @@ pub(super) fn parse_update(body: &[u8], bot: &str) -> Result<ParsedWebhook, Pars
             parsed.statuses += 1;
         }
         Err(reason) => {
-            tracing::warn!(update_id, reason, "skipping malformed message");
+            let message_id = message.get("message_id").and_then(json_i64);
+            tracing::warn!(
+                update_id,
+                message_id,
+                channel = ChannelKind::Telegram.as_str(),
+                reason,
+                "skipping malformed message"
+            );
             parsed.skipped += 1;
         }
     }
@@ -144,11 +152,19 @@ fn parse_message(
     let message_id = message
         .get("message_id")
         .and_then(json_i64)
-        .ok_or("missing message_id")?;
+        .ok_or("message_id missing or not an integer")?;
     let chat = message
         .pointer("/chat/id")
         .and_then(json_i64)
-        .ok_or("missing chat.id")?;
+        .ok_or("chat.id missing or not an integer")?;
+    // What someone wrote, in a shape no client sends: rendered, it would be answered
+    // as something else (an unsupported message, a photo without its caption).
+    if message.get("text").is_some_and(|v| !v.is_string()) {
+        return Err("text is not a string");
+    }
+    if message.get("caption").is_some_and(|v| !v.is_string()) {
+        return Err("caption is not a string");
+    }
     let edit_date = if edited {
         Some(
             message
@@ -181,8 +197,8 @@ fn parse_message(
         ),
         None => (format!("{bot}:{chat}:{message_id}"), text),
     };
-    let seconds = edit_date.or_else(|| message.get("date").and_then(json_i64));
-    let timestamp_ms = match seconds.and_then(|s| s.checked_mul(1000)) {
+    let date = edit_date.or_else(|| message.get("date").and_then(json_i64));
+    let timestamp_ms = match date.and_then(|d| unix_ms(d, TimeUnit::Seconds)) {
         Some(ms) => ms,
         None => {
             // Ordering it at arrival is better than losing it.
@@ -620,6 +636,43 @@ mod tests {
             {"message_id": 1, "date": 1, "chat": {"id": 5}, "text": "no edit_date"}});
         let parsed = parse_update(edit.to_string().as_bytes(), BOT).expect("parsed");
         assert_eq!(parsed.skipped, 1);
+    }
+
+    #[test]
+    fn a_message_with_fields_of_the_wrong_type_is_skipped_not_refused() {
+        // One update per POST: its neighbours are the updates Telegram sends after
+        // it, which a refusal would hold back.
+        for message in [
+            serde_json::json!({"message_id": 1, "date": 1, "chat": {"id": 5}, "text": {"t": "x"}}),
+            serde_json::json!({"message_id": 1, "date": 1, "chat": {"id": 5},
+                               "photo": [], "caption": 7}),
+            serde_json::json!({"message_id": {}, "date": 1, "chat": {"id": 5}, "text": "x"}),
+            serde_json::json!({"message_id": 1, "date": 1, "chat": {"id": "five"}, "text": "x"}),
+        ] {
+            let parsed = parse_update(&with_message(message.clone()), BOT).expect("parsed");
+            assert!(parsed.messages.is_empty(), "{message}");
+            assert_eq!(parsed.skipped, 1, "{message}");
+        }
+        let good = serde_json::json!({"message_id": 2, "date": 1, "chat": {"id": 5}, "text": "x"});
+        let parsed = parse_update(&with_message(good), BOT).expect("parsed");
+        assert_eq!(parsed.messages.len(), 1);
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_read_as_the_replacement_character() {
+        let body = br#"{"update_id": 1, "message": {"message_id": 1, "date": 1767262500,
+            "chat": {"id": 5}, "text": "half \ud83d", "from": {"first_name": "\udc00"}}}"#;
+        let m = parse_update(body, BOT).expect("parsed").messages.remove(0);
+        assert_eq!(m.text, "half \u{FFFD}");
+        assert_eq!(m.contact_name.as_deref(), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn a_date_in_milliseconds_is_recognised() {
+        let body = with_message(serde_json::json!(
+            {"message_id": 1, "date": 1767262500123i64, "chat": {"id": 5}, "text": "x"}));
+        let m = parse_update(&body, BOT).expect("parsed").messages.remove(0);
+        assert_eq!(m.timestamp_ms, 1_767_262_500_123);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Meta batches up to 1000 updates in one POST, and refusing the POST would make Meta
 //! redeliver, and refuse, all of them for days.
 
-use crate::channel::json::{array, json_i64, str_at, tagged};
+use crate::channel::json::{TimeUnit, array, json_i64, str_at, tagged, unix_ms};
 use crate::channel::{ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
@@ -75,8 +75,12 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
         match parse_message(message, account, contacts) {
             Ok(inbound) => parsed.messages.push(inbound),
             Err(reason) => {
-                let message_id = str_at(message, &["id"]).unwrap_or_default();
-                tracing::warn!(message_id, reason, "skipping malformed message");
+                tracing::warn!(
+                    message_id = message_id(),
+                    channel = ChannelKind::WhatsApp.as_str(),
+                    reason,
+                    "skipping malformed message"
+                );
                 parsed.skipped += 1;
             }
         }
@@ -141,18 +145,18 @@ fn parse_message(
     }
     let id = str_at(message, &["id"])
         .filter(|s| !s.is_empty())
-        .ok_or("missing id")?;
-    let account = account.ok_or("missing metadata.phone_number_id")?;
+        .ok_or("id missing or not a string")?;
+    let account = account.ok_or("metadata.phone_number_id missing or not a string")?;
     // Users who adopted a username may have no phone number: `from` is then empty and
     // the business-scoped user id (BSUID) in `from_user_id` names them.
     let from = str_at(message, &["from"]).filter(|s| !s.is_empty());
     let user_id = str_at(message, &["from_user_id"]).filter(|s| !s.is_empty());
-    let contact = from.or(user_id).ok_or("missing from")?;
+    let contact = from.or(user_id).ok_or("from missing or not a string")?;
 
     let timestamp_ms = match message
         .get("timestamp")
         .and_then(json_i64)
-        .and_then(|s| s.checked_mul(1000))
+        .and_then(|t| unix_ms(t, TimeUnit::Seconds))
     {
         Some(ms) => ms,
         None => {
@@ -166,7 +170,7 @@ fn parse_message(
         }
     };
 
-    let (kind, text) = render(message);
+    let (kind, text) = render(message)?;
     Ok(InboundMessage {
         conversation: Conversation::new(ChannelKind::WhatsApp, account, contact),
         external_id: id.to_owned(),
@@ -192,18 +196,26 @@ fn contact_name(contacts: &[Value], contact: &str) -> Option<String> {
 
 /// The kind and readable text of a message, for every type Meta documents; anything
 /// else is [`MessageKind::Unsupported`] but still a message: someone sent something.
-fn render(message: &Value) -> (MessageKind, String) {
+/// `Err` names what makes it unreadable: a text without a string `text.body` (what
+/// someone wrote, lost: answering it as empty would answer something else).
+fn render(message: &Value) -> Result<(MessageKind, String), &'static str> {
     render_as(message, str_at(message, &["type"]).unwrap_or("unknown"))
 }
 
 /// [`render`] for a message of type `kind`.
-fn render_as(message: &Value, kind: &str) -> (MessageKind, String) {
+fn render_as(message: &Value, kind: &str) -> Result<(MessageKind, String), &'static str> {
     let get = |path: &[&str]| str_at(message, path).filter(|s| !s.is_empty());
-    match kind {
-        "text" => (
-            MessageKind::Text,
-            get(&["text", "body"]).unwrap_or("[empty text]").to_owned(),
-        ),
+    Ok(match kind {
+        "text" => {
+            let body =
+                str_at(message, &["text", "body"]).ok_or("text.body missing or not a string")?;
+            let body = if body.is_empty() {
+                "[empty text]"
+            } else {
+                body
+            };
+            (MessageKind::Text, body.to_owned())
+        }
         "image" | "video" => (
             MessageKind::Media,
             tagged(&format!("[{kind}]"), get(&[kind, "caption"])),
@@ -248,7 +260,7 @@ fn render_as(message: &Value, kind: &str) -> (MessageKind, String) {
                 // The new content may come without a type of its own.
                 let untyped_text = new.get("text").map(|_| "text");
                 let new_kind = str_at(new, &["type"]).or(untyped_text);
-                let (kind, text) = render_as(new, new_kind.unwrap_or("unknown"));
+                let (kind, text) = render_as(new, new_kind.unwrap_or("unknown"))?;
                 (kind, format!("[edited] {text}"))
             }
             None => (MessageKind::Unsupported, "[edited message]".to_owned()),
@@ -260,7 +272,7 @@ fn render_as(message: &Value, kind: &str) -> (MessageKind, String) {
             (MessageKind::Unsupported, format!("[unsupported: {inner}]"))
         }
         other => (MessageKind::Unsupported, format!("[unsupported: {other}]")),
-    }
+    })
 }
 
 fn interactive(message: &Value) -> (MessageKind, String) {
@@ -680,6 +692,61 @@ mod tests {
         assert_eq!(parsed.messages.len(), 1);
         assert_eq!(parsed.messages[0].text, "Hi! Do you deliver to Austin?");
         assert_eq!(parsed.skipped, 4);
+    }
+
+    #[test]
+    fn a_message_with_fields_of_the_wrong_type_is_skipped_and_its_neighbour_parsed() {
+        let body = with_messages(serde_json::json!([
+            {"id": "wamid.from-number", "from": 15550002222i64, "timestamp": "1767261600",
+             "type": "text", "text": {"body": "x"}},
+            {"from": MARIA, "timestamp": "1767261600", "type": "text", "text": {"body": "no id"}},
+            {"id": "wamid.body-object", "from": MARIA, "timestamp": "1767261600", "type": "text",
+             "text": {"body": {"nested": "x"}}},
+            {"id": "wamid.edit-body-object", "from": MARIA, "timestamp": "1767261600", "type": "edit",
+             "edit": {"message": {"text": {"body": 7}}}},
+            {"id": "wamid.good", "from": MARIA, "timestamp": "1767261601", "type": "text",
+             "text": {"body": "the good one"}},
+        ]));
+        let parsed = parse_webhook(&body).expect("parsed");
+        let ids: Vec<&str> = parsed
+            .messages
+            .iter()
+            .map(|m| m.external_id.as_str())
+            .collect();
+        assert_eq!(ids, ["wamid.good"]);
+        assert_eq!(parsed.messages[0].text, "the good one");
+        assert_eq!(parsed.skipped, 4);
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_read_as_the_replacement_character_and_its_neighbour_kept() {
+        let body = with_messages(serde_json::json!([
+            {"id": "wamid.bad", "from": MARIA, "timestamp": "1767261600", "type": "text",
+             "text": {"body": "half an emoji LONE"}},
+            {"id": "wamid.good", "from": MARIA, "timestamp": "1767261601", "type": "text",
+             "text": {"body": "a whole one \u{1f69a}"}},
+        ]));
+        // serde_json cannot write a lone surrogate: put the raw escape in by hand.
+        let body = String::from_utf8(body)
+            .expect("utf-8")
+            .replace("LONE", r"\ud83d");
+        let parsed = parse_webhook(body.as_bytes()).expect("parsed");
+        let texts: Vec<&str> = parsed.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["half an emoji \u{FFFD}", "a whole one 🚚"]);
+        assert_eq!(
+            parsed.messages[0].payload["text"]["body"],
+            "half an emoji \u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn a_timestamp_in_milliseconds_is_recognised() {
+        let body = with_messages(serde_json::json!([
+            {"id": "wamid.ms", "from": MARIA, "timestamp": "1767261600123", "type": "text",
+             "text": {"body": "x"}},
+        ]));
+        let parsed = parse_webhook(&body).expect("parsed");
+        assert_eq!(parsed.messages[0].timestamp_ms, 1_767_261_600_123);
     }
 
     #[test]
