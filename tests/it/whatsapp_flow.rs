@@ -192,10 +192,11 @@ async fn a_message_postgres_would_refuse_is_skipped_and_the_rest_of_its_post_sto
     before_4713_bc["timestamp"] = "-300000000000".into();
     let mut huge_id = good.clone();
     huge_id["id"] = format!("wamid.{}", "x".repeat(3000)).into();
-    // At the bounds lull accepts: 1024 bytes of platform id, the year 9999.
+    // At the bounds lull accepts: 1024 bytes of platform id, the year 9999 (a
+    // time this large is read as milliseconds, whatever the documented unit).
     let mut at_the_limits = good.clone();
     at_the_limits["id"] = "y".repeat(1024).into();
-    at_the_limits["timestamp"] = "253402300799".into();
+    at_the_limits["timestamp"] = "253402300799000".into();
     value["messages"] = serde_json::json!([before_4713_bc, good, huge_id, at_the_limits]);
 
     let response = app.post_whatsapp(&serde_json::to_vec(&body).unwrap()).await;
