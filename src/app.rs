@@ -80,32 +80,9 @@ impl App {
             .timeout(settings.send.timeout)
             .build()?;
         let whatsapp = WhatsApp::new(settings.whatsapp.clone(), http.clone());
-        announce(
-            "whatsapp",
-            (
-                "WHATSAPP_APP_SECRET",
-                settings.whatsapp.app_secret.is_some(),
-            ),
-            ("WHATSAPP_TOKEN", settings.whatsapp.token.is_some()),
-        );
         let telegram = Telegram::new(settings.telegram.clone(), http.clone());
-        announce(
-            "telegram",
-            (
-                "TELEGRAM_SECRET_TOKEN",
-                settings.telegram.secret_token.is_some(),
-            ),
-            ("TELEGRAM_BOT_TOKEN", settings.telegram.bot_token.is_some()),
-        );
         let instagram = Instagram::new(settings.instagram.clone(), http);
-        announce(
-            "instagram",
-            (
-                "INSTAGRAM_APP_SECRET",
-                settings.instagram.app_secret.is_some(),
-            ),
-            ("INSTAGRAM_TOKEN", settings.instagram.token.is_some()),
-        );
+        announce_channels(&settings);
         if settings.http.admin_token.is_none() {
             tracing::warn!(
                 "ADMIN_TOKEN is not set: /admin answers only connections from this machine (behind a proxy on this host, that is everyone the proxy serves)"
@@ -205,11 +182,26 @@ impl App {
         )
     }
 
+    /// The channels whose webhooks are served: the configured ones (the worker
+    /// keeps all three, to answer what was stored before a channel was turned off).
+    fn webhook_channels(&self) -> HashMap<ChannelKind, Arc<dyn Channel>> {
+        let on = self.settings.http.channels_on;
+        self.channels
+            .iter()
+            .filter(|(kind, _)| match kind {
+                ChannelKind::WhatsApp => on.whatsapp,
+                ChannelKind::Telegram => on.telegram,
+                ChannelKind::Instagram => on.instagram,
+            })
+            .map(|(kind, channel)| (*kind, channel.clone()))
+            .collect()
+    }
+
     /// The HTTP router.
     pub fn routes(&self, serves: Serves) -> Arc<Routes> {
         Arc::new(Routes::new(
             HttpState {
-                channels: self.channels.clone(),
+                channels: self.webhook_channels(),
                 ingest: self.ingest(),
                 store: self.store.clone(),
                 redis_batches: self.redis_batches.clone(),
@@ -217,6 +209,7 @@ impl App {
                 metrics: self.metrics.clone(),
                 max_body_bytes: self.settings.http.max_body_bytes,
                 admin_token: self.settings.http.admin_token.clone(),
+                metrics_token: self.settings.http.metrics_token.clone(),
             },
             serves,
         ))
@@ -276,19 +269,71 @@ impl App {
     }
 }
 
-/// Says once at start what a channel does without its secrets, in one line: without
-/// the webhook secret, unauthenticated webhooks are accepted; without the API token,
+/// Says once at start which channels' webhooks are served, and what each of those
+/// does without its secrets: without the webhook secret (the demo, or
+/// ALLOW_UNSIGNED_WEBHOOKS) unsigned webhooks are accepted; without the send token,
 /// replies are logged instead of sent (dry run).
-fn announce(channel: &str, secret: (&str, bool), token: (&str, bool)) {
-    let missing: Vec<String> = [
-        (secret, "webhooks are accepted unauthenticated"),
-        (token, "replies are logged instead of sent (dry run)"),
-    ]
-    .into_iter()
-    .filter(|((_, set), _)| !set)
-    .map(|((var, _), effect)| format!("{var} is not set: {effect}"))
-    .collect();
-    if !missing.is_empty() {
-        tracing::warn!(channel, "{}", missing.join("; "));
+fn announce_channels(settings: &Settings) {
+    let on = settings.http.channels_on;
+    let channels = [
+        (
+            "whatsapp",
+            on.whatsapp,
+            (
+                "WHATSAPP_APP_SECRET",
+                settings.whatsapp.app_secret.is_some(),
+            ),
+            ("WHATSAPP_TOKEN", settings.whatsapp.token.is_some()),
+        ),
+        (
+            "telegram",
+            on.telegram,
+            (
+                "TELEGRAM_SECRET_TOKEN",
+                settings.telegram.secret_token.is_some(),
+            ),
+            ("TELEGRAM_BOT_TOKEN", settings.telegram.bot_token.is_some()),
+        ),
+        (
+            "instagram",
+            on.instagram,
+            (
+                "INSTAGRAM_APP_SECRET",
+                settings.instagram.app_secret.is_some(),
+            ),
+            ("INSTAGRAM_TOKEN", settings.instagram.token.is_some()),
+        ),
+    ];
+    let names: Vec<&str> = channels
+        .iter()
+        .filter(|(_, on, _, _)| *on)
+        .map(|(name, ..)| *name)
+        .collect();
+    if on.demo {
+        tracing::warn!(
+            channels = %names.join(","),
+            "no channel is configured: running the demo, all three webhooks on, unsigned, replies logged (dry run)"
+        );
+        return;
+    }
+    tracing::info!(channels = %names.join(","), "channels on");
+    for (channel, on, secret, token) in channels {
+        if !on {
+            continue;
+        }
+        let missing: Vec<String> = [
+            (
+                secret,
+                "webhooks are accepted unsigned (ALLOW_UNSIGNED_WEBHOOKS)",
+            ),
+            (token, "replies are logged instead of sent (dry run)"),
+        ]
+        .into_iter()
+        .filter(|((_, set), _)| !set)
+        .map(|((var, _), effect)| format!("{var} is not set: {effect}"))
+        .collect();
+        if !missing.is_empty() {
+            tracing::warn!(channel, "{}", missing.join("; "));
+        }
     }
 }

@@ -47,6 +47,20 @@ pub struct InstagramSettings {
     pub typing_indicator: bool,
 }
 
+/// Which channels' webhooks are served: those configured (a webhook secret or a
+/// send token), or all three in the demo, when none is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelsOn {
+    /// WhatsApp's webhooks are served.
+    pub whatsapp: bool,
+    /// Telegram's webhooks are served.
+    pub telegram: bool,
+    /// Instagram's webhooks are served.
+    pub instagram: bool,
+    /// No channel is configured: all three are on, unsigned, in dry run.
+    pub demo: bool,
+}
+
 /// The bot id of a Telegram bot token (`123456789:AAH...` → `123456789`), or `None`
 /// when the token is not digits, a colon and a non-empty rest.
 pub fn telegram_bot_id(token: &str) -> Option<&str> {

@@ -199,9 +199,17 @@ pub struct Config {
     )]
     pub instagram_api_base: String,
 
-    /// Bearer token for the admin page and its API; unset leaves them open.
+    /// Bearer token for the admin page and its API (`Authorization: Bearer`);
+    /// unset leaves them to connections from this machine.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+    /// Bearer token for /metrics (`Authorization: Bearer`); unset leaves it open.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+    /// Accept a channel's webhooks unsigned although its send token is set (a
+    /// proxy checks them); otherwise a token without its secret refuses to start.
+    #[arg(long, env = "ALLOW_UNSIGNED_WEBHOOKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_unsigned_webhooks: bool,
 
     /// Who writes the replies: the built-in acknowledgement, or an LLM.
     #[arg(long, env = "RESPONDER", value_enum, default_value = "builtin")]

@@ -18,7 +18,9 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use channels::{InstagramSettings, TelegramSettings, WhatsAppSettings, telegram_bot_id};
+pub use channels::{
+    ChannelsOn, InstagramSettings, TelegramSettings, WhatsAppSettings, telegram_bot_id,
+};
 pub use error::ConfigError;
 pub use flags::{Config, LogFormat, ResponderKind};
 pub use responder::{AnthropicSettings, DEFAULT_SYSTEM_PROMPT, OpenAiSettings, ResponderSettings};

@@ -6,7 +6,7 @@ use super::channels::telegram_accepts_secret_token;
 use super::error::{MAX_SECONDS, hours, positive, seconds};
 use super::responder::responder_settings;
 use super::{
-    BatchSettings, ClaimSettings, Config, ConfigError, DatabaseSettings, HttpSettings,
+    BatchSettings, ChannelsOn, ClaimSettings, Config, ConfigError, DatabaseSettings, HttpSettings,
     InstagramSettings, ReconcileSettings, RedisSettings, SendSettings, Settings, TelegramSettings,
     WhatsAppSettings, telegram_bot_id,
 };
@@ -45,6 +45,7 @@ impl Config {
         }
         c.check_urls()?;
         c.check_telegram()?;
+        let channels_on = c.channels_on()?;
         let responder = responder_settings(&c)?;
         if lease < Duration::from_millis(300) {
             return Err(ConfigError {
@@ -77,6 +78,8 @@ impl Config {
                 port: c.port,
                 max_body_bytes: c.max_body_bytes,
                 admin_token: c.admin_token,
+                metrics_token: c.metrics_token,
+                channels_on,
             },
             batch: BatchSettings {
                 window,
@@ -145,6 +148,7 @@ impl Config {
             &mut self.instagram_verify_token,
             &mut self.instagram_token,
             &mut self.admin_token,
+            &mut self.metrics_token,
             &mut self.llm_api_key,
         ] {
             if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
@@ -225,6 +229,53 @@ impl Config {
     }
 
     /// The Telegram tokens of a normalised config (empty ones are unset).
+    /// A channel is on when it is configured (its webhook secret or its send
+    /// token); none configured runs the demo (all on, unsigned, dry run). A send
+    /// token without its secret would answer unsigned webhooks for real: refused
+    /// unless ALLOW_UNSIGNED_WEBHOOKS says a proxy checks them.
+    fn channels_on(&self) -> Result<ChannelsOn, ConfigError> {
+        let channels = [
+            (
+                "WHATSAPP_TOKEN",
+                self.whatsapp_token.is_some(),
+                "WHATSAPP_APP_SECRET",
+                self.whatsapp_app_secret.is_some(),
+            ),
+            (
+                "TELEGRAM_BOT_TOKEN",
+                self.telegram_bot_token.is_some(),
+                "TELEGRAM_SECRET_TOKEN",
+                self.telegram_secret_token.is_some(),
+            ),
+            (
+                "INSTAGRAM_TOKEN",
+                self.instagram_token.is_some(),
+                "INSTAGRAM_APP_SECRET",
+                self.instagram_app_secret.is_some(),
+            ),
+        ];
+        for (token_var, token, secret_var, secret) in channels {
+            if token && !secret && !self.allow_unsigned_webhooks {
+                return Err(ConfigError {
+                    var: secret_var,
+                    reason: format!(
+                        "{token_var} is set without {secret_var}: unsigned webhooks would be \
+                         answered for real; set {secret_var} (or ALLOW_UNSIGNED_WEBHOOKS=true \
+                         when a proxy checks them)"
+                    ),
+                });
+            }
+        }
+        let [whatsapp, telegram, instagram] = channels.map(|(_, token, _, secret)| token || secret);
+        let demo = !(whatsapp || telegram || instagram);
+        Ok(ChannelsOn {
+            whatsapp: whatsapp || demo,
+            telegram: telegram || demo,
+            instagram: instagram || demo,
+            demo,
+        })
+    }
+
     fn check_telegram(&self) -> Result<(), ConfigError> {
         // The bot id (before the colon) becomes the account in keys and rows: a token
         // of another shape would put the secret there. The value is never echoed.

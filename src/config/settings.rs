@@ -2,7 +2,8 @@
 //! the part that takes it. Built only by [`Config::parse_settings`](super::Config::parse_settings).
 
 use super::{
-    InstagramSettings, LogFormat, ResponderSettings, Secret, TelegramSettings, WhatsAppSettings,
+    ChannelsOn, InstagramSettings, LogFormat, ResponderSettings, Secret, TelegramSettings,
+    WhatsAppSettings,
 };
 use std::time::Duration;
 
@@ -70,6 +71,10 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Bearer token of the admin page and its API; `None` leaves them to loopback.
     pub admin_token: Option<Secret>,
+    /// Bearer token of /metrics; `None` leaves it open.
+    pub metrics_token: Option<Secret>,
+    /// Which channels' webhooks are served.
+    pub channels_on: ChannelsOn,
 }
 
 /// How bursts become batches.

@@ -143,9 +143,14 @@ fn a_telegram_bot_token_without_a_bot_id_is_refused_without_echoing_it() {
     assert_eq!(error.var, "TELEGRAM_BOT_TOKEN");
     assert!(!error.to_string().contains("s3cret"));
     assert!(
-        parse(&["--telegram-bot-token", "7000000001:AAF_x-y"])
-            .parse_settings()
-            .is_ok()
+        parse(&[
+            "--telegram-bot-token",
+            "7000000001:AAF_x-y",
+            "--telegram-secret-token",
+            "fixture_secret_token-123",
+        ])
+        .parse_settings()
+        .is_ok()
     );
 }
 
@@ -175,6 +180,8 @@ fn empty_platform_secrets_count_as_unset_and_none_prints() {
         "",
         "--instagram-token",
         "ig-s3cret",
+        "--allow-unsigned-webhooks",
+        "true",
     ])
     .parse_settings()
     .unwrap();
@@ -324,4 +331,58 @@ fn empty_secrets_count_as_unset_and_never_print() {
         .unwrap();
     assert!(c.whatsapp.token.is_none());
     assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn a_send_token_without_its_webhook_secret_refuses_to_start_naming_both() {
+    for (token, secret, value) in [
+        ("--whatsapp-token", "WHATSAPP_APP_SECRET", "wa-s3cret"),
+        (
+            "--telegram-bot-token",
+            "TELEGRAM_SECRET_TOKEN",
+            "7000000001:AAF_x-y",
+        ),
+        ("--instagram-token", "INSTAGRAM_APP_SECRET", "ig-s3cret"),
+    ] {
+        let error = parse(&[token, value]).parse_settings().unwrap_err();
+        assert_eq!(error.var, secret);
+        let text = error.to_string();
+        let token_var = token
+            .trim_start_matches("--")
+            .replace('-', "_")
+            .to_uppercase();
+        assert!(text.contains(&token_var) && text.contains(secret), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("AAF_x"),
+            "{text}"
+        );
+        let allowed = parse(&[token, value, "--allow-unsigned-webhooks", "true"]).parse_settings();
+        assert!(allowed.is_ok(), "{token} with ALLOW_UNSIGNED_WEBHOOKS");
+    }
+}
+
+#[test]
+fn only_configured_channels_are_on_and_none_configured_runs_the_demo() {
+    let demo = parse(&[]).parse_settings().unwrap().http.channels_on;
+    assert!(demo.demo && demo.whatsapp && demo.telegram && demo.instagram);
+    let whatsapp_only = parse(&["--whatsapp-app-secret", "s", "--whatsapp-token", "t"])
+        .parse_settings()
+        .unwrap()
+        .http
+        .channels_on;
+    assert_eq!(
+        whatsapp_only,
+        ChannelsOn {
+            whatsapp: true,
+            telegram: false,
+            instagram: false,
+            demo: false
+        }
+    );
+    let telegram_by_secret = parse(&["--telegram-secret-token", "abc"])
+        .parse_settings()
+        .unwrap()
+        .http
+        .channels_on;
+    assert!(telegram_by_secret.telegram && !telegram_by_secret.whatsapp);
 }

@@ -2,10 +2,10 @@
 //! batches, and the JSON it reads (`/admin/api/waiting`, `/admin/api/batches`).
 
 use super::HttpState;
+use super::auth;
 use super::response::{self, Body};
 use crate::config::Secret;
-use crate::constant_time;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 
@@ -22,15 +22,11 @@ enum Access {
     LoopbackOnly,
 }
 
-/// With ADMIN_TOKEN, the token (bearer or `?token=`) and nothing else; without it,
+/// With ADMIN_TOKEN, the token in the `Authorization` header and nothing else (a
+/// token in the URL would stay in proxies' logs and browser history); without it,
 /// connections from this machine only, so that a published port does not show
 /// every conversation to whoever finds it.
-fn access(
-    expected: Option<&Secret>,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    peer: IpAddr,
-) -> Access {
+fn access(expected: Option<&Secret>, headers: &HeaderMap, peer: IpAddr) -> Access {
     let Some(expected) = expected else {
         return if peer.to_canonical().is_loopback() {
             Access::Granted
@@ -38,18 +34,7 @@ fn access(
             Access::LoopbackOnly
         };
     };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query = query.and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    });
-    let given = bearer.map(str::to_owned).or(query);
-    if given.is_some_and(|given| constant_time::eq(given.as_bytes(), expected.expose().as_bytes()))
-    {
+    if auth::bearer_is(headers, expected) {
         Access::Granted
     } else {
         Access::TokenRequired
@@ -63,8 +48,13 @@ pub async fn handle(
     request: &Request<Incoming>,
     peer: IpAddr,
 ) -> Response<Body> {
-    let query = request.uri().query();
-    match access(state.admin_token.as_ref(), request.headers(), query, peer) {
+    let access = access(state.admin_token.as_ref(), request.headers(), peer);
+    // The page itself holds no data: it asks for the token and sends it with each
+    // API call, so a browser can open it without a token in the URL.
+    if matches!(rest, [] | [""]) && access == Access::TokenRequired {
+        return response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE);
+    }
+    match access {
         Access::Granted => {}
         Access::TokenRequired => {
             return response::error(StatusCode::UNAUTHORIZED, "admin token required");
@@ -109,14 +99,11 @@ mod tests {
     #[test]
     fn without_a_token_only_this_machine_sees_the_admin_pages() {
         for peer in LOOPBACK {
-            assert_eq!(
-                access(None, &HeaderMap::new(), None, ip(peer)),
-                Access::Granted
-            );
+            assert_eq!(access(None, &HeaderMap::new(), ip(peer)), Access::Granted);
         }
         for peer in ["192.0.2.7", "172.17.0.1", "2001:db8::1", "::ffff:192.0.2.7"] {
             assert_eq!(
-                access(None, &HeaderMap::new(), None, ip(peer)),
+                access(None, &HeaderMap::new(), ip(peer)),
                 Access::LoopbackOnly,
                 "{peer}"
             );
@@ -127,20 +114,15 @@ mod tests {
     fn with_a_token_only_the_token_opens_them_from_anywhere() {
         let token = Secret::new("s3cret");
         let mut bearer = HeaderMap::new();
-        bearer.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        bearer.insert(
+            http::header::AUTHORIZATION,
+            "Bearer s3cret".parse().unwrap(),
+        );
         for peer in ["127.0.0.1", "192.0.2.7"] {
             let peer = ip(peer);
-            assert_eq!(access(Some(&token), &bearer, None, peer), Access::Granted);
+            assert_eq!(access(Some(&token), &bearer, peer), Access::Granted);
             assert_eq!(
-                access(Some(&token), &HeaderMap::new(), Some("token=s3cret"), peer),
-                Access::Granted
-            );
-            assert_eq!(
-                access(Some(&token), &HeaderMap::new(), Some("token=wrong"), peer),
-                Access::TokenRequired
-            );
-            assert_eq!(
-                access(Some(&token), &HeaderMap::new(), None, peer),
+                access(Some(&token), &HeaderMap::new(), peer),
                 Access::TokenRequired
             );
         }

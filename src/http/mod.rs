@@ -5,6 +5,7 @@
 //! time, then returns.
 
 mod admin;
+mod auth;
 pub mod probe;
 mod response;
 mod routes;
@@ -48,6 +49,8 @@ pub struct HttpState {
     pub max_body_bytes: usize,
     /// Bearer token for /admin; without it, /admin answers loopback only.
     pub admin_token: Option<Secret>,
+    /// Bearer token for /metrics; without it, /metrics is open.
+    pub metrics_token: Option<Secret>,
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then drains open

@@ -1,7 +1,7 @@
 //! Routing: one match on method and path.
 
 use super::response::{self, Body};
-use super::{HttpState, admin, webhook};
+use super::{HttpState, admin, auth, webhook};
 use crate::message::ChannelKind;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -44,10 +44,11 @@ impl Routes {
         }
         match (&method, segments.as_slice()) {
             (_, ["api", name, "webhook"]) => {
-                let Some(channel) =
-                    ChannelKind::parse(name).and_then(|k| self.state.channels.get(&k))
-                else {
+                let Some(kind) = ChannelKind::parse(name) else {
                     return response::error(StatusCode::NOT_FOUND, "unknown channel");
+                };
+                let Some(channel) = self.state.channels.get(&kind) else {
+                    return response::error(StatusCode::NOT_FOUND, "channel not configured");
                 };
                 match method {
                     Method::GET => webhook::handshake(channel.as_ref(), &query),
@@ -57,11 +58,18 @@ impl Routes {
             }
             (&Method::GET, ["healthz"]) => response::text(StatusCode::OK, "ok"),
             (&Method::GET, ["readyz"]) => self.ready().await,
-            (&Method::GET, ["metrics"]) => response::with_type(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.state.metrics.render(),
-            ),
+            (&Method::GET, ["metrics"]) => {
+                if let Some(token) = &self.state.metrics_token {
+                    if !auth::bearer_is(request.headers(), token) {
+                        return response::error(StatusCode::UNAUTHORIZED, "metrics token required");
+                    }
+                }
+                response::with_type(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.state.metrics.render(),
+                )
+            }
             (&Method::GET, ["admin", rest @ ..]) => {
                 admin::handle(&self.state, rest, &request, peer).await
             }

@@ -22,6 +22,7 @@ mod process;
 mod reconcile;
 mod redis_server;
 mod resume;
+mod safe_defaults;
 mod scripts;
 mod telegram_flow;
 mod whatsapp_flow;

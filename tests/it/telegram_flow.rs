@@ -304,9 +304,9 @@ async fn the_telegram_webhook_has_no_get_handshake() {
 
 #[tokio::test]
 async fn without_a_bot_token_telegram_replies_are_logged_not_sent() {
-    // The default test app: no Telegram token or secret configured.
-    let app = spawn_app().await;
-    let response = post(&app, &fixture("telegram/text_update.json"), None).await;
+    // Telegram on by its secret token alone: no bot token to send with.
+    let app = spawn_app_with(|c| c.telegram_secret_token = Some(Secret::new(SECRET))).await;
+    let response = post(&app, &fixture("telegram/text_update.json"), Some(SECRET)).await;
     assert_eq!(response.status(), 200);
     let batch = batch_with_status(&app, "sent").await;
     assert_eq!(batch.channel, "telegram");
@@ -321,13 +321,19 @@ async fn with_typing_on_a_chat_action_goes_before_the_reply() {
     let base = fake.base.clone();
     let app = spawn_app_with(move |c| {
         c.telegram_bot_token = Some(Secret::new(TELEGRAM_TOKEN));
+        c.telegram_secret_token = Some(Secret::new(SECRET));
         c.telegram_api_base = base;
         c.typing_indicator = true;
         // Time for the best-effort action to land before the reply.
         c.responder_delay_ms = 200;
     })
     .await;
-    post(&app, &update(1, CHAT, 51, now_secs(), "hello"), None).await;
+    post(
+        &app,
+        &update(1, CHAT, 51, now_secs(), "hello"),
+        Some(SECRET),
+    )
+    .await;
     replies_at_least(&fake, 1).await;
     let seen = fake.seen();
     let methods: Vec<&str> = seen
