@@ -4,11 +4,10 @@
 //! nearer deadline (see [`Wake`]) or, when it was full, once finishing batches have
 //! freed enough slots to be worth a claim round (`refill`).
 
-use crate::batch::{BatchError, ClaimOutcome, RedisBatches, RedisHealth};
+use crate::batch::{BatchError, ClaimOutcome, ClaimToken, RedisBatches, RedisHealth};
 use crate::message::Conversation;
-use crate::time::now_ms;
+use crate::time::{UnixMs, now_ms};
 use crate::worker::{BatchOutcome, Worker};
-use rand::Rng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -150,10 +149,10 @@ impl ClaimLoop {
                     self.redis_batches.unschedule(shard, &member).await?;
                     continue;
                 }
-                let token = format!("{:032x}", rand::rng().random::<u128>());
+                let token = ClaimToken::generate();
                 wanted.push((permit, conversation, member, token));
             }
-            let now = now_ms();
+            let now = UnixMs::now();
             let outcomes = futures::future::join_all(
                 wanted
                     .iter()

@@ -9,7 +9,7 @@ use crate::batch::{AppendMode, RedisBatches};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Unanswered};
-use crate::time::now_ms;
+use crate::time::UnixMs;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -110,7 +110,7 @@ impl Reconciler {
                     &stale.batch_id,
                     stale.started_ms,
                     &stale.entries,
-                    now_ms(),
+                    UnixMs::now(),
                 )
                 .await
             {

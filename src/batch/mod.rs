@@ -10,6 +10,7 @@
 
 pub mod cleanup;
 pub mod health;
+pub mod id;
 pub mod keys;
 pub mod scripts;
 
@@ -18,9 +19,11 @@ mod policy;
 mod redis;
 
 pub use health::RedisHealth;
+pub use id::{BatchId, ClaimToken};
 pub use keys::{ConversationKeys, KeySpace};
 pub use ops::{
-    AckOutcome, AppendMode, AppendOutcome, Claim, ClaimOutcome, ExtendOutcome, RequeueMode,
+    AckOutcome, AppendMode, AppendOutcome, Claim, ClaimKind, ClaimOutcome, ExtendOutcome,
+    RequeueMode,
 };
 pub use policy::Policy;
 pub use redis::{RedisBatches, WaitingConversation};

@@ -4,9 +4,11 @@
 //! script's header documents; [`super::RedisBatches`] runs them.
 
 use super::BatchError;
+use super::id::{BatchId, ClaimToken};
 use super::keys::ConversationKeys;
 use super::policy::{Policy, ms};
 use crate::message::{Entry, MessageKind};
+use crate::time::UnixMs;
 use fred::types::Value;
 
 /// A script call: its KEYS and ARGV.
@@ -73,27 +75,49 @@ pub enum ClaimOutcome {
     Claimed(Claim),
 }
 
-/// A claimed batch.
+/// A claimed batch, as claim.lua returned it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claim {
     /// The batch id (same across crash resumes and supersedes).
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// The claim token: ack, extend and requeue need it.
-    pub token: String,
+    pub token: ClaimToken,
     /// How many times this batch has been claimed (1 unless resumed or superseded).
     pub claims: i64,
     /// How many times this batch has been superseded.
     pub supersedes: i64,
-    /// Unix ms of the batch's first message (for the max-wait cap).
-    pub started_ms: i64,
-    /// The agenda score that made it due, unix ms (claim lag = claim time - this).
-    pub due_ms: i64,
+    /// The batch's first message (for the max-wait cap).
+    pub started_ms: UnixMs,
+    /// The agenda score that made it due (claim lag = claim time - this).
+    pub due_ms: UnixMs,
     /// The messages, oldest first.
     pub entries: Vec<Entry>,
     /// The conversation's history as Redis held it at the claim, oldest first; empty
     /// when Redis had none, or had one still waiting for its hydrate (then the
     /// worker reads PostgreSQL). It includes the batch's own messages.
     pub history: Vec<Entry>,
+}
+
+/// Whether a claim started its batch or took up one claimed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimKind {
+    /// The batch's first claim: no worker has recorded anything for it yet.
+    New,
+    /// A batch claimed before (crash, lease run out, supersede, hand-back, or put
+    /// back by the reconciler): its record in PostgreSQL says how far it got.
+    Resumed,
+}
+
+impl Claim {
+    /// New or resumed. claim.lua gives a new batch this claim's token as its id
+    /// (its ARGV[3]) and keeps the id of a batch claimed before.
+    pub fn kind(&self) -> ClaimKind {
+        if self.batch_id.started_by(&self.token) {
+            ClaimKind::New
+        } else {
+            ClaimKind::Resumed
+        }
+    }
 }
 
 /// What extend.lua did.
@@ -134,6 +158,10 @@ fn int(v: i64) -> Value {
 
 fn text(s: impl Into<String>) -> Value {
     Value::String(s.into().into())
+}
+
+fn time(t: UnixMs) -> Value {
+    int(t.ms())
 }
 
 /// Appends entries as JSON arguments (the variadic `ARGV[n..]` of a script).
@@ -206,23 +234,33 @@ fn claim_keys(keys: &ConversationKeys) -> Vec<String> {
     ]
 }
 
-pub(crate) fn claim_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
+pub(crate) fn claim_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: UnixMs,
+    token: &ClaimToken,
+) -> Call {
     // The history rides along in the reply: the worker's context needs it at once.
     let mut call_keys = claim_keys(keys);
     call_keys.push(keys.history.clone());
     Call {
         keys: call_keys,
         args: vec![
-            int(now),
+            time(now),
             text(&keys.member),
-            text(token),
+            text(token.as_str()),
             int(ms(policy.lease)),
             int(ms(policy.ttl)),
         ],
     }
 }
 
-pub(crate) fn extend_call(keys: &ConversationKeys, policy: &Policy, now: i64, token: &str) -> Call {
+pub(crate) fn extend_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: UnixMs,
+    token: &ClaimToken,
+) -> Call {
     Call {
         keys: vec![
             keys.agenda.clone(),
@@ -232,9 +270,9 @@ pub(crate) fn extend_call(keys: &ConversationKeys, policy: &Policy, now: i64, to
             keys.state.clone(),
         ],
         args: vec![
-            int(now),
+            time(now),
             text(&keys.member),
-            text(token),
+            text(token.as_str()),
             int(ms(policy.lease)),
             int(ms(policy.ttl)),
         ],
@@ -244,16 +282,16 @@ pub(crate) fn extend_call(keys: &ConversationKeys, policy: &Policy, now: i64, to
 pub(crate) fn requeue_call(
     keys: &ConversationKeys,
     policy: &Policy,
-    now: i64,
-    token: &str,
+    now: UnixMs,
+    token: &ClaimToken,
     mode: RequeueMode,
 ) -> Call {
     Call {
         keys: claim_keys(keys),
         args: vec![
-            int(now),
+            time(now),
             text(&keys.member),
-            text(token),
+            text(token.as_str()),
             int(mode as i64),
             int(ms(policy.max_wait)),
             int(ms(policy.ttl)),
@@ -265,15 +303,15 @@ pub(crate) fn requeue_call(
 pub(crate) fn ack_call(
     keys: &ConversationKeys,
     policy: &Policy,
-    now: i64,
-    token: &str,
+    now: UnixMs,
+    token: &ClaimToken,
     forget: bool,
     reply: &[Entry],
 ) -> Result<Call, BatchError> {
     let mut args = vec![
-        int(now),
+        time(now),
         text(&keys.member),
-        text(token),
+        text(token.as_str()),
         int(policy.history_limit.into()),
         int(ms(policy.ttl)),
         int(forget.into()),
@@ -296,16 +334,16 @@ pub(crate) fn ack_call(
 pub(crate) fn restore_call(
     keys: &ConversationKeys,
     policy: &Policy,
-    now: i64,
-    batch_id: &str,
-    started_ms: i64,
+    now: UnixMs,
+    batch_id: &BatchId,
+    started: UnixMs,
     entries: &[Entry],
 ) -> Result<Call, BatchError> {
     let mut args = vec![
-        int(now),
+        time(now),
         text(&keys.member),
-        text(batch_id),
-        int(started_ms),
+        text(batch_id.as_str()),
+        time(started),
         int(ms(policy.ttl)),
     ];
     push_entries(&mut args, entries)?;
@@ -360,7 +398,10 @@ fn claimed_entries(raw: &[Value]) -> Result<Vec<Entry>, BatchError> {
         .collect()
 }
 
-pub(crate) fn decode_claim(reply: Vec<Value>, token: &str) -> Result<ClaimOutcome, BatchError> {
+pub(crate) fn decode_claim(
+    reply: Vec<Value>,
+    token: &ClaimToken,
+) -> Result<ClaimOutcome, BatchError> {
     let [status] = ints::<1>("claim.lua", &reply)?;
     match status {
         0 => Ok(ClaimOutcome::NotDue),
@@ -389,12 +430,12 @@ pub(crate) fn decode_claim(reply: Vec<Value>, token: &str) -> Result<ClaimOutcom
             let (entries, history) = rest.split_at(split);
             let (entries, history) = (claimed_entries(entries)?, claimed_entries(history)?);
             Ok(ClaimOutcome::Claimed(Claim {
-                batch_id,
-                token: token.to_owned(),
+                batch_id: BatchId::from(batch_id),
+                token: token.clone(),
                 claims,
                 supersedes,
-                started_ms,
-                due_ms,
+                started_ms: UnixMs(started_ms),
+                due_ms: UnixMs(due_ms),
                 entries,
                 history,
             }))
@@ -484,21 +525,22 @@ mod tests {
             &hydrate_call(&keys, &p, std::slice::from_ref(&e)).unwrap(),
             true,
         );
-        assert_arity(&scripts.claim, &claim_call(&keys, &p, 1, "t"), false);
-        assert_arity(&scripts.extend, &extend_call(&keys, &p, 1, "t"), false);
+        let (now, t) = (UnixMs(1), ClaimToken::from("t"));
+        assert_arity(&scripts.claim, &claim_call(&keys, &p, now, &t), false);
+        assert_arity(&scripts.extend, &extend_call(&keys, &p, now, &t), false);
         assert_arity(
             &scripts.requeue,
-            &requeue_call(&keys, &p, 1, "t", RequeueMode::HandBack),
+            &requeue_call(&keys, &p, now, &t, RequeueMode::HandBack),
             false,
         );
         assert_arity(
             &scripts.ack,
-            &ack_call(&keys, &p, 1, "t", false, std::slice::from_ref(&e)).unwrap(),
+            &ack_call(&keys, &p, now, &t, false, std::slice::from_ref(&e)).unwrap(),
             true,
         );
         assert_arity(
             &scripts.restore,
-            &restore_call(&keys, &p, 1, "b", 1, &[e]).unwrap(),
+            &restore_call(&keys, &p, now, &"b".into(), now, &[e]).unwrap(),
             true,
         );
     }
@@ -511,7 +553,7 @@ mod tests {
             let mut reply = vec![int(3), text("b"), int(1), int(0), int(5), int(6)];
             reply.push(int(n_entries));
             reply.extend(items.iter().map(|e| json(e)));
-            decode_claim(reply, "t")
+            decode_claim(reply, &"t".into())
         };
         let Ok(ClaimOutcome::Claimed(claim)) = claimed(1, &[&batch, &older, &batch]) else {
             panic!("expected a claim");
@@ -522,6 +564,17 @@ mod tests {
             claimed(2, &[&batch]).is_err(),
             "more entries announced than sent"
         );
+    }
+
+    #[test]
+    fn a_claim_is_new_when_claim_lua_named_the_batch_after_its_token() {
+        let reply = |id: &str| vec![int(3), text(id), int(1), int(0), int(5), int(6), int(0)];
+        let kind = |id: &str| match decode_claim(reply(id), &"t".into()) {
+            Ok(ClaimOutcome::Claimed(claim)) => claim.kind(),
+            other => panic!("expected a claim: {other:?}"),
+        };
+        assert_eq!(kind("t"), ClaimKind::New);
+        assert_eq!(kind("older"), ClaimKind::Resumed);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! method per script call.
 
 use super::BatchError;
+use super::id::{BatchId, ClaimToken};
 use super::keys::{ConversationKeys, KeySpace};
 use super::ops::{
     self, AckOutcome, AppendMode, AppendOutcome, Call, ClaimOutcome, ExtendOutcome, RequeueMode,
@@ -9,6 +10,7 @@ use super::ops::{
 use super::policy::Policy;
 use super::scripts::{LuaScript, Scripts};
 use crate::message::{Conversation, Entry};
+use crate::time::UnixMs;
 use fred::clients::Pool;
 use fred::interfaces::{ClientLike, ListInterface, SortedSetsInterface};
 use fred::types::Value;
@@ -153,8 +155,8 @@ impl RedisBatches {
     pub async fn claim(
         &self,
         member: &str,
-        token: &str,
-        now: i64,
+        token: &ClaimToken,
+        now: UnixMs,
     ) -> Result<ClaimOutcome, BatchError> {
         let keys = self.keys.for_member(member);
         let call = ops::claim_call(&keys, &self.policy, now, token);
@@ -165,8 +167,8 @@ impl RedisBatches {
     pub async fn extend(
         &self,
         keys: &ConversationKeys,
-        token: &str,
-        now: i64,
+        token: &ClaimToken,
+        now: UnixMs,
     ) -> Result<ExtendOutcome, BatchError> {
         let call = ops::extend_call(keys, &self.policy, now, token);
         ops::decode_extend(self.run(&self.scripts.extend, call).await?)
@@ -176,9 +178,9 @@ impl RedisBatches {
     pub async fn requeue(
         &self,
         keys: &ConversationKeys,
-        token: &str,
+        token: &ClaimToken,
         mode: RequeueMode,
-        now: i64,
+        now: UnixMs,
     ) -> Result<Option<i64>, BatchError> {
         let call = ops::requeue_call(keys, &self.policy, now, token, mode);
         ops::decode_requeue(self.run(&self.scripts.requeue, call).await?)
@@ -188,9 +190,9 @@ impl RedisBatches {
     pub async fn ack(
         &self,
         keys: &ConversationKeys,
-        token: &str,
+        token: &ClaimToken,
         reply: &[Entry],
-        now: i64,
+        now: UnixMs,
     ) -> Result<AckOutcome, BatchError> {
         let call = ops::ack_call(keys, &self.policy, now, token, false, reply)?;
         ops::decode_ack(self.run(&self.scripts.ack, call).await?)
@@ -202,8 +204,8 @@ impl RedisBatches {
     pub async fn ack_forgetting(
         &self,
         keys: &ConversationKeys,
-        token: &str,
-        now: i64,
+        token: &ClaimToken,
+        now: UnixMs,
     ) -> Result<AckOutcome, BatchError> {
         let call = ops::ack_call(keys, &self.policy, now, token, true, &[])?;
         ops::decode_ack(self.run(&self.scripts.ack, call).await?)
@@ -214,13 +216,13 @@ impl RedisBatches {
     pub async fn restore(
         &self,
         conversation: &Conversation,
-        batch_id: &str,
-        started_ms: i64,
+        batch_id: &BatchId,
+        started: UnixMs,
         entries: &[Entry],
-        now: i64,
+        now: UnixMs,
     ) -> Result<bool, BatchError> {
         let keys = self.keys.conversation(conversation);
-        let call = ops::restore_call(&keys, &self.policy, now, batch_id, started_ms, entries)?;
+        let call = ops::restore_call(&keys, &self.policy, now, batch_id, started, entries)?;
         let reply: Value = self
             .scripts
             .restore

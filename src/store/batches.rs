@@ -1,8 +1,11 @@
 //! Queries on `reply_batches`, and the one that makes a message answered.
 
 use super::messages::EntryRow;
-use super::{Store, StoreError, timestamp};
+use super::status::BatchStatus;
+use super::{Store, StoreError};
+use crate::batch::BatchId;
 use crate::message::{ChannelKind, Conversation, Entry};
+use crate::time::UnixMs;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -12,7 +15,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct NewBatch {
     /// The batch id (claim.lua's).
-    pub id: String,
+    pub id: BatchId,
     /// Its conversation.
     pub conversation: Conversation,
     /// Inbound message ids, platform order.
@@ -21,14 +24,14 @@ pub struct NewBatch {
     pub claims: i64,
     /// How many times it has been superseded.
     pub supersedes: i64,
-    /// Unix ms of its first message.
-    pub started_ms: i64,
-    /// Unix ms it became due (the agenda score the claim found).
-    pub due_ms: i64,
-    /// Unix ms it was claimed, on the same clock as `due_ms` (lull's, not the
+    /// Its first message.
+    pub started_ms: UnixMs,
+    /// When it became due (the agenda score the claim found).
+    pub due_ms: UnixMs,
+    /// When it was claimed, on the same clock as `due_ms` (lull's, not the
     /// database's), so that claim lag = claimed_at - due_at holds no clock skew
     /// and no wait for a database connection.
-    pub claimed_ms: i64,
+    pub claimed_ms: UnixMs,
 }
 
 /// A generated reply about to be sent: the batch takes its messages.
@@ -44,18 +47,18 @@ pub(super) struct Commit {
 #[derive(Debug, Clone)]
 pub(super) struct SentReply {
     pub conversation: Conversation,
-    pub batch_id: String,
+    pub batch_id: BatchId,
     pub attempts: u32,
     /// (platform message id, text) of each part, in order.
     pub parts: Vec<(String, String)>,
-    pub now_ms: i64,
+    pub now_ms: UnixMs,
 }
 
 /// Where a batch stands, as the database knows it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BatchRecord {
-    /// generating, sending, sent or failed.
-    pub status: String,
+    /// How far it got.
+    pub status: BatchStatus,
     /// Send requests made so far (across crash resumes).
     pub attempts: i32,
     /// The messages it answers (fixed once it is sending).
@@ -68,27 +71,27 @@ pub struct BatchRecord {
 
 #[derive(sqlx::FromRow)]
 struct OpenedRow {
-    id: String,
+    id: BatchId,
     #[sqlx(flatten)]
     record: BatchRecord,
 }
 
 #[derive(sqlx::FromRow)]
 struct OwnedRow {
-    batch_id: String,
+    batch_id: BatchId,
     owned: Vec<i64>,
 }
 
 #[derive(sqlx::FromRow)]
 struct SentRow {
-    batch_id: String,
+    batch_id: BatchId,
     #[sqlx(flatten)]
     entry: EntryRow,
 }
 
 #[derive(sqlx::FromRow)]
 struct StaleRow {
-    id: String,
+    id: BatchId,
     channel: String,
     account_id: String,
     contact_id: String,
@@ -101,11 +104,11 @@ struct StaleRow {
 #[derive(Debug, Clone)]
 pub struct StaleOwner {
     /// Batch id.
-    pub batch_id: String,
+    pub batch_id: BatchId,
     /// Its conversation.
     pub conversation: Conversation,
-    /// Unix ms of its first message.
-    pub started_ms: i64,
+    /// Its first message.
+    pub started_ms: UnixMs,
     /// Its messages, platform order.
     pub entries: Vec<Entry>,
 }
@@ -114,15 +117,15 @@ pub struct StaleOwner {
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct BatchRow {
     /// Batch id.
-    pub id: String,
+    pub id: BatchId,
     /// Channel.
     pub channel: String,
     /// Our account.
     pub account_id: String,
     /// Their id.
     pub contact_id: String,
-    /// generating, sending, sent or failed.
-    pub status: String,
+    /// How far it got.
+    pub status: BatchStatus,
     /// Inbound rows answered.
     pub message_ids: Vec<i64>,
     /// The reply.
@@ -151,11 +154,9 @@ pub struct BatchRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-// GROUP_PLANS: a grouped statement is planned for each group (an unnamed
-// statement) rather than prepared once. A cached generic plan guesses ten rows per
-// array, and with so few it may join in nested loops that read the whole group
-// once per row: a cost that grows with the square of the group. Planning costs
-// the same for one request as for hundreds.
+// GROUP_PLANS: the grouped statements run unprepared (`persistent(false)`), so each
+// is planned for its group's own array sizes. A cached generic plan assumes small
+// arrays and may pick nested loops whose cost grows with the square of the group.
 
 /// A PostgreSQL array literal of ids: arrays of arrays must be rectangular, so
 /// each batch's ids travel as one text value and are cast back in SQL.
@@ -168,7 +169,7 @@ fn id_list(ids: &[i64]) -> String {
 /// update its row once (with either request's values) and give one answer for
 /// both, so such a group is written request by request instead (see
 /// [`StoreError::SameRow`]).
-fn distinct_batches<'a>(mut ids: impl Iterator<Item = &'a str>) -> Result<(), StoreError> {
+fn distinct_batches<'a>(mut ids: impl Iterator<Item = &'a BatchId>) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::new();
     match ids.find(|id| !seen.insert(*id)) {
         Some(id) => Err(StoreError::SameRow(format!("batch {id}"))),
@@ -184,6 +185,8 @@ pub(super) async fn open_batches(
     batches: std::sync::Arc<[NewBatch]>,
 ) -> Result<Vec<BatchRecord>, StoreError> {
     let column = |f: fn(&NewBatch) -> &str| batches.iter().map(f).collect::<Vec<_>>();
+    let times =
+        |f: fn(&NewBatch) -> UnixMs| batches.iter().map(|b| f(b).timestamp()).collect::<Vec<_>>();
     let rows: Vec<OpenedRow> = sqlx::query_as(
         "INSERT INTO reply_batches
              (id, channel, account_id, contact_id, message_ids, claims, supersedes, first_message_at, due_at, claimed_at)
@@ -201,21 +204,21 @@ pub(super) async fn open_batches(
              updated_at = now()
          RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids",
     )
-    .bind(column(|b| &b.id))
+    .bind(column(|b| b.id.as_str()))
     .bind(column(|b| b.conversation.channel.as_str()))
     .bind(column(|b| &b.conversation.account))
     .bind(column(|b| &b.conversation.contact))
     .bind(batches.iter().map(|b| id_list(&b.message_ids)).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| b.claims as i32).collect::<Vec<_>>())
     .bind(batches.iter().map(|b| b.supersedes as i32).collect::<Vec<_>>())
-    .bind(batches.iter().map(|b| timestamp(b.started_ms)).collect::<Vec<_>>())
-    .bind(batches.iter().map(|b| timestamp(b.due_ms)).collect::<Vec<_>>())
-    .bind(batches.iter().map(|b| timestamp(b.claimed_ms)).collect::<Vec<_>>())
+    .bind(times(|b| b.started_ms))
+    .bind(times(|b| b.due_ms))
+    .bind(times(|b| b.claimed_ms))
     // Planned for each group's own arrays (see GROUP_PLANS).
     .persistent(false)
     .fetch_all(&pool)
     .await?;
-    let mut by_id: HashMap<String, BatchRecord> =
+    let mut by_id: HashMap<BatchId, BatchRecord> =
         rows.into_iter().map(|r| (r.id, r.record)).collect();
     // Every request has its row (two of one batch are refused by ON CONFLICT). A
     // missing one would make the answer short: the group writer then fails the
@@ -237,19 +240,22 @@ pub(super) async fn open_batches(
 /// `sending` already, and owns nothing, so it sends nothing; the first sends the
 /// committed text. Whichever of the two commits first wins, recorded or not.
 ///
-/// The messages' UPDATE names its rows with `= ANY(ids)` as well as by the join:
-/// the planner then reads them through the primary key whatever it guesses about
-/// the unnested arrays, instead of hashing a whole fast-growing table per group.
-/// Each batch's taken messages are gathered in one grouping pass over the group
-/// (its requests and the rows it took, side by side): a lookup per batch would
-/// read every taken row once per batch, a cost that grows with the square of the
-/// group. Only the batches written come back; one that is not owns nothing.
+/// Query shape: the messages' UPDATE also filters on `m.id = ANY($4)`, so it
+/// reads them by primary key; each batch's taken ids are gathered in one GROUP BY
+/// over the group (not a lookup per batch), so the cost stays linear in the group.
+/// Only the batches written come back; one that is not owns nothing.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
 ) -> Result<Vec<Vec<i64>>, StoreError> {
-    distinct_batches(commits.iter().map(|c| c.batch.id.as_str()))?;
+    distinct_batches(commits.iter().map(|c| &c.batch.id))?;
     let column = |f: fn(&Commit) -> &str| commits.iter().map(f).collect::<Vec<_>>();
+    let times = |f: fn(&NewBatch) -> UnixMs| {
+        commits
+            .iter()
+            .map(|c| f(&c.batch).timestamp())
+            .collect::<Vec<_>>()
+    };
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
              SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at
@@ -288,7 +294,7 @@ pub(super) async fn commit_batches(
          WHERE r.status = 'generating'
          RETURNING r.id AS batch_id, r.message_ids AS owned",
     )
-    .bind(column(|c| &c.batch.id))
+    .bind(column(|c| c.batch.id.as_str()))
     .bind(column(|c| &c.text))
     .bind(commits.iter().map(|c| id_list(&c.batch.message_ids)).collect::<Vec<_>>())
     .bind(commits.iter().flat_map(|c| c.batch.message_ids.iter().copied()).collect::<Vec<_>>())
@@ -297,14 +303,14 @@ pub(super) async fn commit_batches(
     .bind(column(|c| &c.batch.conversation.contact))
     .bind(commits.iter().map(|c| c.batch.claims as i32).collect::<Vec<_>>())
     .bind(commits.iter().map(|c| c.batch.supersedes as i32).collect::<Vec<_>>())
-    .bind(commits.iter().map(|c| timestamp(c.batch.started_ms)).collect::<Vec<_>>())
-    .bind(commits.iter().map(|c| timestamp(c.batch.due_ms)).collect::<Vec<_>>())
-    .bind(commits.iter().map(|c| timestamp(c.batch.claimed_ms)).collect::<Vec<_>>())
+    .bind(times(|b| b.started_ms))
+    .bind(times(|b| b.due_ms))
+    .bind(times(|b| b.claimed_ms))
     // Planned for each group's own arrays (see GROUP_PLANS).
     .persistent(false)
     .fetch_all(&pool)
     .await?;
-    let mut by_id: HashMap<String, Vec<i64>> =
+    let mut by_id: HashMap<BatchId, Vec<i64>> =
         rows.into_iter().map(|r| (r.batch_id, r.owned)).collect();
     // A batch not written was recorded already and is past `generating`: another
     // worker committed it first, so this one owns nothing.
@@ -318,14 +324,13 @@ pub(super) async fn commit_batches(
 /// becomes `sent` with its attempts and platform ids, and each part is stored as
 /// an outbound message of its batch. Returns each batch's parts as history entries.
 ///
-/// Each batch's platform ids travel as one JSON array (arrays of arrays must be
-/// rectangular): a lookup per batch in the group's parts would read them all once
-/// per batch, a cost that grows with the square of the group.
+/// Each batch's platform ids travel as one JSON array (PostgreSQL arrays of
+/// arrays must be rectangular), so no batch looks its parts up in the group's.
 pub(super) async fn record_replies(
     pool: PgPool,
     replies: std::sync::Arc<[SentReply]>,
 ) -> Result<Vec<Vec<Entry>>, StoreError> {
-    distinct_batches(replies.iter().map(|r| r.batch_id.as_str()))?;
+    distinct_batches(replies.iter().map(|r| &r.batch_id))?;
     let parts = || {
         replies
             .iter()
@@ -360,7 +365,7 @@ pub(super) async fn record_replies(
     .bind(parts().map(|(r, _, _)| r.conversation.channel.as_str()).collect::<Vec<_>>())
     .bind(parts().map(|(r, _, _)| r.conversation.account.as_str()).collect::<Vec<_>>())
     .bind(parts().map(|(r, _, _)| r.conversation.contact.as_str()).collect::<Vec<_>>())
-    .bind(parts().map(|(r, _, _)| timestamp(r.now_ms)).collect::<Vec<_>>())
+    .bind(parts().map(|(r, _, _)| r.now_ms.timestamp()).collect::<Vec<_>>())
     .bind(replies.iter().map(|r| r.batch_id.as_str()).collect::<Vec<_>>())
     .bind(replies.iter().map(|r| r.attempts as i32).collect::<Vec<_>>())
     .bind(
@@ -373,7 +378,7 @@ pub(super) async fn record_replies(
     .persistent(false)
     .fetch_all(&pool)
     .await?;
-    let mut by_batch: HashMap<String, Vec<Entry>> = HashMap::new();
+    let mut by_batch: HashMap<BatchId, Vec<Entry>> = HashMap::new();
     for row in rows {
         by_batch
             .entry(row.batch_id)
@@ -423,15 +428,15 @@ impl Store {
     pub async fn record_sent(
         &self,
         conversation: &Conversation,
-        batch_id: &str,
+        batch_id: &BatchId,
         attempts: u32,
         parts: &[(String, String)],
-        now_ms: i64,
+        now_ms: UnixMs,
     ) -> Result<Vec<Entry>, StoreError> {
         self.sent
             .submit(SentReply {
                 conversation: conversation.clone(),
-                batch_id: batch_id.to_owned(),
+                batch_id: batch_id.clone(),
                 attempts,
                 parts: parts.to_vec(),
                 now_ms,
@@ -442,7 +447,7 @@ impl Store {
     /// Some parts went out before the batch was handed back: a resume skips them.
     pub async fn record_progress(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         attempts: u32,
         platform_ids: &[String],
     ) -> Result<(), StoreError> {
@@ -463,7 +468,7 @@ impl Store {
     /// batched again.
     pub async fn mark_failed(
         &self,
-        batch_id: &str,
+        batch_id: &BatchId,
         attempts: u32,
         platform_ids: &[String],
         code: Option<i64>,
@@ -535,7 +540,7 @@ impl Store {
             stale.push(StaleOwner {
                 batch_id: id,
                 conversation: Conversation::new(channel, account, contact),
-                started_ms: first.map_or(0, |t| t.timestamp_millis()),
+                started_ms: UnixMs(first.map_or(0, |t| t.timestamp_millis())),
                 entries: self.entries(&message_ids).await?,
             });
         }

@@ -4,18 +4,20 @@
 //! the platform's id, so a platform's retry is stored once); an inbound message's
 //! `batch_id` says which reply answered it, and is set only when that reply is about
 //! to be sent, in the same statement that checks nobody else answered it.
-//! `reply_batches` records each reply: its messages, text, status
-//! (generating → sending → sent | failed; dropped when another batch answered all its
+//! `reply_batches` records each reply: its messages, text, status ([`BatchStatus`]:
+//! generating → sending → sent | failed; dropped when another batch answered all its
 //! messages), attempts, platform ids, error, timings.
 
 mod batches;
 mod group;
 mod messages;
+mod status;
 
 use crate::metrics::Metrics;
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
+pub use status::BatchStatus;
 use std::sync::Arc;
 
 use sqlx::migrate::MigrateDatabase;
@@ -165,5 +167,5 @@ where
 
 /// Unix ms → timestamp.
 pub(crate) fn timestamp(ms: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    crate::time::UnixMs(ms).timestamp()
 }

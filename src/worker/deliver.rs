@@ -1,42 +1,54 @@
 //! Sending a reply whose text is committed: the parts not yet sent, with retries,
-//! then the record and the ack. Used right after `begin_sending`, and again when a
+//! then the record and the ack. Used right after the commit, and again when a
 //! batch that was being sent is resumed (after a crash or a hand-back), so a
 //! resumed reply is the same text and a part that went out is not sent twice.
 
-use super::finish::Failure;
+use super::claimed::ClaimedBatch;
+use super::finish::{Failure, GiveBack, Progress};
 use super::{BatchOutcome, Lease, MAX_CLAIMS, SendResult, Worker, send_with_retries};
-use crate::batch::{AppendMode, Claim, ConversationKeys};
-use crate::channel::Channel;
 use crate::channel::SendError;
-use crate::message::Conversation;
-use crate::time::now_ms;
-use std::sync::Arc;
+use crate::time::UnixMs;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A reply whose text is committed in PostgreSQL, and the parts of it that went
+/// out already (none unless resumed).
+#[derive(Debug, Clone)]
+pub(super) struct Committed {
+    /// The committed text.
+    pub text: String,
+    /// Platform ids of the parts sent before, in order.
+    pub sent: Vec<String>,
+}
+
+impl Committed {
+    /// A text just committed: nothing of it sent yet.
+    pub fn new(text: String) -> Self {
+        Self {
+            text,
+            sent: Vec::new(),
+        }
+    }
+}
+
 impl Worker {
-    /// Sends `text`'s parts after the `already_sent` ones and records the outcome,
-    /// keeping `lease` alive meanwhile. The database says this batch answers its
-    /// messages, so the send goes on even if the Redis lease is lost (a Redis that
-    /// lost its data must not leave them unanswered).
-    #[allow(clippy::too_many_arguments)]
+    /// Sends the reply's parts after the ones sent already and records the
+    /// outcome, keeping `lease` alive meanwhile. The database says this batch
+    /// answers its messages, so the send goes on even if the Redis lease is lost
+    /// (a Redis that lost its data must not leave them unanswered).
     pub(super) async fn deliver(
         &self,
         lease: Lease,
-        conversation: &Conversation,
-        keys: &ConversationKeys,
-        claim: &Claim,
-        channel: &Arc<dyn Channel>,
-        text: &str,
-        already_sent: Vec<String>,
+        batch: &ClaimedBatch,
+        reply: Committed,
         hand_back: &CancellationToken,
-        claimed_at: i64,
     ) -> BatchOutcome {
-        let parts = channel.split(text);
-        let skip = already_sent.len().min(parts.len());
-        let mut platform_ids = already_sent;
-        // Requests made and not yet added to the batch's record.
-        let mut attempts = 0;
+        let parts = batch.channel.split(&reply.text);
+        let skip = reply.sent.len().min(parts.len());
+        let mut progress = Progress {
+            platform_ids: reply.sent,
+            attempts: 0,
+        };
         let metrics = self.metrics.clone();
         let on_retry = |error: &SendError, wait: Duration| {
             metrics.inc("lull_send_retries_total", &[]);
@@ -50,8 +62,8 @@ impl Worker {
         for (index, part) in parts.iter().enumerate().skip(skip) {
             let retry = &self.settings.retry;
             let (made, error, wait) = match send_with_retries(
-                channel.as_ref(),
-                conversation,
+                batch.channel.as_ref(),
+                &batch.conversation,
                 part,
                 retry,
                 hand_back,
@@ -60,23 +72,19 @@ impl Worker {
             .await
             {
                 SendResult::Sent { id, attempts: made } => {
-                    attempts += made;
-                    platform_ids.push(id);
+                    progress.attempts += made;
+                    progress.platform_ids.push(id);
                     // More parts to go: record this one, so a resume does not send it again.
-                    if index + 1 < parts.len()
-                        && self.record_progress(claim, attempts, &platform_ids).await
-                    {
-                        attempts = 0;
+                    if index + 1 < parts.len() && self.record_progress(batch, &progress).await {
+                        progress.attempts = 0;
                     }
                     continue;
                 }
                 SendResult::Interrupted { attempts: made } => {
                     drop(lease);
-                    self.record_progress(claim, attempts + made, &platform_ids)
-                        .await;
-                    return self
-                        .give_back(keys, &claim.token, BatchOutcome::HandedBack)
-                        .await;
+                    progress.attempts += made;
+                    self.record_progress(batch, &progress).await;
+                    return self.give_back(batch, GiveBack::HandedBack).await;
                 }
                 SendResult::Failed {
                     attempts: made,
@@ -89,24 +97,12 @@ impl Worker {
                 } => (made, error, Some(wait)),
             };
             drop(lease);
-            return self
-                .not_sent(keys, claim, &platform_ids, attempts + made, error, wait)
-                .await;
+            progress.attempts += made;
+            return self.not_sent(batch, &progress, error, wait).await;
         }
         // The lease stays ours until the reply is recorded: while PostgreSQL is
         // unreachable, no other worker may resume the batch and send it again.
-        self.finish(
-            lease,
-            conversation,
-            keys,
-            claim,
-            &parts,
-            platform_ids,
-            attempts,
-            hand_back,
-            claimed_at,
-        )
-        .await
+        self.finish(lease, batch, &parts, progress, hand_back).await
     }
 
     /// A part the platform did not take. Refused for good, or still unavailable
@@ -117,27 +113,27 @@ impl Worker {
     /// to hold a worker for) is over.
     async fn not_sent(
         &self,
-        keys: &ConversationKeys,
-        claim: &Claim,
-        platform_ids: &[String],
-        attempts: u32,
+        batch: &ClaimedBatch,
+        progress: &Progress,
         error: SendError,
         wait: Option<Duration>,
     ) -> BatchOutcome {
-        if matches!(error, SendError::Retryable { .. }) && claim.claims < MAX_CLAIMS {
+        let attempts = progress.attempts;
+        if matches!(error, SendError::Retryable { .. }) && batch.claims < MAX_CLAIMS {
             tracing::warn!(
                 code = error.code(),
                 error = error.message(),
                 attempts,
-                claims = claim.claims,
+                claims = batch.claims,
                 wait_ms = wait.map(|w| w.as_millis() as u64),
                 "platform unavailable; reply kept in flight, resumed later"
             );
-            self.record_progress(claim, attempts, platform_ids).await;
+            self.record_progress(batch, progress).await;
             if let Some(wait) = wait {
-                let due = now_ms() + wait.as_millis() as i64;
-                let shard = self.redis_batches.keys().shard_of(&keys.member);
-                if let Err(error) = self.redis_batches.postpone(shard, &keys.member, due).await {
+                let due = UnixMs::now() + wait;
+                let member = &batch.keys.member;
+                let shard = self.redis_batches.keys().shard_of(member);
+                if let Err(error) = self.redis_batches.postpone(shard, member, due.ms()).await {
                     tracing::warn!(%error, "not postponed; resumed when its lease runs out");
                 }
             }
@@ -150,10 +146,8 @@ impl Worker {
             "reply failed"
         );
         self.fail(
-            keys,
-            claim,
-            platform_ids,
-            attempts,
+            batch,
+            progress,
             error.code(),
             error.message(),
             Failure::NotSent,
@@ -162,42 +156,16 @@ impl Worker {
     }
 
     /// Records the parts sent so far; false (logged) when the database refused.
-    async fn record_progress(&self, claim: &Claim, attempts: u32, platform_ids: &[String]) -> bool {
+    async fn record_progress(&self, batch: &ClaimedBatch, progress: &Progress) -> bool {
         match self
             .store
-            .record_progress(&claim.batch_id, attempts, platform_ids)
+            .record_progress(&batch.id, progress.attempts, &progress.platform_ids)
             .await
         {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "parts sent so far not recorded; a resumed batch sends them again");
                 false
-            }
-        }
-    }
-
-    /// After a resumed batch whose messages were fixed before the crash: any newer
-    /// message the claim merged in is not answered by it, and the ack dropped it from
-    /// Redis; put it back to be the next batch (skipped if it is tracked already).
-    pub(super) async fn rebatch_unanswered(
-        &self,
-        conversation: &Conversation,
-        claim: &Claim,
-        answered: &[i64],
-    ) {
-        let policy = self.redis_batches.policy();
-        for entry in claim.entries.iter().filter(|e| !answered.contains(&e.id)) {
-            let mode = AppendMode::for_kind(entry.kind, policy);
-            match self
-                .redis_batches
-                .append(conversation, entry, mode, true, now_ms())
-                .await
-            {
-                Ok(_) => tracing::info!(db_id = entry.id, "newer message left for the next batch"),
-                // The reconciler finds it in PostgreSQL later.
-                Err(error) => {
-                    tracing::warn!(%error, db_id = entry.id, "newer message not requeued")
-                }
             }
         }
     }

@@ -1,47 +1,77 @@
 //! How a batch ends: given back (superseded, shutdown), sent and recorded, failed
-//! and recorded, and the ack that releases the conversation.
+//! and recorded, and the ack that releases the conversation. The other stages call
+//! these; nothing here calls back into them.
 
+use super::claimed::ClaimedBatch;
 use super::{BatchOutcome, Lease, Worker};
-use crate::batch::{AckOutcome, BatchError, Claim, ConversationKeys, RequeueMode};
-use crate::message::{Conversation, Entry};
-use crate::time::now_ms;
+use crate::batch::{AckOutcome, BatchError, RequeueMode};
+use crate::message::Entry;
+use crate::time::UnixMs;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The longest pause between two tries to record a sent reply.
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 
-impl Worker {
-    /// Requeues the batch (supersede or hand-back); a lost lease gives nothing back.
-    pub(super) async fn give_back(
-        &self,
-        keys: &ConversationKeys,
-        token: &str,
-        why: BatchOutcome,
-    ) -> BatchOutcome {
-        let mode = if why == BatchOutcome::Superseded {
-            RequeueMode::Supersede
-        } else {
-            RequeueMode::HandBack
-        };
-        if why == BatchOutcome::Lost {
-            tracing::warn!("lease lost to another worker; stopping without sending");
-            return why;
+/// Why a batch is given back to the agenda before its reply is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GiveBack {
+    /// New messages arrived: answered together, due at their deadline.
+    Superseded,
+    /// Shutdown: due at once, for any instance.
+    HandedBack,
+}
+
+impl From<GiveBack> for BatchOutcome {
+    fn from(why: GiveBack) -> Self {
+        match why {
+            GiveBack::Superseded => BatchOutcome::Superseded,
+            GiveBack::HandedBack => BatchOutcome::HandedBack,
         }
+    }
+}
+
+/// Why a batch failed, for what its ack does with history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// The reply was generated but not delivered: its messages stay in history.
+    NotSent,
+    /// The responder refused the batch (or stayed unavailable): its messages would
+    /// be refused again in every later context, so they leave history.
+    Unanswerable,
+}
+
+/// How far a reply's sending got: the platform ids of the parts that went out,
+/// and the send requests made that its record does not count yet.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Progress {
+    /// Platform ids of the parts sent, in order.
+    pub platform_ids: Vec<String>,
+    /// Requests made and not yet added to the batch's record.
+    pub attempts: u32,
+}
+
+impl Worker {
+    /// Requeues the batch; a lease that passed to another worker meanwhile gives
+    /// nothing back (`Lost`).
+    pub(super) async fn give_back(&self, batch: &ClaimedBatch, why: GiveBack) -> BatchOutcome {
+        let mode = match why {
+            GiveBack::Superseded => RequeueMode::Supersede,
+            GiveBack::HandedBack => RequeueMode::HandBack,
+        };
         match self
             .redis_batches
-            .requeue(keys, token, mode, now_ms())
+            .requeue(&batch.keys, &batch.token, mode, UnixMs::now())
             .await
         {
             Ok(Some(due_ms)) => {
-                let metric = if mode == RequeueMode::Supersede {
-                    "lull_batches_superseded_total"
-                } else {
-                    "lull_batches_handed_back_total"
+                let metric = match why {
+                    GiveBack::Superseded => "lull_batches_superseded_total",
+                    GiveBack::HandedBack => "lull_batches_handed_back_total",
                 };
                 self.metrics.inc(metric, &[]);
                 tracing::info!(due_ms, outcome = ?why, "batch requeued");
-                why
+                why.into()
             }
             Ok(None) => BatchOutcome::Lost,
             Err(error) => {
@@ -58,20 +88,19 @@ impl Worker {
     /// (a restart or a failover takes seconds to minutes), holding `lease` so that
     /// no other worker resumes the batch meanwhile; only the shutdown's hand-back
     /// stops it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish(
         &self,
         lease: Lease,
-        conversation: &Conversation,
-        keys: &ConversationKeys,
-        claim: &Claim,
+        batch: &ClaimedBatch,
         parts: &[String],
-        platform_ids: Vec<String>,
-        attempts: u32,
+        sent: Progress,
         hand_back: &CancellationToken,
-        claimed_at: i64,
     ) -> BatchOutcome {
-        let now = now_ms();
+        let now = UnixMs::now();
+        let Progress {
+            platform_ids,
+            attempts,
+        } = sent;
         let rows: Vec<(String, String)> = platform_ids
             .iter()
             .cloned()
@@ -82,7 +111,7 @@ impl Worker {
             tries += 1;
             let error = match self
                 .store
-                .record_sent(conversation, &claim.batch_id, attempts, &rows, now)
+                .record_sent(&batch.conversation, &batch.id, attempts, &rows, now)
                 .await
             {
                 Ok(entries) => break entries,
@@ -101,15 +130,14 @@ impl Worker {
             }
         };
         drop(lease);
-        self.ack(keys, &claim.token, &reply_entries).await;
+        self.ack(batch, &reply_entries).await;
+        let conversation = &batch.conversation;
         self.metrics.inc(
             "lull_replies_sent_total",
             &[("channel", conversation.channel.as_str())],
         );
-        self.metrics.observe(
-            "lull_reply_seconds",
-            (now - claimed_at).max(0) as f64 / 1000.0,
-        );
+        self.metrics
+            .observe("lull_reply_seconds", now.secs_since(batch.claimed_at));
         tracing::info!(
             parts = parts.len(),
             platform_message_id = platform_ids.first().map(String::as_str).unwrap_or_default(),
@@ -117,61 +145,52 @@ impl Worker {
             "reply sent for {conversation}"
         );
         BatchOutcome::Sent {
-            batch_id: claim.batch_id.clone(),
+            batch_id: batch.id.clone(),
         }
     }
 
     /// Records the failure with the platform's code, then acks so the next batch is
     /// not blocked. `Failure::Unanswerable`: the responder refused the batch, so its
     /// messages leave history as well (see ack.lua).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn fail(
         &self,
-        keys: &ConversationKeys,
-        claim: &Claim,
-        platform_ids: &[String],
-        attempts: u32,
+        batch: &ClaimedBatch,
+        sent: &Progress,
         code: Option<i64>,
         message: &str,
         failure: Failure,
     ) -> BatchOutcome {
         if let Err(error) = self
             .store
-            .mark_failed(&claim.batch_id, attempts, platform_ids, code, message)
+            .mark_failed(&batch.id, sent.attempts, &sent.platform_ids, code, message)
             .await
         {
             tracing::error!(%error, "failed batch not recorded");
         }
         match failure {
-            Failure::NotSent => self.ack(keys, &claim.token, &[]).await,
+            Failure::NotSent => self.ack(batch, &[]).await,
             Failure::Unanswerable => {
                 let acked = self
                     .redis_batches
-                    .ack_forgetting(keys, &claim.token, now_ms())
+                    .ack_forgetting(&batch.keys, &batch.token, UnixMs::now())
                     .await;
                 log_ack(acked);
             }
         }
         self.metrics.inc("lull_replies_failed_total", &[]);
         BatchOutcome::Failed {
-            batch_id: claim.batch_id.clone(),
+            batch_id: batch.id.clone(),
         }
     }
 
     /// ack.lua, logging what happened; failures leave the batch to its lease.
-    pub(super) async fn ack(&self, keys: &ConversationKeys, token: &str, reply: &[Entry]) {
-        log_ack(self.redis_batches.ack(keys, token, reply, now_ms()).await);
+    pub(super) async fn ack(&self, batch: &ClaimedBatch, reply: &[Entry]) {
+        let acked = self
+            .redis_batches
+            .ack(&batch.keys, &batch.token, reply, UnixMs::now())
+            .await;
+        log_ack(acked);
     }
-}
-
-/// Why a batch failed, for what its ack does with history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Failure {
-    /// The reply was generated but not delivered: its messages stay in history.
-    NotSent,
-    /// The responder refused the batch (or stayed unavailable): its messages would
-    /// be refused again in every later context, so they leave history.
-    Unanswerable,
 }
 
 fn log_ack(acked: Result<AckOutcome, BatchError>) {

@@ -1,8 +1,8 @@
 //! The heartbeat of a claimed batch: extends the lease while the worker generates
 //! and sends, and reports whether it still holds it and what arrived meanwhile.
 
-use crate::batch::{ConversationKeys, RedisBatches};
-use crate::time::now_ms;
+use crate::batch::{ClaimToken, ConversationKeys, RedisBatches};
+use crate::time::UnixMs;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ impl Lease {
     pub fn start(
         redis_batches: RedisBatches,
         keys: ConversationKeys,
-        token: String,
+        token: ClaimToken,
         every: Duration,
     ) -> Self {
         let (tx, state) = watch::channel(LeaseState {
@@ -43,7 +43,7 @@ impl Lease {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    match redis_batches.extend(&keys, &token, now_ms()).await {
+                    match redis_batches.extend(&keys, &token, UnixMs::now()).await {
                         Ok(outcome) => {
                             let _ = tx.send(LeaseState {
                                 held: outcome.held,

@@ -6,10 +6,11 @@ use crate::helpers::*;
 use crate::redis_server::OwnCluster;
 use crate::scripts::{T0, WINDOW, bot, msg, policy};
 use lull::batch::{
-    AckOutcome, AppendMode, AppendOutcome, ClaimOutcome, ExtendOutcome, KeySpace, Policy,
-    RedisBatches, RequeueMode,
+    AckOutcome, AppendMode, AppendOutcome, ClaimOutcome, ClaimToken, ExtendOutcome, KeySpace,
+    Policy, RedisBatches, RequeueMode,
 };
 use lull::message::{ChannelKind, Conversation, Entry};
+use lull::time::UnixMs;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -125,14 +126,18 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     for (i, conversation) in conversations.iter().enumerate() {
         let token = format!("tok-{i}");
         let ClaimOutcome::Claimed(claim) = redis_batches
-            .claim(&conversation.id(), &token, now)
+            .claim(
+                &conversation.id(),
+                &ClaimToken::from(token.as_str()),
+                UnixMs(now),
+            )
             .await
             .unwrap()
         else {
             panic!("{conversation} was not claimed");
         };
         let (e1, e2) = batch_of(i);
-        assert_eq!((claim.batch_id, claim.claims), (token, 1));
+        assert_eq!((claim.batch_id.as_str(), claim.claims), (token.as_str(), 1));
         assert_eq!(claim.entries, vec![e1, e2]);
     }
 
@@ -148,7 +153,11 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
     for (i, conversation) in conversations.iter().enumerate() {
         let keys = redis_batches.keys().conversation(conversation);
         let out = redis_batches
-            .extend(&keys, &format!("tok-{i}"), now + 500)
+            .extend(
+                &keys,
+                &ClaimToken::from(format!("tok-{i}")),
+                UnixMs(now + 500),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -170,7 +179,12 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
             .unwrap();
         let keys = redis_batches.keys().conversation(conversation);
         let due = redis_batches
-            .requeue(&keys, &format!("tok-{i}"), RequeueMode::HandBack, later)
+            .requeue(
+                &keys,
+                &ClaimToken::from(format!("tok-{i}")),
+                RequeueMode::HandBack,
+                UnixMs(later),
+            )
             .await
             .unwrap();
         assert_eq!(due, Some(later));
@@ -179,13 +193,20 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
             vec![conversation.id()]
         );
         let ClaimOutcome::Claimed(claim) = redis_batches
-            .claim(&conversation.id(), &format!("tok-{i}-again"), later)
+            .claim(
+                &conversation.id(),
+                &ClaimToken::from(format!("tok-{i}-again")),
+                UnixMs(later),
+            )
             .await
             .unwrap()
         else {
             panic!("{conversation} was not claimed again");
         };
-        assert_eq!((claim.batch_id, claim.claims), (format!("tok-{i}"), 2));
+        assert_eq!(
+            (claim.batch_id.as_str(), claim.claims),
+            (format!("tok-{i}").as_str(), 2)
+        );
     }
 
     // ack everything with the current token
@@ -198,13 +219,18 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
             format!("tok-{i}")
         };
         let stale = redis_batches
-            .ack(&keys, "tok-stale", &[], later)
+            .ack(&keys, &ClaimToken::from("tok-stale"), &[], UnixMs(later))
             .await
             .unwrap();
         assert_eq!(stale, AckOutcome::Stale);
         let reply = bot(1_000 + i as i64, later);
         let out = redis_batches
-            .ack(&keys, &token, std::slice::from_ref(&reply), later + 10)
+            .ack(
+                &keys,
+                &ClaimToken::from(token.as_str()),
+                std::slice::from_ref(&reply),
+                UnixMs(later + 10),
+            )
             .await
             .unwrap();
         assert_eq!(out, AckOutcome::Done, "{conversation}");

@@ -8,8 +8,10 @@
 
 use crate::helpers::*;
 use crate::pg_proxy::PgProxy;
+use lull::batch::BatchId;
 use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use lull::store::{BatchRow, NewBatch, Store};
+use lull::time::UnixMs;
 
 async fn store(db: &TestDb) -> Store {
     let store = Store::connect(&db.url, 1, Default::default())
@@ -45,9 +47,9 @@ async fn messages(store: &Store, tag: &str, n: usize) -> Vec<i64> {
 }
 
 fn new_batch(id: &str, message_ids: &[i64], claims: i64) -> NewBatch {
-    let now = lull::time::now_ms();
+    let now = UnixMs::now();
     NewBatch {
-        id: id.to_owned(),
+        id: id.into(),
         conversation: maria(),
         message_ids: message_ids.to_vec(),
         claims,
@@ -271,14 +273,14 @@ async fn two_records_of_one_batch_in_a_group_each_get_their_parts_and_attempts()
     let store = store(&db).await;
     let ids = messages(&store, "rec", 1).await;
     open(&store, "rec", &ids).await;
-    let now = lull::time::now_ms();
+    let now = UnixMs::now();
     let first = vec![("wamid.out.a".to_owned(), "part a".to_owned())];
     let second = vec![("wamid.out.b".to_owned(), "part b".to_owned())];
 
-    let m = maria();
+    let (m, rec) = (maria(), BatchId::from("rec"));
     let (one, two) = tokio::join!(
-        store.record_sent(&m, "rec", 1, &first, now),
-        store.record_sent(&m, "rec", 2, &second, now),
+        store.record_sent(&m, &rec, 1, &first, now),
+        store.record_sent(&m, &rec, 2, &second, now),
     );
 
     let texts = |r: Vec<lull::message::Entry>| r.into_iter().map(|e| e.text).collect::<Vec<_>>();
@@ -306,10 +308,10 @@ async fn a_group_of_sent_replies_records_each_as_alone() {
     open(&store, "rc", &c).await;
     // A resume before: one part of rb went out and was recorded with 2 attempts.
     store
-        .record_progress("rb", 2, &["wamid.rb.0".to_owned()])
+        .record_progress(&"rb".into(), 2, &["wamid.rb.0".to_owned()])
         .await
         .unwrap();
-    let now = lull::time::now_ms();
+    let now = UnixMs::now();
     let parts = |tag: &str, n: usize| {
         (0..n)
             .map(|i| (format!("wamid.{tag}.{i}"), format!("{tag} part {i}")))
@@ -317,10 +319,11 @@ async fn a_group_of_sent_replies_records_each_as_alone() {
     };
 
     let (m, pa, pb) = (maria(), parts("ra", 3), parts("rb", 2));
+    let ids = ["ra", "rb", "rc"].map(BatchId::from);
     let (ra, rb, rc) = tokio::join!(
-        store.record_sent(&m, "ra", 1, &pa, now),
-        store.record_sent(&m, "rb", 1, &pb, now),
-        store.record_sent(&m, "rc", 4, &[], now),
+        store.record_sent(&m, &ids[0], 1, &pa, now),
+        store.record_sent(&m, &ids[1], 1, &pb, now),
+        store.record_sent(&m, &ids[2], 4, &[], now),
     );
 
     let texts = |r: Vec<lull::message::Entry>| r.into_iter().map(|e| e.text).collect::<Vec<_>>();
@@ -359,14 +362,15 @@ async fn a_refused_reply_record_fails_alone_and_the_others_count_once() {
     let store = store(&db).await;
     let a = messages(&store, "ok", 1).await;
     open(&store, "ok", &a).await;
-    let now = lull::time::now_ms();
+    let now = UnixMs::now();
     let part = |id: &str| vec![(id.to_owned(), "text".to_owned())];
 
     // "missing" has no batch row: its outbound row breaks the foreign key.
     let (m, ok_part, missing_part) = (maria(), part("wamid.ok.out"), part("wamid.missing.out"));
+    let ids = ["ok", "missing"].map(BatchId::from);
     let (ok, missing) = tokio::join!(
-        store.record_sent(&m, "ok", 2, &ok_part, now),
-        store.record_sent(&m, "missing", 1, &missing_part, now),
+        store.record_sent(&m, &ids[0], 2, &ok_part, now),
+        store.record_sent(&m, &ids[1], 1, &missing_part, now),
     );
 
     assert_eq!(ok.unwrap().len(), 1);
@@ -443,9 +447,9 @@ async fn a_new_batch_committed_without_a_recorded_claim_gets_its_row_with_the_cl
     open(&store, "recorded", &recorded).await;
     let mut claim = new_batch("unrecorded", &ids, 1);
     claim.supersedes = 0;
-    claim.started_ms = 1_700_000_000_000;
-    claim.due_ms = 1_700_000_030_000;
-    claim.claimed_ms = 1_700_000_030_002;
+    claim.started_ms = UnixMs(1_700_000_000_000);
+    claim.due_ms = UnixMs(1_700_000_030_000);
+    claim.claimed_ms = UnixMs(1_700_000_030_002);
 
     let (unrecorded, other) = tokio::join!(
         store.begin_sending(&claim, &ids, "unrecorded text"),
@@ -473,9 +477,9 @@ async fn a_new_batch_committed_without_a_recorded_claim_gets_its_row_with_the_cl
     );
     assert_eq!((row.claims, row.supersedes), (1, 0));
     let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.timestamp_millis());
-    assert_eq!(ms(row.first_message_at), Some(claim.started_ms));
-    assert_eq!(ms(row.due_at), Some(claim.due_ms));
-    assert_eq!(row.claimed_at.timestamp_millis(), claim.claimed_ms);
+    assert_eq!(ms(row.first_message_at), Some(claim.started_ms.ms()));
+    assert_eq!(ms(row.due_at), Some(claim.due_ms.ms()));
+    assert_eq!(row.claimed_at.timestamp_millis(), claim.claimed_ms.ms());
     assert!(row.generated_at.is_some());
     assert_eq!(
         owners(&store, &ids).await,

@@ -177,9 +177,9 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
     let maria =
         lull::message::Conversation::new(lull::message::ChannelKind::WhatsApp, PHONE_ID, MARIA);
     let batch = |id: &str, message_ids: Vec<i64>| {
-        let now = lull::time::now_ms();
+        let now = lull::time::UnixMs::now();
         lull::store::NewBatch {
-            id: id.to_owned(),
+            id: id.into(),
             conversation: maria.clone(),
             message_ids,
             claims: 1,
@@ -197,7 +197,13 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
         .unwrap();
     let parts = [("wamid.other-reply".to_owned(), "hi!".to_owned())];
     app.store
-        .record_sent(&maria, "batch-other", 1, &parts, lull::time::now_ms())
+        .record_sent(
+            &maria,
+            &"batch-other".into(),
+            1,
+            &parts,
+            lull::time::UnixMs::now(),
+        )
         .await
         .unwrap();
     let partial = batch("batch-partial", vec![kept, taken]);

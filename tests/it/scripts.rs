@@ -19,9 +19,11 @@ use fred::interfaces::{
 };
 use fred::types::Expiration;
 use lull::batch::{
-    AppendMode, AppendOutcome, Claim, ClaimOutcome, ConversationKeys, Policy, RedisBatches,
+    AppendMode, AppendOutcome, Claim, ClaimOutcome, ClaimToken, ConversationKeys, Policy,
+    RedisBatches,
 };
 use lull::message::{ChannelKind, Conversation, Direction, Entry, MessageKind};
+use lull::time::UnixMs;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -228,7 +230,7 @@ impl Rig {
     /// claim.lua.
     pub async fn claim(&self, token: &str, now: i64) -> ClaimOutcome {
         self.redis_batches
-            .claim(&self.keys.member, token, now)
+            .claim(&self.keys.member, &ClaimToken::from(token), UnixMs(now))
             .await
             .expect("claim.lua runs")
     }

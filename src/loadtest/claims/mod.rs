@@ -24,7 +24,7 @@ use super::report::{self, Progress};
 use super::{ClaimsArgs, LoadtestError, at_least_one};
 use crate::batch::{AckOutcome, BatchError, ClaimOutcome, Policy, RedisBatches};
 use crate::message::{ChannelKind, Conversation, Direction, Entry, MessageKind};
-use crate::time::now_ms;
+use crate::time::{UnixMs, now_ms};
 use futures::{StreamExt, TryStreamExt};
 use ledger::{Ledger, Seeding};
 use rand::rngs::StdRng;
@@ -257,9 +257,12 @@ impl Claimer {
 
     async fn claim(&self, member: &str, rng: &mut StdRng, latencies: &mut Vec<Duration>) {
         let ledger = &self.ledger;
-        let token = format!("{:032x}", rng.random::<u128>());
+        let token = crate::batch::ClaimToken::from(format!("{:032x}", rng.random::<u128>()));
         let start = Instant::now();
-        let outcome = self.redis_batches.claim(member, &token, now_ms()).await;
+        let outcome = self
+            .redis_batches
+            .claim(member, &token, UnixMs::now())
+            .await;
         latencies.push(start.elapsed());
         let claim = match outcome {
             Ok(ClaimOutcome::Claimed(claim)) => claim,
@@ -281,7 +284,7 @@ impl Claimer {
         let keys = self.redis_batches.keys().for_member(member);
         match self
             .redis_batches
-            .ack(&keys, &claim.token, &[], now_ms())
+            .ack(&keys, &claim.token, &[], UnixMs::now())
             .await
         {
             Ok(AckOutcome::Stale) => {

@@ -20,7 +20,12 @@ async fn ack_drops_the_batch_releases_the_lock_and_records_the_reply() {
     let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
     let out = rig
         .redis_batches
-        .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            &reply,
+            UnixMs(T0 + 1_500),
+        )
         .await
         .unwrap();
     assert_eq!(out, AckOutcome::Done);
@@ -40,7 +45,12 @@ async fn ack_does_not_create_a_missing_history() {
     rig.drop_key(&rig.keys.history).await;
     let out = rig
         .redis_batches
-        .ack(&rig.keys, "tok-1", &[bot(10, T0 + 1_400)], T0 + 1_500)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            &[bot(10, T0 + 1_400)],
+            UnixMs(T0 + 1_500),
+        )
         .await
         .unwrap();
     assert_eq!(out, AckOutcome::Done);
@@ -55,7 +65,12 @@ async fn ack_puts_the_reply_before_a_message_sent_after_it() {
     rig.append(&later, T0 + 1_460).await;
     let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
     rig.redis_batches
-        .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            &reply,
+            UnixMs(T0 + 1_500),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -73,7 +88,12 @@ async fn ack_records_a_reply_already_in_history_once() {
         .await
         .unwrap();
     rig.redis_batches
-        .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            &reply,
+            UnixMs(T0 + 1_500),
+        )
         .await
         .unwrap();
     assert_eq!(rig.snapshot().await.history, vec![e1, reply[0].clone()]);
@@ -92,7 +112,7 @@ async fn an_ack_forgetting_a_refused_batch_drops_its_messages_from_history() {
     rig.append(&next, T0 + 3_500).await;
     let out = rig
         .redis_batches
-        .ack_forgetting(&rig.keys, "tok-1", T0 + 3_600)
+        .ack_forgetting(&rig.keys, &ClaimToken::from("tok-1"), UnixMs(T0 + 3_600))
         .await
         .unwrap();
     assert!(matches!(out, AckOutcome::Rescheduled { .. }), "{out:?}");
@@ -110,7 +130,11 @@ async fn an_ack_forgetting_finds_the_message_by_id_however_history_wrote_it() {
     as_stored.text = "the same message, as PostgreSQL gave it".into();
     rig.seed_list(&rig.keys.history, &[as_stored]).await;
     rig.redis_batches
-        .ack_forgetting(&rig.keys, "tok-1", T0 + WINDOW + 100)
+        .ack_forgetting(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            UnixMs(T0 + WINDOW + 100),
+        )
         .await
         .unwrap();
     assert_eq!(rig.snapshot().await.history, Vec::<Entry>::new());
@@ -126,7 +150,12 @@ async fn ack_trims_history_to_the_limit() {
         .unwrap();
     let reply = [bot(10, T0 + 1_400), bot(11, T0 + 1_401)];
     rig.redis_batches
-        .ack(&rig.keys, "tok-1", &reply, T0 + 1_500)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            &reply,
+            UnixMs(T0 + 1_500),
+        )
         .await
         .unwrap();
     let expected = vec![
@@ -147,7 +176,12 @@ async fn ack_reschedules_messages_that_arrived_meanwhile_at_their_deadline() {
     let reply = bot(10, T0 + 1_600);
     let out = rig
         .redis_batches
-        .ack(&rig.keys, "tok-1", std::slice::from_ref(&reply), T0 + 1_700)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            std::slice::from_ref(&reply),
+            UnixMs(T0 + 1_700),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -186,7 +220,12 @@ async fn ack_with_a_stale_token_changes_nothing() {
         let before = rig.freeze().await;
         let out = rig
             .redis_batches
-            .ack(&rig.keys, "tok-1", &[bot(10, T0 + 3_000)], T0 + 3_100)
+            .ack(
+                &rig.keys,
+                &ClaimToken::from("tok-1"),
+                &[bot(10, T0 + 3_000)],
+                UnixMs(T0 + 3_100),
+            )
             .await
             .unwrap();
         assert_eq!(out, AckOutcome::Stale, "taken over: {taken_over}");

@@ -43,8 +43,8 @@ async fn claiming_a_due_batch_moves_it_in_flight_under_a_lease() {
             token: "tok-1".into(),
             claims: 1,
             supersedes: 0,
-            started_ms: T0,
-            due_ms: T0 + 200 + WINDOW,
+            started_ms: UnixMs(T0),
+            due_ms: UnixMs(T0 + 200 + WINDOW),
             entries: vec![e1.clone(), e2.clone()],
             history: vec![e1.clone(), e2.clone()],
         }
@@ -78,7 +78,12 @@ async fn a_claim_returns_the_conversations_history_after_the_batch() {
     rig.claimed("tok-1", T0 + WINDOW).await;
     let reply = bot(10, T0 + 1_500);
     rig.redis_batches
-        .ack(&rig.keys, "tok-1", std::slice::from_ref(&reply), T0 + 1_500)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            std::slice::from_ref(&reply),
+            UnixMs(T0 + 1_500),
+        )
         .await
         .unwrap();
     rig.append(&e2, T0 + 2_000).await;
@@ -166,8 +171,8 @@ async fn a_batch_resumed_after_its_lease_keeps_its_id_and_counts_the_claim() {
             token: "tok-2".into(),
             claims: 2,
             supersedes: 0,
-            started_ms: T0,
-            due_ms: now,
+            started_ms: UnixMs(T0),
+            due_ms: UnixMs(now),
             entries: vec![e1.clone()],
             history: vec![e1.clone()],
         }

@@ -22,7 +22,7 @@ async fn extending_with_the_claim_token_renews_the_lease_and_counts_pending_mess
     let now = T0 + 2_000;
     let out = rig
         .redis_batches
-        .extend(&rig.keys, "tok-1", now)
+        .extend(&rig.keys, &ClaimToken::from("tok-1"), UnixMs(now))
         .await
         .unwrap();
     assert_eq!(
@@ -60,7 +60,7 @@ async fn extending_with_a_stale_token_changes_nothing() {
         let before = rig.freeze().await;
         let out = rig
             .redis_batches
-            .extend(&rig.keys, "tok-1", T0 + 3_500)
+            .extend(&rig.keys, &ClaimToken::from("tok-1"), UnixMs(T0 + 3_500))
             .await
             .unwrap();
         let pending = before.snapshot.msgs.len() as i64;

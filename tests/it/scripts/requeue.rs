@@ -16,7 +16,7 @@ async fn handing_back_leaves_the_batch_in_flight_due_at_once_and_newer_messages_
     let now = T0 + 1_400;
     let due = rig
         .redis_batches
-        .requeue(&rig.keys, "tok-1", HandBack, now)
+        .requeue(&rig.keys, &ClaimToken::from("tok-1"), HandBack, UnixMs(now))
         .await
         .unwrap();
     assert_eq!(due, Some(now));
@@ -43,7 +43,7 @@ async fn handing_back_leaves_the_batch_in_flight_due_at_once_and_newer_messages_
     let claim = rig.claimed("tok-2", now).await;
     assert_eq!(claim.batch_id, "tok-1");
     assert_eq!(claim.claims, 2);
-    assert_eq!(claim.started_ms, T0);
+    assert_eq!(claim.started_ms, UnixMs(T0));
     assert_eq!(claim.entries, vec![e1, e2]);
     assert_eq!(rig.snapshot().await.msgs, vec![late]);
 }
@@ -58,7 +58,12 @@ async fn superseding_counts_and_waits_for_the_new_messages_deadline() {
     rig.pin_ttls().await;
     let due = rig
         .redis_batches
-        .requeue(&rig.keys, "tok-1", Supersede, T0 + 1_600)
+        .requeue(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            Supersede,
+            UnixMs(T0 + 1_600),
+        )
         .await
         .unwrap();
     assert_eq!(due, Some(T0 + 1_500 + WINDOW));
@@ -95,7 +100,12 @@ async fn a_superseded_batch_is_still_due_by_its_first_message_plus_max_wait() {
     rig.append(&e2, T0 + 4_500).await; // its own deadline: T0 + 5_500
     let due = rig
         .redis_batches
-        .requeue(&rig.keys, "tok-1", Supersede, T0 + 4_600)
+        .requeue(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            Supersede,
+            UnixMs(T0 + 4_600),
+        )
         .await
         .unwrap();
     assert_eq!(due, Some(T0 + MAX_WAIT));
@@ -118,7 +128,12 @@ async fn a_superseded_batch_that_reaches_max_messages_is_due_at_once() {
     let now = T0 + 1_600;
     let due = rig
         .redis_batches
-        .requeue(&rig.keys, "tok-1", Supersede, now)
+        .requeue(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            Supersede,
+            UnixMs(now),
+        )
         .await
         .unwrap();
     assert_eq!(due, Some(now));
@@ -143,7 +158,12 @@ async fn requeueing_with_a_stale_token_changes_nothing() {
             let before = rig.freeze().await;
             let due = rig
                 .redis_batches
-                .requeue(&rig.keys, "tok-1", mode, T0 + 3_500)
+                .requeue(
+                    &rig.keys,
+                    &ClaimToken::from("tok-1"),
+                    mode,
+                    UnixMs(T0 + 3_500),
+                )
                 .await
                 .unwrap();
             assert_eq!(due, None, "{mode:?}, taken over: {taken_over}");
@@ -160,7 +180,12 @@ async fn a_message_after_a_hand_back_does_not_push_back_the_batch_due_at_once() 
     rig.claimed("tok-1", T0 + WINDOW).await;
     let handed_back = T0 + 1_000;
     rig.redis_batches
-        .requeue(&rig.keys, "tok-1", HandBack, handed_back)
+        .requeue(
+            &rig.keys,
+            &ClaimToken::from("tok-1"),
+            HandBack,
+            UnixMs(handed_back),
+        )
         .await
         .unwrap();
 
@@ -179,7 +204,12 @@ async fn a_message_after_a_hand_back_does_not_push_back_the_batch_due_at_once() 
         ("tok-1", vec![e1])
     );
     rig.redis_batches
-        .ack(&rig.keys, "tok-2", &[], handed_back + 20)
+        .ack(
+            &rig.keys,
+            &ClaimToken::from("tok-2"),
+            &[],
+            UnixMs(handed_back + 20),
+        )
         .await
         .unwrap();
     assert_eq!(rig.snapshot().await.score, Some(T0 + 1_100 + WINDOW));

@@ -1,0 +1,97 @@
+//! The commit stage: a last look in Redis before the reply becomes visible (new
+//! messages supersede it), then `begin_sending` makes the text the answer of the
+//! batch's messages in PostgreSQL, unless another batch answered them first.
+
+use super::claimed::ClaimedBatch;
+use super::finish::GiveBack;
+use super::{BatchOutcome, Stage, Worker};
+use crate::time::UnixMs;
+use std::ops::ControlFlow;
+use tokio_util::sync::CancellationToken;
+
+impl Worker {
+    /// Commits `text` as the batch's reply; continues with the text to send (a new
+    /// one if another batch answered some of the messages meanwhile).
+    pub(super) async fn commit(
+        &self,
+        batch: &ClaimedBatch,
+        text: String,
+        hand_back: &CancellationToken,
+    ) -> Stage<String> {
+        self.last_look(batch).await?;
+        let record = batch.record();
+        let ids = &record.message_ids;
+        let owned = match self.store.begin_sending(&record, ids, &text).await {
+            Ok(owned) => owned,
+            Err(error) => {
+                tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
+                return ControlFlow::Break(BatchOutcome::Retry);
+            }
+        };
+        if owned.is_empty() {
+            tracing::warn!(
+                "every message of this batch was answered by another batch; nothing sent"
+            );
+            self.ack(batch, &[]).await;
+            return ControlFlow::Break(BatchOutcome::AlreadyAnswered);
+        }
+        if owned.len() == ids.len() {
+            return ControlFlow::Continue(text);
+        }
+        // Another batch answered some of them meanwhile (the reconciler read them
+        // as unanswered just before that batch was sent, and batched them again).
+        // The text quotes them: generate it again for this batch's own messages,
+        // or they would be in two replies.
+        tracing::warn!(
+            answered_elsewhere = ids.len() - owned.len(),
+            "some messages of this batch were answered by another batch; reply generated again without them"
+        );
+        let own: Vec<_> = batch
+            .entries
+            .iter()
+            .filter(|e| owned.contains(&e.id))
+            .cloned()
+            .collect();
+        let context = self.context(batch, &own).await;
+        let reply = tokio::select! {
+            reply = self.ask_responder(&context) => reply,
+            _ = hand_back.cancelled() => {
+                return ControlFlow::Break(self.give_back(batch, GiveBack::HandedBack).await);
+            }
+        };
+        let text = match reply {
+            Ok(text) => text,
+            Err(error) => return ControlFlow::Break(self.not_generated(batch, error).await),
+        };
+        match self.store.begin_sending(&record, &owned, &text).await {
+            Ok(again) if again.len() == owned.len() => ControlFlow::Continue(text),
+            // Answered elsewhere once more: the lease runs out and the next
+            // claim starts over from what the database says.
+            Ok(_) => ControlFlow::Break(BatchOutcome::Retry),
+            Err(error) => {
+                tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
+                ControlFlow::Break(BatchOutcome::Retry)
+            }
+        }
+    }
+
+    /// Last look before the reply becomes visible: the lease must still be ours,
+    /// and new messages supersede the reply while they may.
+    async fn last_look(&self, batch: &ClaimedBatch) -> Stage<()> {
+        match self
+            .redis_batches
+            .extend(&batch.keys, &batch.token, UnixMs::now())
+            .await
+        {
+            Ok(state) if !state.held => ControlFlow::Break(BatchOutcome::Lost),
+            Ok(state) if state.pending > 0 && self.may_supersede(batch) => {
+                ControlFlow::Break(self.give_back(batch, GiveBack::Superseded).await)
+            }
+            Ok(_) => ControlFlow::Continue(()),
+            Err(error) => {
+                tracing::warn!(%error, "Redis unavailable before sending; batch kept for a later claim");
+                ControlFlow::Break(BatchOutcome::Retry)
+            }
+        }
+    }
+}
