@@ -44,6 +44,9 @@ pub enum AppError {
     /// The HTTP client for platform or LLM APIs could not be built.
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    /// MAX_CONNECTIONS is above what the open-files limit allows.
+    #[error(transparent)]
+    Connections(#[from] crate::http::ConnectionLimitError),
 }
 
 /// Every long-lived part of a lull process.
@@ -265,6 +268,17 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
         let drain = self.config.shutdown_drain()?;
+        let c = &self.config;
+        let connections = crate::http::ConnectionSettings::new(
+            c.max_connections,
+            crate::fd_limit::open_files().soft,
+            crate::http::Reserve {
+                database_pool: c.database_pool_size.into(),
+                redis_pool: c.redis_pool_size as u64,
+                // A platform request and an LLM request per batch in flight.
+                outbound: 2 * c.worker_concurrency as u64,
+            },
+        )?;
         let stop = CancellationToken::new();
         let hand_back = CancellationToken::new();
         if let Ok(addr) = listener.local_addr() {
@@ -280,6 +294,7 @@ impl App {
             self.routes(serves),
             stop.clone().cancelled_owned(),
             drain,
+            connections,
         ));
         let claim_loop = tokio::spawn(self.claim_loop()?.run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler()?.run(stop.clone()));

@@ -116,6 +116,9 @@ impl Config {
         positive("WORKER_CONCURRENCY", self.worker_concurrency as u64)?;
         positive("SEND_MAX_ATTEMPTS", self.send_max_attempts.into())?;
         positive("MAX_BODY_BYTES", self.max_body_bytes as u64)?;
+        if let Some(max) = self.max_connections {
+            positive("MAX_CONNECTIONS", max as u64)?;
+        }
         if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(['{', '}']) {
             return Err(ConfigError {
                 var: "REDIS_KEY_PREFIX",

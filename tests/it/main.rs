@@ -4,6 +4,7 @@
 
 mod claim_loop;
 mod cluster;
+mod connections;
 mod fake_graph;
 mod fake_platforms;
 mod fake_server;
