@@ -56,6 +56,10 @@ async fn main() {
         app.routes(lull::http::Serves::Everything),
         stop.clone().cancelled_owned(),
         Duration::from_secs(5),
+        lull::http::ConnectionSettings {
+            max_connections: 1024,
+            header_read_timeout: lull::http::HEADER_READ_TIMEOUT,
+        },
     ));
     let http = reqwest::Client::new();
     let ts = lull::time::now_ms() / 1000 - 3600;

@@ -38,6 +38,9 @@ pub enum AppError {
     /// The HTTP client for platform or LLM APIs could not be built.
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    /// MAX_CONNECTIONS is above what the open-files limit allows.
+    #[error(transparent)]
+    Connections(#[from] crate::http::ConnectionLimitError),
 }
 
 /// Every long-lived part of a lull process.
@@ -225,6 +228,17 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
         let drain = self.settings.claim.shutdown_drain;
+        let s = &self.settings;
+        let connections = crate::http::ConnectionSettings::new(
+            s.http.max_connections,
+            crate::fd_limit::open_files().soft,
+            crate::http::Reserve {
+                database_pool: s.database.pool_size.into(),
+                redis_pool: s.redis.pool_size as u64,
+                // A platform request and an LLM request per batch in flight.
+                outbound: 2 * s.claim.concurrency as u64,
+            },
+        )?;
         let stop = CancellationToken::new();
         let hand_back = CancellationToken::new();
         if let Ok(addr) = listener.local_addr() {
@@ -240,6 +254,7 @@ impl App {
             self.routes(serves),
             stop.clone().cancelled_owned(),
             drain,
+            connections,
         ));
         let claim_loop = tokio::spawn(self.claim_loop().run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler().run(stop.clone()));

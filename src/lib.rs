@@ -15,6 +15,8 @@
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
 //! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
+//! - [`fd_limit`]: at start, the soft open-files limit is raised to the hard one; the
+//!   listener's MAX_CONNECTIONS default is derived from it.
 //! - [`app`]: builds all of the above from the [`config::Settings`] and runs it until shutdown.
 //! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
 //!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
@@ -25,6 +27,7 @@ pub mod channel;
 pub mod claim_loop;
 pub mod config;
 pub mod constant_time;
+pub mod fd_limit;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;

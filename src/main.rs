@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Loadtest(args)) = cli.command {
         // Before App::build: a load generator needs no database and runs no migrations.
         telemetry::init_stderr(cli.config.log_format);
+        raise_open_files();
         return loadtest(args.command).await;
     }
     if let Some(Command::Healthcheck) = cli.command {
@@ -31,6 +32,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(probe(&url, HEALTHCHECK_TIMEOUT).await?);
     }
     let _log = telemetry::init(cli.config.log_format).context("starting the log thread")?;
+    // Before any socket: the default MAX_CONNECTIONS is derived from the raised limit.
+    raise_open_files();
     let settings = cli.config.parse_settings().context("starting lull")?;
     let command = cli.command.unwrap_or(Command::Serve);
     let bind = format!("{}:{}", settings.http.host, settings.http.port);
@@ -62,6 +65,14 @@ async fn loadtest(command: LoadtestCommand) -> anyhow::Result<()> {
         "load test failed: {violations} violation(s)"
     );
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (both logged); a failure only
+/// leaves the limit as found, so it is a warning.
+fn raise_open_files() {
+    if let Err(error) = lull::fd_limit::raise_open_files() {
+        tracing::warn!(%error, "keeping the open-files limit as found");
+    }
 }
 
 /// SIGINT or SIGTERM.

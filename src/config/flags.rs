@@ -246,6 +246,11 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Connections held at once; more wait in the listen backlog [default: the
+    /// open-files limit less the pools, outbound requests and 64; refused above it].
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// `Config` alone as a command line: the defaults, and the unit tests' flags.

@@ -37,6 +37,9 @@ impl Config {
         positive("WORKER_CONCURRENCY", c.worker_concurrency as u64)?;
         positive("SEND_MAX_ATTEMPTS", c.send_max_attempts.into())?;
         positive("MAX_BODY_BYTES", c.max_body_bytes as u64)?;
+        if let Some(max) = c.max_connections {
+            positive("MAX_CONNECTIONS", max as u64)?;
+        }
         if c.redis_key_prefix.is_empty() || c.redis_key_prefix.contains(['{', '}']) {
             return Err(ConfigError {
                 var: "REDIS_KEY_PREFIX",
@@ -80,6 +83,7 @@ impl Config {
                 admin_token: c.admin_token,
                 metrics_token: c.metrics_token,
                 channels_on,
+                max_connections: c.max_connections,
             },
             batch: BatchSettings {
                 window,

@@ -75,6 +75,9 @@ pub struct HttpSettings {
     pub metrics_token: Option<Secret>,
     /// Which channels' webhooks are served.
     pub channels_on: ChannelsOn,
+    /// Connections held at once (MAX_CONNECTIONS); `None` derives it from the
+    /// open-files limit when the listener starts.
+    pub max_connections: Option<usize>,
 }
 
 /// How bursts become batches.

@@ -5,6 +5,7 @@
 mod bad_input;
 mod claim_loop;
 mod cluster;
+mod connections;
 mod fake_graph;
 mod fake_platforms;
 mod fake_server;
