@@ -14,6 +14,8 @@
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
 //! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
+//! - [`retention`]: erases texts and payloads older than RETENTION_DAYS; [`forget`]
+//!   erases one person's conversation on request (issue 20).
 //! - [`app`]: builds all of the above from a [`config::Config`] and runs it until shutdown.
 //! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
 //!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
@@ -24,6 +26,7 @@ pub mod channel;
 pub mod claim_loop;
 pub mod config;
 pub mod constant_time;
+pub mod forget;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;
@@ -32,6 +35,7 @@ pub mod message;
 pub mod metrics;
 pub mod reconcile;
 pub mod responder;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -272,4 +272,9 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Days message texts, webhook payloads and reply texts are kept; older ones
+    /// are erased hourly (ids and times stay, for the stats). 0 keeps them forever.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
 }

@@ -9,11 +9,14 @@
 //! messages), attempts, platform ids, error, timings.
 
 mod batches;
+mod forget;
 mod group;
 mod messages;
+mod retention;
 
 use crate::metrics::Metrics;
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
+pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
 use std::sync::Arc;
