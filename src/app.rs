@@ -108,6 +108,11 @@ impl App {
         })
     }
 
+    /// The settings it was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The database.
     pub fn store(&self) -> &Store {
         &self.store
@@ -258,6 +263,9 @@ impl App {
         ));
         let claim_loop = tokio::spawn(self.claim_loop().run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler().run(stop.clone()));
+        let retention =
+            crate::retention::Retention::new(self.store.clone(), self.settings.retention_days)
+                .map(|r| tokio::spawn(r.run(stop.clone())));
 
         shutdown.await;
         tracing::info!(
@@ -277,6 +285,9 @@ impl App {
         timer.abort();
         let _ = http.await;
         let _ = reconciler.await;
+        if let Some(retention) = retention {
+            let _ = retention.await;
+        }
         self.redis_batches.quit().await;
         self.store.pool().close().await;
         tracing::info!("stopped");

@@ -32,4 +32,18 @@ pub enum Command {
     Healthcheck,
     /// Load generators that check lull's promises under load (no database needed).
     Loadtest(LoadtestArgs),
+    /// Erase one person's conversation: its messages, replies and Redis keys. Their
+    /// next message starts a fresh conversation.
+    Forget(ConversationArgs),
+}
+
+/// A conversation named as on the agenda, and the output format.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConversationArgs {
+    /// `whatsapp:<phone_number_id>:<wa_id>`, `instagram:<account>:<igsid>` or
+    /// `telegram:<bot_id>:<chat>`.
+    pub conversation: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }

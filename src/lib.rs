@@ -17,6 +17,8 @@
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
 //! - [`fd_limit`]: at start, the soft open-files limit is raised to the hard one; the
 //!   listener's MAX_CONNECTIONS default is derived from it.
+//! - [`retention`]: erases texts and payloads older than RETENTION_DAYS; [`forget`]
+//!   erases one person's conversation on request.
 //! - [`app`]: builds all of the above from the [`config::Settings`] and runs it until shutdown.
 //! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
 //!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
@@ -28,6 +30,7 @@ pub mod claim_loop;
 pub mod config;
 pub mod constant_time;
 pub mod fd_limit;
+pub mod forget;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;
@@ -36,6 +39,7 @@ pub mod message;
 pub mod metrics;
 pub mod reconcile;
 pub mod responder;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod time;

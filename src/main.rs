@@ -1,4 +1,5 @@
 mod cli;
+mod operate;
 
 use anyhow::Context;
 use clap::Parser;
@@ -31,7 +32,13 @@ async fn main() -> anyhow::Result<()> {
         let url = healthz_url(&cli.config.host, cli.config.port);
         return Ok(probe(&url, HEALTHCHECK_TIMEOUT).await?);
     }
-    let _log = telemetry::init(cli.config.log_format).context("starting the log thread")?;
+    // An operator command's stdout is its output: its logs go to stderr.
+    let _log = if matches!(cli.command, Some(Command::Forget(_))) {
+        telemetry::init_stderr(cli.config.log_format);
+        None
+    } else {
+        Some(telemetry::init(cli.config.log_format).context("starting the log thread")?)
+    };
     // Before any socket: the default MAX_CONNECTIONS is derived from the raised limit.
     raise_open_files();
     let settings = cli.config.parse_settings().context("starting lull")?;
@@ -43,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
+        Command::Forget(args) => return finish(operate::run_forget(&app, &args).await?),
         Command::Worker => Serves::Probes,
         Command::Loadtest(_) | Command::Healthcheck => unreachable!("returned above"),
         Command::Serve => Serves::Everything,
@@ -51,6 +59,15 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {bind} (HOST, PORT)"))?;
     app.run(listener, serves, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Prints an operator command's output; exits 1 when it found nothing to act on.
+fn finish(outcome: operate::Outcome) -> anyhow::Result<()> {
+    println!("{}", outcome.output);
+    if !outcome.found {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

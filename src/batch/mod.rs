@@ -9,6 +9,7 @@
 //! this module only builds the KEYS/ARGV of each call and decodes the reply.
 
 pub mod cleanup;
+pub mod forget;
 pub mod health;
 pub mod id;
 pub mod keys;

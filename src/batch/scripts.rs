@@ -37,6 +37,8 @@ pub struct Scripts {
     pub ack: LuaScript,
     /// restore.lua
     pub restore: LuaScript,
+    /// forget.lua
+    pub forget: LuaScript,
 }
 
 fn load(name: &'static str) -> LuaScript {
@@ -64,11 +66,12 @@ impl Scripts {
             requeue: load("requeue.lua"),
             ack: load("ack.lua"),
             restore: load("restore.lua"),
+            forget: load("forget.lua"),
         }
     }
 
     /// All scripts, for SCRIPT LOAD at start.
-    pub fn all(&self) -> [&LuaScript; 7] {
+    pub fn all(&self) -> [&LuaScript; 8] {
         [
             &self.append,
             &self.hydrate,
@@ -77,6 +80,7 @@ impl Scripts {
             &self.requeue,
             &self.ack,
             &self.restore,
+            &self.forget,
         ]
     }
 }

@@ -251,6 +251,11 @@ pub struct Config {
     /// open-files limit less the pools, outbound requests and 64; refused above it].
     #[arg(long, env = "MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Days message texts, webhook payloads and reply texts are kept; older ones
+    /// are erased hourly (ids and times stay, for the stats). 0 keeps them forever.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
 }
 
 /// `Config` alone as a command line: the defaults, and the unit tests' flags.

@@ -135,6 +135,7 @@ impl Config {
             },
             responder,
             log_format: c.log_format,
+            retention_days: c.retention_days,
         })
     }
 

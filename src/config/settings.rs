@@ -34,6 +34,8 @@ pub struct Settings {
     pub responder: ResponderSettings,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Days texts and payloads are kept (RETENTION_DAYS); 0 keeps them forever.
+    pub retention_days: u32,
 }
 
 /// Redis: connection and key layout.

@@ -1,5 +1,6 @@
 //! `/admin`: a small page showing what is waiting in Redis and the latest reply
-//! batches, and the JSON it reads (`/admin/api/waiting`, `/admin/api/batches`).
+//! batches, and the JSON it reads (`/admin/api/waiting`, `/admin/api/batches`); and
+//! `DELETE /admin/api/conversations/{conversation}`, which forgets a person.
 
 use super::HttpState;
 use super::auth;
@@ -67,6 +68,12 @@ pub async fn handle(
         }
     }
     match rest {
+        ["api", "conversations", id] if request.method() == http::Method::DELETE => {
+            forget(state, id).await
+        }
+        _ if request.method() != http::Method::GET => {
+            response::error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+        }
         [] | [""] => response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE),
         ["api", "waiting"] => match state.redis_batches.waiting(LIMIT).await {
             Ok(waiting) => response::json(StatusCode::OK, &waiting),
@@ -86,6 +93,68 @@ pub async fn handle(
     }
 }
 
+/// `DELETE /admin/api/conversations/{channel}:{account}:{contact}`: erases that
+/// person's messages, replies and Redis keys (see [`crate::forget`]); 404 when
+/// nothing of it was found, 200 with the counts.
+async fn forget(state: &HttpState, id: &str) -> Response<Body> {
+    let id = percent_decoded(id);
+    let Some(conversation) = id.as_deref().and_then(crate::message::Conversation::parse) else {
+        return response::error(
+            StatusCode::BAD_REQUEST,
+            "name the conversation as {channel}:{account}:{contact}",
+        );
+    };
+    match crate::forget::forget(&state.store, &state.redis_batches, &conversation).await {
+        Ok(report) if !report.found() => response::error(
+            StatusCode::NOT_FOUND,
+            &format!("nothing stored for conversation {conversation}"),
+        ),
+        Ok(report) => {
+            if let Some(batch) = report.claimed_batch.clone() {
+                let (store, lease) = (state.store.clone(), state.redis_batches.policy().lease);
+                tokio::spawn(async move {
+                    let swept =
+                        crate::forget::sweep_claimed_batch(&store, &conversation, &batch, lease);
+                    if let Err(error) = swept.await {
+                        tracing::warn!(%error, "forgotten conversation: its last batch not swept");
+                    }
+                });
+            }
+            response::json(StatusCode::OK, &report)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "admin: conversation not forgotten");
+            response::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database or Redis unavailable; try again (forgetting twice is safe)",
+            )
+        }
+    }
+}
+
+/// A path segment with its `%XX` escapes decoded; `None` when they do not make UTF-8.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(segment.len());
+    let mut rest = segment.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let escaped = (byte == b'%')
+            .then(|| tail.get(..2))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(decoded) => {
+                bytes.push(decoded);
+                rest = &tail[2..];
+            }
+            None => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +163,20 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("an IP address")
+    }
+
+    #[test]
+    fn a_conversation_in_the_path_may_come_with_its_colons_escaped() {
+        assert_eq!(
+            percent_decoded("whatsapp%3A1%3a2").as_deref(),
+            Some("whatsapp:1:2")
+        );
+        assert_eq!(
+            percent_decoded("telegram:1:-5").as_deref(),
+            Some("telegram:1:-5")
+        );
+        assert_eq!(percent_decoded("a%zz%4").as_deref(), Some("a%zz%4"));
+        assert_eq!(percent_decoded("%ff"), None);
     }
 
     #[test]

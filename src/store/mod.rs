@@ -9,12 +9,15 @@
 //! messages), attempts, platform ids, error, timings.
 
 mod batches;
+mod forget;
 mod group;
 mod messages;
+mod retention;
 mod status;
 
 use crate::metrics::Metrics;
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
+pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
 pub use status::BatchStatus;

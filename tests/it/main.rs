@@ -19,6 +19,7 @@ mod loadtest;
 mod operations;
 mod pg_proxy;
 mod policy;
+mod privacy;
 mod process;
 mod reconcile;
 mod redis_server;

@@ -81,6 +81,22 @@ impl Spec {
         self
     }
 
+    /// Runs a one-shot command (`lull forget ...`) to its end: its exit status and
+    /// stdout (its logs go to stderr).
+    pub fn run(self, args: &[&str]) -> (ExitStatus, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_lull"))
+            .args(args)
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the lull binary runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
     /// Starts `lull serve` on a free port and waits until it listens and `GET /healthz`
     /// answers.
     pub async fn serve(self) -> LullProcess {
