@@ -11,12 +11,14 @@ mod api;
 mod builtin;
 mod openai;
 pub mod prompt;
+pub mod reply;
 
 pub use crate::config::{AnthropicSettings, OpenAiSettings, ResponderSettings};
 pub use anthropic::{ANTHROPIC_VERSION, AnthropicResponder};
 pub use builtin::BuiltinResponder;
 pub use openai::OpenAiResponder;
 pub use prompt::DEFAULT_SYSTEM_PROMPT;
+pub use reply::{Reply, ReplyMessage, Usage};
 
 use crate::message::{Conversation, Entry};
 use async_trait::async_trait;
