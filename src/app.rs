@@ -155,6 +155,7 @@ impl App {
                 max_wait: batch.max_wait,
                 typing_indicator: send.typing_indicator,
                 history_chars: self.settings.claim.history_chars,
+                reply_window: self.settings.claim.reply_window,
                 heartbeat,
                 retry: RetryPolicy {
                     max_attempts: send.max_attempts,

@@ -256,6 +256,12 @@ pub struct Config {
     /// are erased hourly (ids and times stay, for the stats). 0 keeps them forever.
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 0)]
     pub retention_days: u32,
+
+    /// WhatsApp's and Instagram's reply window, hours after the person's last
+    /// message: older batches are closed as expired, never answered (the platforms
+    /// refuse such replies). 0 turns the check off. Telegram has none.
+    #[arg(long, env = "REPLY_WINDOW_HOURS", default_value_t = 24.0)]
+    pub reply_window_hours: f64,
 }
 
 /// `Config` alone as a command line: the defaults, and the unit tests' flags.

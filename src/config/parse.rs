@@ -29,6 +29,11 @@ impl Config {
         let send_timeout = seconds("SEND_TIMEOUT_SECONDS", c.send_timeout_seconds)?;
         let redis_timeout = seconds("REDIS_TIMEOUT_SECONDS", c.redis_timeout_seconds)?;
         let reconcile_min_age = c.reconcile_min_age()?;
+        let reply_window = if c.reply_window_hours == 0.0 {
+            None
+        } else {
+            Some(hours("REPLY_WINDOW_HOURS", c.reply_window_hours)?)
+        };
         positive("REDIS_SHARDS", c.redis_shards.into())?;
         positive("REDIS_POOL_SIZE", c.redis_pool_size as u64)?;
         positive("DATABASE_POOL_SIZE", c.database_pool_size.into())?;
@@ -102,6 +107,7 @@ impl Config {
                 concurrency: c.worker_concurrency,
                 history_chars: c.llm_history_chars as usize,
                 shutdown_drain,
+                reply_window,
             },
             reconcile: ReconcileSettings {
                 interval: reconcile_interval,

@@ -119,6 +119,9 @@ pub struct ClaimSettings {
     pub history_chars: usize,
     /// On shutdown, time given to batches in flight before they are handed back.
     pub shutdown_drain: Duration,
+    /// WhatsApp's and Instagram's reply window after the person's last message;
+    /// `None`: off.
+    pub reply_window: Option<Duration>,
 }
 
 /// The reconciler.

@@ -395,6 +395,16 @@ pub(super) async fn record_replies(
         .collect())
 }
 
+/// How a batch ends without a complete reply: `failed` (with the parts that went
+/// out and the platform's error) or `expired`.
+struct Unsent<'a> {
+    status: BatchStatus,
+    attempts: u32,
+    platform_ids: &'a [String],
+    code: Option<i64>,
+    message: &'a str,
+}
+
 impl Store {
     /// Records a claim (see [`open_batches`]), grouped with concurrent claims.
     pub async fn open_batch(&self, batch: NewBatch) -> Result<BatchRecord, StoreError> {
@@ -474,24 +484,58 @@ impl Store {
         code: Option<i64>,
         message: &str,
     ) -> Result<(), StoreError> {
+        let failed = Unsent {
+            status: BatchStatus::Failed,
+            attempts,
+            platform_ids,
+            code,
+            message,
+        };
+        self.close_unsent(batch_id, failed).await
+    }
+
+    /// Closes a batch whose messages are past the channel's reply window: nothing
+    /// was generated or sent, and its messages count as handled.
+    pub async fn mark_expired(&self, batch_id: &BatchId, message: &str) -> Result<(), StoreError> {
+        let expired = Unsent {
+            status: BatchStatus::Expired,
+            attempts: 0,
+            platform_ids: &[],
+            code: None,
+            message,
+        };
+        self.close_unsent(batch_id, expired).await
+    }
+
+    /// Ends a batch with no (complete) reply, `failed` or `expired`, and gives it
+    /// the messages no other batch owns.
+    async fn close_unsent(&self, batch_id: &BatchId, unsent: Unsent<'_>) -> Result<(), StoreError> {
+        let Unsent {
+            status,
+            attempts,
+            platform_ids,
+            code,
+            message,
+        } = unsent;
         // Its messages count as handled: without this the reconciler would batch
         // them again forever (the same refusal each time), and every later message
         // of the conversation would fail along with them.
         sqlx::query(
-            "WITH failed AS (
+            "WITH closed AS (
                  UPDATE reply_batches
-                 SET status = 'failed', attempts = attempts + $2, platform_message_ids = $3,
+                 SET status = $6, attempts = attempts + $2, platform_message_ids = $3,
                      error_code = $4, error_message = $5, updated_at = now()
                  WHERE id = $1
                  RETURNING message_ids)
              UPDATE conversation_messages SET batch_id = $1
-             WHERE id IN (SELECT unnest(message_ids) FROM failed) AND batch_id IS NULL",
+             WHERE id IN (SELECT unnest(message_ids) FROM closed) AND batch_id IS NULL",
         )
         .bind(batch_id)
         .bind(attempts as i32)
         .bind(platform_ids)
         .bind(code.map(|c| c.to_string()))
         .bind(message)
+        .bind(status.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

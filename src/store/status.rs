@@ -1,11 +1,12 @@
 //! Where a reply batch stands: `reply_batches.status`, text checked against the
-//! values below by the table's CHECK constraint (migration 0001).
+//! values below by the table's CHECK constraint (migrations 0001 and 0005).
 //!
 //! ```text
 //! generating ──▶ sending ──▶ sent
 //!      │            └──────▶ failed
 //!      ├──────────────────▶ failed
-//!      └──────────────────▶ dropped
+//!      ├──────────────────▶ dropped
+//!      └──────────────────▶ expired
 //! ```
 
 use std::fmt;
@@ -29,16 +30,20 @@ pub enum BatchStatus {
     /// Every one of its messages was answered by another batch before this one
     /// committed: it owns nothing and sends nothing.
     Dropped,
+    /// Its messages are past the channel's reply window (the platform would refuse
+    /// the reply): nothing is generated or sent. Its messages count as handled.
+    Expired,
 }
 
 impl BatchStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [BatchStatus; 5] = [
+    pub const ALL: [BatchStatus; 6] = [
         BatchStatus::Generating,
         BatchStatus::Sending,
         BatchStatus::Sent,
         BatchStatus::Failed,
         BatchStatus::Dropped,
+        BatchStatus::Expired,
     ];
 
     /// The stored text.
@@ -49,6 +54,7 @@ impl BatchStatus {
             BatchStatus::Sent => "sent",
             BatchStatus::Failed => "failed",
             BatchStatus::Dropped => "dropped",
+            BatchStatus::Expired => "expired",
         }
     }
 
@@ -57,11 +63,11 @@ impl BatchStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
-    /// Nothing more will happen to the batch: sent, failed or dropped.
+    /// Nothing more will happen to the batch: sent, failed, dropped or expired.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BatchStatus::Sent | BatchStatus::Failed | BatchStatus::Dropped
+            BatchStatus::Sent | BatchStatus::Failed | BatchStatus::Dropped | BatchStatus::Expired
         )
     }
 }

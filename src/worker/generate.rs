@@ -75,7 +75,7 @@ impl Worker {
 
     /// Writes a new batch's claim before its commit (see [`SHOW_GENERATING_AFTER`]);
     /// false (logged) when the database refused: the commit writes it then.
-    async fn record_claim(&self, batch: &ClaimedBatch) -> bool {
+    pub(super) async fn record_claim(&self, batch: &ClaimedBatch) -> bool {
         match self.store.open_batch(batch.record()).await {
             Ok(_) => true,
             Err(error) => {

@@ -22,10 +22,12 @@
 //! - `deliver.rs`: the committed text's parts, with retries.
 //! - `finish.rs`: record and ack (sent, failed, given back).
 //! - `typing.rs`: the read mark and typing indicator shown while generating.
+//! - `expire.rs`: a batch past the channel's reply window, closed unanswered.
 
 mod claimed;
 mod commit;
 mod deliver;
+mod expire;
 mod finish;
 mod generate;
 mod lease;
@@ -69,6 +71,9 @@ pub struct WorkerSettings {
     pub typing_indicator: bool,
     /// Most characters of history in a reply's context (see `generate::newest_within`).
     pub history_chars: usize,
+    /// WhatsApp's and Instagram's reply window after the person's last message
+    /// (`None`: not checked); Telegram has none.
+    pub reply_window: Option<Duration>,
     /// Heartbeat period.
     pub heartbeat: Duration,
     /// Send retries.
@@ -98,6 +103,11 @@ pub enum BatchOutcome {
     AlreadyAnswered,
     /// PostgreSQL or Redis failed; the lease will run out and the batch come back.
     Retry,
+    /// Its messages are past the channel's reply window: recorded expired, not sent.
+    Expired {
+        /// Batch id.
+        batch_id: BatchId,
+    },
 }
 
 /// A stage's result: go on with its value, or stop with how the batch ended.
@@ -205,6 +215,9 @@ impl Worker {
                 return ControlFlow::Break(outcome);
             }
         };
+        if let Some(age) = self.past_reply_window(batch) {
+            return ControlFlow::Break(self.expire(batch, recorded, age).await);
+        }
         let mut lease = self.lease(batch);
         tracing::info!(
             messages = batch.entries.len(),

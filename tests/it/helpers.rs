@@ -147,6 +147,9 @@ pub fn test_config(db: &TestDb, graph: &FakeGraph, prefix: &str) -> Config {
         send_timeout_seconds: 5.0,
         shutdown_drain_seconds: 2.0,
         typing_indicator: false,
+        // The fixtures carry the fixed times of real payloads, long past WhatsApp's
+        // and Instagram's 24 h reply window; tests of the window turn it on.
+        reply_window_hours: 0.0,
         ..Config::default()
     }
 }

@@ -425,6 +425,7 @@ async fn lull_forget_on_the_command_line_erases_a_live_conversation_and_exits_1_
     ))
     .await;
     replies_at_least(&app.graph, 1).await;
+    batch_with_status(&app, "sent").await;
     let spec = Spec::new("forget", &app.db, &app.graph, &redis_url(), &app.prefix);
     let conversation = maria().id();
 

@@ -53,6 +53,7 @@ impl Spec {
             ("RECONCILE_INTERVAL_SECONDS", "3600"),
             ("RECONCILE_MIN_AGE_SECONDS", "0"),
             ("TYPING_INDICATOR", "false"),
+            ("REPLY_WINDOW_HOURS", "0"),
             ("SEND_RETRY_BASE_MS", "20"),
             ("SEND_TIMEOUT_SECONDS", "5"),
             ("LOG_FORMAT", "json"),

@@ -97,3 +97,41 @@ async fn without_metrics_token_metrics_stay_open_to_the_scraper() {
     assert_eq!(response.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_older_than_the_reply_window_is_expired_not_answered() {
+    let app = spawn_app_with(|c| c.reply_window_hours = 24.0).await;
+    // Stored after an outage: the person wrote 25 hours ago, past WhatsApp's 24.
+    let long_ago = now_secs() - 25 * 3600;
+    let response = app
+        .post_whatsapp(&whatsapp_text(
+            MARIA,
+            "wamid.old",
+            long_ago,
+            "anyone there?",
+        ))
+        .await;
+    assert_eq!(response.status(), 200);
+    let batch = batch_with_status(&app, "expired").await;
+    assert_eq!(batch.message_ids.len(), 1);
+    assert!(app.graph.replies().is_empty(), "nothing is sent");
+    let owned = app
+        .count("SELECT count(*) FROM conversation_messages WHERE batch_id IS NOT NULL")
+        .await;
+    assert_eq!(
+        owned, 1,
+        "the expired batch owns its message: never batched again"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_within_the_reply_window_is_answered_as_usual() {
+    let app = spawn_app_with(|c| c.reply_window_hours = 24.0).await;
+    let an_hour_ago = now_secs() - 3600;
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.recent", an_hour_ago, "hello"))
+        .await;
+    replies_at_least(&app.graph, 1).await;
+    batch_with_status(&app, "sent").await;
+    app.stop().await;
+}
