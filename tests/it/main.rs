@@ -4,9 +4,7 @@
 
 mod claim_loop;
 mod cluster;
-mod fake_graph;
 mod fake_platforms;
-mod fake_server;
 mod faults;
 mod group_commit;
 mod helpers;
