@@ -31,7 +31,7 @@ async fn main() {
     let spread = Duration::from_millis(common::setting("CLAIM_LAG_SPREAD_MS", 3000));
     let bench = Bench::new();
     let graph = common::fake_graph().await;
-    let mut config = bench.config(graph.base());
+    let mut config = bench.config(&graph.base);
     config.batch_window_seconds = 1.0;
     let app = common::build(config).await;
     let store = app.store().clone();

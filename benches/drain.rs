@@ -37,7 +37,7 @@ async fn main() {
     let conversations = common::setting("DRAIN_CONVERSATIONS", 100_000).max(1);
     let bench = Bench::new();
     let graph = common::fake_graph().await;
-    let mut config = bench.config(graph.base());
+    let mut config = bench.config(&graph.base);
     let window = Duration::from_secs(1);
     config.batch_window_seconds = window.as_secs_f64();
     let (concurrency, pool_size) = (config.worker_concurrency, config.database_pool_size);
@@ -86,7 +86,7 @@ async fn main() {
     wait_until(
         "one reply per conversation",
         Duration::from_secs(900),
-        || async { graph.replies() >= conversations },
+        || async { graph.accepted_replies() >= conversations },
     )
     .await;
     let sent = draining.elapsed();
@@ -106,7 +106,7 @@ async fn main() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), claim_loop).await;
 
-    let sends = graph.all_replies();
+    let sends = graph.reply_times();
     let twice = sends.values().filter(|times| times.len() > 1).count();
     let (unanswered, answered_twice, batches): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM conversation_messages

@@ -38,7 +38,7 @@ async fn main() {
     let in_flight = common::setting("INGEST_IN_FLIGHT", 64).max(1);
     let bench = Bench::new();
     let graph = common::fake_graph().await;
-    let config = bench.config(graph.base());
+    let config = bench.config(&graph.base);
     let pool_size = config.database_pool_size;
     let app = common::build(config).await;
     let store = app.store().clone();

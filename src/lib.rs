@@ -22,6 +22,7 @@
 //! - [`app`]: builds all of the above from the [`config::Settings`] and runs it until shutdown.
 //! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
 //!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
+//! - [`fake_platform`]: a recording fake of the platform APIs, for the load test and the tests.
 
 pub mod app;
 pub mod batch;
@@ -29,6 +30,7 @@ pub mod channel;
 pub mod claim_loop;
 pub mod config;
 pub mod constant_time;
+pub mod fake_platform;
 pub mod fd_limit;
 pub mod forget;
 pub mod http;

@@ -1,15 +1,9 @@
 //! Log lines written by a thread of their own. A tokio worker that logs hands the
-//! formatted line over a queue instead of taking stdout's lock for a write system
-//! call of its own: under load the thread writes every line queued meanwhile in one
-//! go, and a slow reader of stdout (`docker logs`, journald, a full pipe) stalls that
-//! thread, never the webhooks and replies. When the queue is full, lines are dropped
-//! rather than waited for; the thread then says how many, once it catches up.
-//!
-//! `faults::a_log_reader_that_stops_reading_stops_neither_webhooks_nor_replies`
-//! runs `lull serve` with a stdout nobody reads: writing from the workers, it
-//! stopped answering (even `/healthz` hung) after a few dozen webhooks; from this
-//! thread it answers all 300 and sends their replies. Into a file, `lull loadtest
-//! ingest` showed the same CPU either way, within the noise.
+//! formatted line to a bounded queue instead of writing to stdout itself, so a slow
+//! reader of stdout (`docker logs`, journald, a full pipe) stalls this thread, never
+//! the webhooks and replies; under load the thread writes every line queued
+//! meanwhile in one go. When the queue is full, lines are dropped rather than waited
+//! for, and the thread says how many once it catches up.
 
 use crate::config::LogFormat;
 use std::io::Write;

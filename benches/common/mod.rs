@@ -14,7 +14,7 @@ pub mod cpu;
 
 use lull::app::App;
 use lull::config::{Config, Secret};
-use lull::loadtest::fake_graph::FakeGraph;
+use lull::fake_platform::{FakePlatform, Graph, Record};
 use lull::loadtest::webhook;
 use rand::Rng;
 use sqlx::Connection;
@@ -127,9 +127,10 @@ pub async fn build(config: Config) -> App {
 
 /// The load test's fake Graph API on a free port: it checks each request as the
 /// Cloud API would (path, token, body) and records every text send per recipient.
-pub async fn fake_graph() -> FakeGraph {
+pub async fn fake_graph() -> FakePlatform {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    FakeGraph::start(listener, PHONE_ID, Some(Secret::new(TOKEN))).expect("fake Graph API")
+    let api = Graph::new(PHONE_ID, Some(Secret::new(TOKEN)));
+    FakePlatform::start(listener, api, Record::CountsOnly).expect("fake Graph API")
 }
 
 /// A WhatsApp text webhook from `from`, signed: (body, `X-Hub-Signature-256`).

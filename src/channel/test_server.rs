@@ -1,128 +1,35 @@
-//! What the channels' unit tests share: a tiny HTTP/1.1 server that answers scripted
-//! replies, one request per connection, and hands back what it received; an address
-//! nothing listens on; the checks every sender's tests make; fixtures; and a client
-//! like the app's.
+//! What the channels' unit tests share: the fake platform server answering a script
+//! and recording what it received; an address nothing listens on; the checks every
+//! sender's tests make; fixtures; and a client like the app's.
 
 use super::{Channel, SendError};
+use crate::fake_platform::{Answer, Api, Call, FakePlatform, Received, Record};
 use crate::message::Conversation;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-/// One scripted answer.
-pub struct Reply {
-    /// Status line tail, e.g. `200 OK`; empty to hang up without answering.
-    pub status: &'static str,
-    /// Extra header lines, each ending in `\r\n`.
-    pub headers: &'static str,
-    /// The body.
-    pub body: Vec<u8>,
-}
+/// An API that answers from the script alone, and hangs up once it has run out.
+struct Scripted;
 
-impl Reply {
-    /// A JSON answer.
-    pub fn new(status: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Self {
-            status,
-            headers: "",
-            body: body.into(),
-        }
-    }
-
-    /// Reads the request, then closes the connection without a response.
-    pub fn hang_up() -> Self {
-        Self::new("", Vec::new())
+impl Api for Scripted {
+    fn answer(&self, _call: &Call, scripted: Option<Answer>, _n: u64) -> Answer {
+        scripted.unwrap_or_else(Answer::hang_up)
     }
 }
 
-/// One request the server received.
-pub struct Received {
-    /// `POST /path HTTP/1.1`.
-    pub request_line: String,
-    /// Header lines, in order.
-    pub headers: Vec<(String, String)>,
-    /// The JSON body (`Null` when there was none or it was not JSON).
-    pub body: Value,
-}
-
-impl Received {
-    /// A header's value, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Starts the server; returns `http://127.0.0.1:port` and a task that ends, with
-/// what was received, once every reply was used.
-pub async fn serve(replies: Vec<Reply>) -> (String, JoinHandle<Vec<Received>>) {
+/// Starts a fake on port 0 that answers `answers` in order and records every
+/// request; returns `http://127.0.0.1:port` and the fake.
+pub async fn serve(answers: Vec<Answer>) -> (String, FakePlatform) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let task = tokio::spawn(async move {
-        let mut received = Vec::new();
-        for reply in replies {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut buffer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                let n = socket.read(&mut chunk).await.expect("read");
-                assert!(n > 0, "connection closed before the request head");
-                buffer.extend_from_slice(&chunk[..n]);
-                if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-            };
-            let head = String::from_utf8(buffer[..head_end].to_vec()).expect("utf-8 head");
-            let mut lines = head.split("\r\n");
-            let request_line = lines.next().expect("request line").to_owned();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .collect();
-            let length: usize = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            while buffer.len() < head_end + length {
-                let n = socket.read(&mut chunk).await.expect("read");
-                assert!(n > 0, "connection closed before the request body");
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            let body =
-                serde_json::from_slice(&buffer[head_end..head_end + length]).unwrap_or(Value::Null);
-            received.push(Received {
-                request_line,
-                headers,
-                body,
-            });
-            if reply.status.is_empty() {
-                drop(socket);
-                continue;
-            }
-            let head = format!(
-                "HTTP/1.1 {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 {}connection: close\r\n\r\n",
-                reply.status,
-                reply.body.len(),
-                reply.headers,
-            );
-            socket.write_all(head.as_bytes()).await.expect("write head");
-            socket.write_all(&reply.body).await.expect("write body");
-            let _ = socket.shutdown().await;
-        }
-        received
-    });
-    (base, task)
+    let fake = FakePlatform::start(listener, Scripted, Record::Everything).expect("fake");
+    fake.script(answers);
+    (fake.base.clone(), fake)
 }
 
-/// The one request a one-reply server received, once it has answered; its body must
-/// be JSON, as every platform API call's is.
-pub async fn one_request(server: JoinHandle<Vec<Received>>) -> Received {
-    let mut received = server.await.expect("server");
+/// The one request `fake` received; its body must be JSON, as every platform API
+/// call's is.
+pub fn one_request(fake: &FakePlatform) -> Received {
+    let mut received = fake.seen();
     assert_eq!(received.len(), 1, "one request");
     let request = received.remove(0);
     assert!(!request.body.is_null(), "JSON request body");
@@ -138,16 +45,16 @@ pub async fn closed_port() -> String {
     base
 }
 
-/// Serves `reply` to one request and sends `hello` to `to` through the channel `build`
-/// makes for the server's base: the send's result and the request.
+/// Serves `answer` to one request and sends `hello` to `to` through the channel
+/// `build` makes for the server's base: the send's result and the request.
 pub async fn send_hello<C: Channel>(
-    reply: Reply,
+    answer: Answer,
     build: impl FnOnce(&str) -> C,
     to: &Conversation,
 ) -> (Result<String, SendError>, Received) {
-    let (base, server) = serve(vec![reply]).await;
+    let (base, server) = serve(vec![answer]).await;
     let result = build(&base).send_part(to, "hello").await;
-    (result, one_request(server).await)
+    (result, one_request(&server))
 }
 
 /// Sends `hello` to `to` through `channel`, built for a [`closed_port`] base: the

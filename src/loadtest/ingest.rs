@@ -1,5 +1,5 @@
 //! `lull loadtest ingest`: signed WhatsApp webhooks against a running lull, its
-//! replies caught by the [`FakeGraph`], and the outcome checked end to end.
+//! replies caught by a fake Graph API ([`FakePlatform`]), and the outcome checked end to end.
 //!
 //! Every conversation (a contact of its own, unique to this run) sends its bursts
 //! one after the other: a burst's webhooks in typing order, then a wait for that
@@ -8,13 +8,13 @@
 //! answer it again. After the last burst the fake is watched a while longer for
 //! replies that should not come.
 
-use super::fake_graph::FakeGraph;
 use super::report::{self, Cell, Examples, Latency, Progress, Summary, Verdict};
 use super::webhook::{sign, whatsapp_text};
 use super::{IngestArgs, LoadtestError, at_least_one, duration};
 use crate::channel::meta::SIGNATURE_HEADER;
 use crate::channel::transport::chain;
 use crate::config::Secret;
+use crate::fake_platform::FakePlatform;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -115,7 +115,7 @@ impl Summary for IngestReport {
 }
 
 /// Runs the load against `args.url`; lull must send its replies to `graph`.
-pub async fn run(args: &IngestArgs, graph: &FakeGraph) -> Result<IngestReport, LoadtestError> {
+pub async fn run(args: &IngestArgs, graph: &FakePlatform) -> Result<IngestReport, LoadtestError> {
     at_least_one("conversations", args.conversations.into())?;
     at_least_one("bursts", args.bursts.into())?;
     at_least_one("burst-size", args.burst_size.into())?;
@@ -250,7 +250,7 @@ impl Shared {
     }
 }
 
-async fn conversation(shared: Arc<Shared>, graph: FakeGraph, index: u32) -> Outcome {
+async fn conversation(shared: Arc<Shared>, graph: FakePlatform, index: u32) -> Outcome {
     let mut outcome = Outcome {
         contact: shared.contact(index),
         burst_ends: Vec::new(),
@@ -343,10 +343,10 @@ fn tally(
     args: &IngestArgs,
     shared: &Shared,
     outcomes: &[Outcome],
-    graph: &FakeGraph,
+    graph: &FakePlatform,
     start: Instant,
 ) -> IngestReport {
-    let mut received = graph.all_replies();
+    let mut received = graph.reply_times();
     let bursts_each = args.bursts as usize;
     let mut webhook_latencies = Vec::new();
     let mut gaps = Vec::new();
@@ -394,7 +394,7 @@ fn tally(
     }
     let missed = duplicates_sent - duplicates_reported;
     let stray_replies = received.values().map(|t| t.len() as u64).sum();
-    let graph_rejected = graph.rejected();
+    let graph_rejected = graph.refused_requests();
     let mut violations = Vec::new();
     report::violation(
         &mut violations,
@@ -452,7 +452,7 @@ fn tally(
 }
 
 /// About once a second: webhooks sent (and their rate over the last second), replies.
-fn progress(shared: Arc<Shared>, graph: FakeGraph, conversations: u64) -> Progress {
+fn progress(shared: Arc<Shared>, graph: FakePlatform, conversations: u64) -> Progress {
     let bursts = conversations * u64::from(shared.bursts);
     let mut last = 0;
     Progress::start("ingest", move |_| {
@@ -461,7 +461,7 @@ fn progress(shared: Arc<Shared>, graph: FakeGraph, conversations: u64) -> Progre
         last = sent;
         format!(
             "{sent} webhooks sent ({rate}/s), {} of {bursts} replies",
-            graph.replies()
+            graph.accepted_replies()
         )
     })
 }

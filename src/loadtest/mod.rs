@@ -1,8 +1,8 @@
 //! `lull loadtest`: load generators that check lull's promises under load.
 //!
 //! - [`ingest`]: signed WhatsApp webhooks against a running lull, whose replies reach
-//!   a recording [`fake_graph`]: one reply per burst, retries reported as duplicates,
-//!   nothing answered twice.
+//!   a recording fake Graph API ([`crate::fake_platform`]): one reply per burst,
+//!   retries reported as duplicates, nothing answered twice.
 //! - [`claims`]: the Lua scripts alone, many concurrent claimers that die at random:
 //!   every message acknowledged exactly once.
 //! - [`report`]: the summary both print (a table or one JSON object) and the
@@ -14,16 +14,15 @@
 //! reports, so tests assert on them; only [`run`] binds a socket, for the CLI.
 
 pub mod claims;
-pub mod fake_graph;
 pub mod ingest;
 pub mod report;
 pub mod webhook;
 
 use crate::batch::BatchError;
 use crate::config::Secret;
+use crate::fake_platform::{FakePlatform, Graph, Record};
 use claims::ClaimsReport;
 use clap::{Args, Subcommand};
-use fake_graph::FakeGraph;
 use ingest::IngestReport;
 use report::Summary;
 use std::time::Duration;
@@ -205,9 +204,9 @@ pub async fn run(command: LoadtestCommand) -> Result<Report, LoadtestError> {
             let listener = tokio::net::TcpListener::bind(&args.graph_listen)
                 .await
                 .map_err(listen)?;
-            let graph = FakeGraph::start(listener, &args.phone_number_id, args.graph_token.clone())
-                .map_err(listen)?;
-            eprintln!("fake Graph API at {} (lull's GRAPH_API_BASE)", graph.base());
+            let api = Graph::new(&args.phone_number_id, args.graph_token.clone());
+            let graph = FakePlatform::start(listener, api, Record::CountsOnly).map_err(listen)?;
+            eprintln!("fake Graph API at {} (lull's GRAPH_API_BASE)", graph.base);
             Ok(Report::Ingest(ingest::run(&args, &graph).await?))
         }
         LoadtestCommand::Claims(args) => Ok(Report::Claims(claims::run(&args).await?)),

@@ -6,12 +6,12 @@
 //! API received (see [`assert_each_message_answered_once`]), not from the service's
 //! own account; its JSON log lines are checked where the issue asks for them.
 
-use crate::fake_graph::{Answer, FakeGraph, Seen};
+use crate::fake_platforms::{Answer, FakeGraph, Received, fake_graph};
 use crate::helpers::*;
 use crate::pg_proxy::PgProxy;
 use crate::process::{LullProcess, Spec, message};
 use crate::redis_server::OwnRedis;
-use fred::interfaces::{KeysInterface, SortedSetsInterface};
+use fred::interfaces::SortedSetsInterface;
 use lull::batch::AppendMode;
 use lull::message::{ChannelKind, Conversation};
 use lull::store::{BatchRow, Store};
@@ -27,20 +27,13 @@ const PATIENCE: Duration = Duration::from_secs(20);
 const FOREVER_MS: u64 = 60_000;
 
 /// The text of a reply the fake received.
-fn text(seen: &Seen) -> &str {
+fn text(seen: &Received) -> &str {
     seen.body["text"]["body"].as_str().unwrap_or_default()
 }
 
 /// `“text”` is in the reply.
-fn quotes(reply: &Seen, text: &str) -> bool {
+fn quotes(reply: &Received, text: &str) -> bool {
     self::text(reply).contains(&format!("“{text}”"))
-}
-
-/// The database the processes of a test share, once the first one created it.
-async fn store(db: &TestDb) -> Store {
-    Store::connect(&db.url, 3, Default::default())
-        .await
-        .expect("test database")
 }
 
 /// A fresh Redis key prefix; its keys on the shared Redis go when it is dropped.
@@ -50,12 +43,8 @@ fn prefix() -> TestPrefix {
 
 /// Waits until the fake received `n` replies, then a little longer, and checks that
 /// no further reply came.
-async fn exactly_replies(graph: &FakeGraph, n: usize) -> Vec<Seen> {
-    wait_for(&format!("{n} replies"), PATIENCE, || async {
-        let replies = graph.replies();
-        (replies.len() >= n).then_some(())
-    })
-    .await;
+async fn exactly_replies(graph: &FakeGraph, n: usize) -> Vec<Received> {
+    replies_within(graph, n, PATIENCE).await;
     // Past a window, a scan and a lease: time for a wrong second reply to show up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let replies = graph.replies();
@@ -249,7 +238,7 @@ async fn burst_claimed_by(process: &LullProcess, tag: &str) -> (Vec<String>, Str
 async fn a_worker_sigkilled_mid_generation_leaves_its_batch_to_another_process_that_answers_every_message_once()
  {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let prefix = prefix();
     let doomed = Spec::new("doomed", &db, &graph, &redis_url(), &prefix)
         .env("RESPONDER_DELAY_MS", FOREVER_MS)
@@ -275,7 +264,7 @@ async fn a_worker_sigkilled_mid_generation_leaves_its_batch_to_another_process_t
     assert_eq!(resumed["claims"], 2);
     assert_eq!(rescuer.logged_starting("reply sent").len(), 1);
     assert!(doomed.logged_starting("reply sent").is_empty());
-    let store = store(&db).await;
+    let store = store(&db, 3).await;
     let row = store.batch(&batch).await.unwrap().expect("batch row");
     assert_eq!(
         (row.status.as_str(), row.claims, row.attempts),
@@ -294,7 +283,7 @@ async fn a_worker_sigkilled_mid_generation_leaves_its_batch_to_another_process_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_reader_that_stops_reading_stops_neither_webhooks_nor_replies() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let prefix = prefix();
     let lull = Spec::new("unread", &db, &graph, &redis_url(), &prefix)
         .unread_stdout()
@@ -323,7 +312,7 @@ async fn a_log_reader_that_stops_reading_stops_neither_webhooks_nor_replies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_slow_generation_lets_the_same_process_send_the_reply_before_it_exits() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let prefix = prefix();
     let leaving = Spec::new("leaving", &db, &graph, &redis_url(), &prefix)
         .env("RESPONDER_DELAY_MS", 1500)
@@ -357,7 +346,7 @@ async fn sigterm_during_a_slow_generation_lets_the_same_process_send_the_reply_b
     );
     assert_eq!(order[2], "stopped");
     assert!(other.logged("batch claimed").is_empty(), "{}", other.log());
-    let store = store(&db).await;
+    let store = store(&db, 3).await;
     let row = store.batch(&batch).await.unwrap().expect("batch row");
     assert_eq!((row.status.as_str(), row.claims), ("sent", 1));
     assert_each_message_answered_once(&store, &graph).await;
@@ -366,7 +355,7 @@ async fn sigterm_during_a_slow_generation_lets_the_same_process_send_the_reply_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_past_the_drain_time_hands_the_batch_back_and_another_process_answers_it_once() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let prefix = prefix();
     let leaving = Spec::new("leaving", &db, &graph, &redis_url(), &prefix)
         .env("RESPONDER_DELAY_MS", FOREVER_MS)
@@ -395,7 +384,7 @@ async fn sigterm_past_the_drain_time_hands_the_batch_back_and_another_process_an
     assert_eq!(resumed.len(), 1, "{}", other.log());
     assert_eq!(batch_id(&resumed[0]), batch, "the same batch, resumed");
     assert_eq!(other.logged_starting("reply sent").len(), 1);
-    let store = store(&db).await;
+    let store = store(&db, 3).await;
     let row = store.batch(&batch).await.unwrap().expect("batch row");
     assert_eq!((row.status.as_str(), row.claims), ("sent", 2));
     assert_each_message_answered_once(&store, &graph).await;
@@ -411,7 +400,7 @@ async fn one_message_answered(
     let lull = Spec::new(tag, db, graph, &redis_url(), &keys).serve().await;
     let body = whatsapp_text(MARIA, &format!("wamid.{tag}"), now_secs(), tag);
     assert_eq!(lull.post_whatsapp(&body).await.status(), 200);
-    let store = store(db).await;
+    let store = store(db, 3).await;
     let batch = wait_for("the batch's final state", PATIENCE, || async {
         let batches = store.recent_batches(5).await.ok()?;
         batches
@@ -433,7 +422,7 @@ async fn one_message_answered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_is_retried_after_that_delay_and_the_second_attempt_sends() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let mut limited = Answer::error(429, &fixture_text("whatsapp/error_130429.json"));
     limited.retry_after = Some(1);
     graph.script([limited]);
@@ -467,7 +456,7 @@ async fn a_429_with_retry_after_is_retried_after_that_delay_and_the_second_attem
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_500s_are_retried_with_backoff_and_the_fourth_attempt_sends() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     graph.script((0..3).map(|_| Answer::error(500, "<html>Internal Server Error</html>")));
     let (lull, _store, batch, _keys) = one_message_answered(&db, &graph, "flaky").await;
 
@@ -502,7 +491,7 @@ async fn three_500s_are_retried_with_backoff_and_the_fourth_attempt_sends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_131047_fails_the_batch_at_the_first_attempt_with_its_error_code() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     graph.script([Answer::error(
         400,
         &fixture_text("whatsapp/error_131047.json"),
@@ -655,7 +644,7 @@ async fn a_reply_sent_as_postgres_fails_is_recorded_when_it_is_back_and_not_sent
     // Longer than the old record retries (about 1.5 s) lasted.
     proxy.outage(Duration::from_secs(3));
 
-    let direct = store(&app.db).await;
+    let direct = store(&app.db, 3).await;
     wait_for("the batch recorded sent", PATIENCE, || async {
         let sent: i64 =
             sqlx::query_scalar("SELECT count(*) FROM reply_batches WHERE status = 'sent'")
@@ -728,7 +717,7 @@ async fn with_postgres_on_a_closed_port_the_webhook_answers_503_and_nothing_reac
         .await
         .unwrap();
     assert!(agenda.iter().all(|m| !m.contains(MARIA)), "{agenda:?}");
-    let direct = store(&app.db).await;
+    let direct = store(&app.db, 3).await;
     let stored: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM conversation_messages WHERE external_message_id = 'wamid.pg-down'",
     )
@@ -745,7 +734,7 @@ async fn with_redis_down_webhooks_are_stored_readyz_is_degraded_and_the_reconcil
  {
     let redis = Arc::new(OwnRedis::start());
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let lull = Spec::new("lull", &db, &graph, &redis.url(), &(unique("test:") + ":"))
         .env("REDIS_TIMEOUT_SECONDS", 0.5)
         .env("RECONCILE_INTERVAL_SECONDS", 0.5)
@@ -772,7 +761,7 @@ async fn with_redis_down_webhooks_are_stored_readyz_is_degraded_and_the_reconcil
     }
     let degraded = serde_json::json!({"status": "degraded", "postgres": "up", "redis": "down"});
     assert_eq!(lull.readyz().await, (200, degraded));
-    let store = store(&db).await;
+    let store = store(&db, 3).await;
     let stored: i64 =
         sqlx::query_scalar("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
             .fetch_one(store.pool())
@@ -816,7 +805,7 @@ async fn redis_restarted_empty_during_bursts_loses_nothing_and_every_stored_mess
     const PHASE: usize = 8;
     let redis = Arc::new(OwnRedis::start());
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let lull = Spec::new("lull", &db, &graph, &redis.url(), &(unique("test:") + ":"))
         .env("REDIS_TIMEOUT_SECONDS", 0.5)
         .env("RESPONDER_DELAY_MS", 300)
@@ -824,7 +813,7 @@ async fn redis_restarted_empty_during_bursts_loses_nothing_and_every_stored_mess
         .env("RECONCILE_MIN_AGE_SECONDS", 1)
         .serve()
         .await;
-    let store = store(&db).await;
+    let store = store(&db, 3).await;
     let url = lull.url("/api/whatsapp/webhook");
     let http = reqwest::Client::new();
 
@@ -905,7 +894,7 @@ async fn three_processes_give_500_conversations_one_reply_per_burst_and_answer_e
     /// Webhooks in flight at once, over the three processes.
     const CONCURRENCY: usize = 32;
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let prefix = prefix();
     // A 1 s window: a burst's messages, posted one after the other, must land in
     // one window even on a loaded machine.
@@ -923,7 +912,7 @@ async fn three_processes_give_500_conversations_one_reply_per_burst_and_answer_e
             .map(|p| p.url("/api/whatsapp/webhook"))
             .collect(),
     );
-    let store = store(&db).await;
+    let store = store(&db, 3).await;
     let http = reqwest::Client::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let started = Instant::now();
@@ -1007,18 +996,7 @@ async fn a_message_batched_again_after_its_reply_went_out_is_not_quoted_in_a_sec
     let first = whatsapp_text(MARIA, "wamid.again0", ts, "first question");
     assert_eq!(app.post_whatsapp(&first).await.status(), 200);
     wait_all_answered(&app.store, 1, PATIENCE).await;
-    wait_for("the first batch acknowledged", PATIENCE, || async {
-        let keys = app.redis_batches.keys().conversation(&maria);
-        let locked: bool = app
-            .redis_batches
-            .pool()
-            .next()
-            .exists(&keys.lock)
-            .await
-            .ok()?;
-        (!locked).then_some(())
-    })
-    .await;
+    wait_acknowledged(&app, &app.redis_batches.keys().conversation(&maria)).await;
 
     // The reconciler's race: it read the message as unanswered just before its reply
     // went out, and batches it again once the first batch is acknowledged.

@@ -13,14 +13,6 @@ use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use lull::store::{BatchRow, NewBatch, Store};
 use lull::time::UnixMs;
 
-async fn store(db: &TestDb) -> Store {
-    let store = Store::connect(&db.url, 1, Default::default())
-        .await
-        .expect("test database");
-    store.migrate().await.expect("migrations");
-    store
-}
-
 fn maria() -> Conversation {
     Conversation::new(ChannelKind::WhatsApp, PHONE_ID, MARIA)
 }
@@ -100,7 +92,7 @@ async fn owners(store: &Store, ids: &[i64]) -> Vec<Option<String>> {
 #[tokio::test]
 async fn each_batch_of_a_group_takes_its_messages_as_it_would_alone() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let all = messages(&store, "all", 3).await;
     let some = messages(&store, "some", 2).await;
     let none = messages(&store, "none", 1).await;
@@ -170,7 +162,7 @@ async fn each_batch_of_a_group_takes_its_messages_as_it_would_alone() {
 #[tokio::test]
 async fn each_of_hundreds_of_batches_in_one_group_takes_its_own_messages_in_its_order() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "many", 800).await;
     // Platform order reversed from id order in every batch.
     let batches: Vec<(String, Vec<i64>)> = ids
@@ -205,7 +197,7 @@ async fn each_of_hundreds_of_batches_in_one_group_takes_its_own_messages_in_its_
 #[tokio::test]
 async fn a_message_wanted_by_two_batches_of_one_group_is_taken_by_one_only() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "contested", 2).await;
     open(&store, "first", &ids).await;
     open(&store, "second", &[ids[1]]).await;
@@ -243,7 +235,7 @@ async fn a_message_wanted_by_two_batches_of_one_group_is_taken_by_one_only() {
 #[tokio::test]
 async fn of_two_commits_of_one_batch_only_the_first_sends_and_the_others_are_spared() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "twice", 2).await;
     let bystander = messages(&store, "bystander", 1).await;
     open(&store, "twice", &ids).await;
@@ -270,7 +262,7 @@ async fn of_two_commits_of_one_batch_only_the_first_sends_and_the_others_are_spa
 #[tokio::test]
 async fn two_records_of_one_batch_in_a_group_each_get_their_parts_and_attempts() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "rec", 1).await;
     open(&store, "rec", &ids).await;
     let now = UnixMs::now();
@@ -297,7 +289,7 @@ async fn two_records_of_one_batch_in_a_group_each_get_their_parts_and_attempts()
 #[tokio::test]
 async fn a_group_of_sent_replies_records_each_as_alone() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let (a, b, c) = (
         messages(&store, "ra", 1).await,
         messages(&store, "rb", 1).await,
@@ -359,7 +351,7 @@ async fn a_group_of_sent_replies_records_each_as_alone() {
 #[tokio::test]
 async fn a_refused_reply_record_fails_alone_and_the_others_count_once() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let a = messages(&store, "ok", 1).await;
     open(&store, "ok", &a).await;
     let now = UnixMs::now();
@@ -383,7 +375,7 @@ async fn a_refused_reply_record_fails_alone_and_the_others_count_once() {
 #[tokio::test]
 async fn two_claims_of_one_batch_in_a_group_are_each_recorded() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "claimed", 2).await;
     let other = messages(&store, "other", 1).await;
 
@@ -409,7 +401,7 @@ async fn two_claims_of_one_batch_in_a_group_are_each_recorded() {
 #[tokio::test]
 async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "fin", 2).await;
     let fresh = messages(&store, "fresh", 1).await;
     open(&store, "fin", &ids).await;
@@ -441,7 +433,7 @@ async fn a_claim_of_a_finished_batch_keeps_its_messages_in_a_group() {
 #[tokio::test]
 async fn a_new_batch_committed_without_a_recorded_claim_gets_its_row_with_the_claim() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "unrecorded", 2).await;
     let recorded = messages(&store, "recorded", 1).await;
     open(&store, "recorded", &recorded).await;
@@ -491,7 +483,7 @@ async fn a_new_batch_committed_without_a_recorded_claim_gets_its_row_with_the_cl
 #[tokio::test]
 async fn a_second_worker_committing_an_unrecorded_batch_after_the_first_owns_nothing() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let ids = messages(&store, "stalled", 2).await;
     commit(&store, "stalled", &ids, "first worker's text")
         .await
@@ -521,9 +513,9 @@ async fn a_reply_sent_across_a_postgres_restart_is_recorded_and_not_sent_again()
         "contacts": [{"input": MARIA, "wa_id": MARIA}],
         "messages": [{"id": "wamid.slow-send"}]
     });
-    app.graph.script([crate::fake_graph::Answer {
+    app.graph.script([crate::fake_platforms::Answer {
         delay: std::time::Duration::from_millis(800),
-        ..crate::fake_graph::Answer::new(200, slow.to_string())
+        ..crate::fake_platforms::Answer::new(200, slow.to_string())
     }]);
     app.post_whatsapp(&fixture("whatsapp/text_single.json"))
         .await;

@@ -1,10 +1,10 @@
 //! The test harness: a fresh database and Redis key prefix per test, a fake Graph
 //! API, the app on port 0, fixtures, signatures, and polling waits.
 
-use crate::fake_graph::{FakeGraph, TOKEN};
-use crate::fake_server::{FakeApi, Seen};
+use crate::fake_platforms::{FakeGraph, FakePlatform, Received, TOKEN, fake_graph};
+use fred::interfaces::{KeysInterface, ListInterface};
 use lull::app::App;
-use lull::batch::RedisBatches;
+use lull::batch::{ConversationKeys, RedisBatches};
 use lull::config::{Config, Secret};
 use lull::store::Store;
 use rand::Rng;
@@ -28,7 +28,7 @@ pub const MARIA: &str = "15550002222";
 pub const WINDOW: Duration = Duration::from_millis(200);
 /// How long a flow test waits for what should happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
-/// Clock granularity: deadlines are whole unix ms, `Seen::at` is an `Instant`.
+/// Clock granularity: deadlines are whole unix ms, `Received::at` is an `Instant`.
 pub const CLOCK_SLACK: Duration = Duration::from_millis(5);
 
 pub fn redis_url() -> String {
@@ -176,7 +176,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let keys = TestPrefix::new("test:");
     let mut app = start_app(db, graph, keys.to_string(), tweak).await;
     app._keys = Some(keys);
@@ -370,10 +370,44 @@ where
 }
 
 /// Waits until `fake` has received at least `n` sends; returns them all.
-pub async fn replies_at_least(fake: &FakeApi, n: usize) -> Vec<Seen> {
-    wait_for(&format!("{n} replies"), PATIENCE, || async {
+pub async fn replies_at_least(fake: &FakePlatform, n: usize) -> Vec<Received> {
+    replies_within(fake, n, PATIENCE).await
+}
+
+/// Waits up to `patience` until `fake` has received at least `n` sends; returns
+/// them all.
+pub async fn replies_within(fake: &FakePlatform, n: usize, patience: Duration) -> Vec<Received> {
+    wait_for(&format!("{n} replies"), patience, || async {
         let replies = fake.replies();
         (replies.len() >= n).then_some(replies)
+    })
+    .await
+}
+
+/// The text of a WhatsApp reply.
+pub fn body(reply: &Received) -> String {
+    let text = reply.body["text"]["body"].as_str();
+    text.unwrap_or_default().to_owned()
+}
+
+/// A migrated store on `db` with a pool of `connections`. With one, each grouped
+/// write has one flusher: the requests of one `join!` are flushed as one statement.
+pub async fn store(db: &TestDb, connections: u32) -> Store {
+    let store = Store::connect(&db.url, connections, Default::default())
+        .await
+        .expect("test database");
+    store.migrate().await.expect("migrations");
+    store
+}
+
+/// Waits until the conversation of `keys` has no batch in flight: the last one was
+/// acknowledged (its in-flight list emptied, its lock released).
+pub async fn wait_acknowledged(app: &TestApp, keys: &ConversationKeys) {
+    wait_for("the batch acknowledged", PATIENCE, || async {
+        let redis = app.redis_batches.pool().next();
+        let inflight: i64 = redis.llen(&keys.inflight).await.ok()?;
+        let locked: bool = redis.exists(&keys.lock).await.ok()?;
+        (inflight == 0 && !locked).then_some(())
     })
     .await
 }
@@ -394,7 +428,7 @@ pub async fn settle() {
 
 /// Waits past the window, then checks that `fake` got one reply and one inbound
 /// message was stored (for a redelivered message).
-pub async fn assert_stored_once_answered_once(app: &TestApp, fake: &FakeApi) {
+pub async fn assert_stored_once_answered_once(app: &TestApp, fake: &FakePlatform) {
     settle().await;
     assert_eq!(fake.replies().len(), 1);
     assert_eq!(
@@ -406,7 +440,7 @@ pub async fn assert_stored_once_answered_once(app: &TestApp, fake: &FakeApi) {
 
 /// Waits past the window, then checks that nothing was stored and nothing reached
 /// `fake`.
-pub async fn assert_nothing_stored_or_sent(app: &TestApp, fake: &FakeApi) {
+pub async fn assert_nothing_stored_or_sent(app: &TestApp, fake: &FakePlatform) {
     settle().await;
     assert_eq!(
         app.count("SELECT count(*) FROM conversation_messages")

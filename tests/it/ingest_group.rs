@@ -3,7 +3,6 @@
 
 use crate::helpers::*;
 use lull::message::{ChannelKind, Conversation, Entry, InboundMessage, MessageKind};
-use lull::store::Store;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
@@ -60,16 +59,6 @@ fn message(channel: ChannelKind, contact: &str, id: &str, text: &str) -> (Inboun
         payload: serde_json::json!({ "id": id }),
     };
     (message, true)
-}
-
-/// A migrated database of its own, reached through a store of one connection, so
-/// that its inbound group has one flusher.
-async fn store(db: &TestDb) -> Store {
-    let store = Store::connect(&db.url, 1, Default::default())
-        .await
-        .expect("test database");
-    store.migrate().await.expect("migrations");
-    store
 }
 
 /// Each entry's text, `None` for a duplicate.
@@ -158,7 +147,7 @@ async fn a_webhook_with_a_nul_character_is_stored_with_it_replaced_beside_the_ot
 #[tokio::test]
 async fn a_refused_request_fails_alone_and_the_requests_grouped_with_it_are_stored() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let good = vec![message(ChannelKind::WhatsApp, MARIA, "wamid.good", "fine")];
     let bad = vec![message(
         ChannelKind::WhatsApp,
@@ -188,7 +177,7 @@ async fn a_refused_request_fails_alone_and_the_requests_grouped_with_it_are_stor
 #[tokio::test]
 async fn the_same_id_on_two_channels_in_one_group_is_stored_once_per_channel() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let on = |channel| vec![message(channel, MARIA, "shared.1", channel.as_str())];
 
     let (whatsapp, telegram, again) = tokio::join!(
@@ -206,7 +195,7 @@ async fn the_same_id_on_two_channels_in_one_group_is_stored_once_per_channel() {
 #[tokio::test]
 async fn only_the_first_copy_of_an_id_in_a_group_is_new_and_it_is_the_copy_stored() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let first = vec![
         message(ChannelKind::WhatsApp, MARIA, "wamid.a", "a"),
         message(ChannelKind::WhatsApp, MARIA, "wamid.b", "b, first copy"),
@@ -236,7 +225,7 @@ async fn only_the_first_copy_of_an_id_in_a_group_is_new_and_it_is_the_copy_store
 #[tokio::test]
 async fn a_message_stored_by_an_earlier_group_is_a_duplicate() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
     let once = || vec![message(ChannelKind::Instagram, MARIA, "mid.1", "hello")];
     let first = store.insert_inbound(once()).await.unwrap();
 
@@ -250,7 +239,7 @@ async fn a_message_stored_by_an_earlier_group_is_a_duplicate() {
 #[tokio::test]
 async fn the_unique_key_on_platform_ids_is_named_unique_external_message_id() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
 
     let unique: Vec<(String, String)> = sqlx::query_as(
         "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
@@ -275,7 +264,7 @@ async fn the_unique_key_on_platform_ids_is_named_unique_external_message_id() {
 #[tokio::test]
 async fn ids_and_conversation_keys_compare_byte_for_byte() {
     let db = TestDb::new();
-    let store = store(&db).await;
+    let store = store(&db, 1).await;
 
     let bytewise: Vec<String> = sqlx::query_scalar(
         "SELECT attrelid::regclass::text || '.' || attname FROM pg_attribute

@@ -1,6 +1,6 @@
 //! Instagram: a burst of direct messages becomes one reply through the Send API.
 
-use crate::fake_platforms::{Answer, FakeApi, INSTAGRAM_TOKEN};
+use crate::fake_platforms::{Answer, FakePlatform, INSTAGRAM_TOKEN, fake_instagram};
 use crate::helpers::*;
 use lull::config::Secret;
 use serde_json::json;
@@ -14,8 +14,8 @@ const CUSTOMER: &str = "5512340000000001";
 const WEBHOOK: &str = "/api/instagram/webhook";
 
 /// The app with the fake Instagram API and the fixtures' secrets.
-async fn spawn() -> (TestApp, FakeApi) {
-    let fake = FakeApi::instagram().await;
+async fn spawn() -> (TestApp, FakePlatform) {
+    let fake = fake_instagram().await;
     let base = fake.base.clone();
     let app = spawn_app_with(move |c| {
         c.instagram_token = Some(Secret::new(INSTAGRAM_TOKEN));
@@ -175,7 +175,7 @@ async fn outside_the_messaging_window_the_batch_fails_without_retrying() {
 
 #[tokio::test]
 async fn with_typing_on_the_message_is_seen_and_typing_shown_before_the_reply() {
-    let fake = FakeApi::instagram().await;
+    let fake = fake_instagram().await;
     let base = fake.base.clone();
     let app = spawn_app_with(move |c| {
         c.instagram_token = Some(Secret::new(INSTAGRAM_TOKEN));

@@ -4,12 +4,13 @@
 //! shape) and answers `Reply <n> from the fake model.` for its n-th request, unless
 //! the test scripted another answer.
 
-use crate::fake_server::{Answer, FakeApi, Seen};
+use crate::fake_platforms::{Answer, FakePlatform, Received, fake};
 use crate::helpers::*;
 use lull::config::{Config, ResponderKind, Secret};
+use lull::fake_platform::{Api, Call};
 use lull::message::Direction;
 use lull::responder::DEFAULT_SYSTEM_PROMPT;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The key both fakes accept.
@@ -19,15 +20,25 @@ const MODEL: &str = "test-model-1";
 /// A window long enough for three webhooks in a row on a loaded machine.
 const BURST_WINDOW: Duration = Duration::from_millis(500);
 
-impl FakeApi {
-    /// A fake OpenAI-compatible API at `http://127.0.0.1:port/v1`.
-    async fn openai() -> Self {
-        Self::start("/v1", 0, |_| true, openai).await
+/// The OpenAI Chat Completions API, at `http://127.0.0.1:port/v1`.
+struct OpenAi;
+
+impl Api for OpenAi {
+    fn base_path(&self) -> &str {
+        "/v1"
     }
 
-    /// A fake Anthropic API at `http://127.0.0.1:port`.
-    async fn anthropic() -> Self {
-        Self::start("", 0, |_| true, anthropic).await
+    fn answer(&self, call: &Call, scripted: Option<Answer>, n: u64) -> Answer {
+        openai(call, scripted, n)
+    }
+}
+
+/// The Anthropic Messages API, at `http://127.0.0.1:port`.
+struct Anthropic;
+
+impl Api for Anthropic {
+    fn answer(&self, call: &Call, scripted: Option<Answer>, n: u64) -> Answer {
+        anthropic(call, scripted, n)
     }
 }
 
@@ -58,8 +69,13 @@ fn anthropic_message(text: &str) -> Answer {
 }
 
 /// The `{role, content}` pairs of a request's `messages`.
-fn turns(seen: &Seen) -> Vec<(String, String)> {
-    seen.body["messages"]
+fn turns(seen: &Received) -> Vec<(String, String)> {
+    turns_in(&seen.body)
+}
+
+/// The `{role, content}` pairs of a request body's `messages`.
+fn turns_in(body: &Value) -> Vec<(String, String)> {
+    body["messages"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -76,8 +92,8 @@ fn turn(role: &str, content: &str) -> (String, String) {
 }
 
 /// Roles and contents as the APIs require: known roles, non-empty string contents.
-fn shape_error(seen: &Seen, roles: &[&str]) -> Option<String> {
-    let Some(messages) = seen.body["messages"].as_array().filter(|m| !m.is_empty()) else {
+fn shape_error(body: &Value, roles: &[&str]) -> Option<String> {
+    let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {
         return Some("messages: at least one message is required".into());
     };
     for (i, message) in messages.iter().enumerate() {
@@ -88,32 +104,32 @@ fn shape_error(seen: &Seen, roles: &[&str]) -> Option<String> {
             return Some(format!("messages.{i}.content: must be a non-empty string"));
         }
     }
-    if seen.body["max_tokens"].as_u64().is_none_or(|t| t == 0) {
+    if body["max_tokens"].as_u64().is_none_or(|t| t == 0) {
         return Some("max_tokens: must be a positive integer".into());
     }
     None
 }
 
 /// `POST /v1/chat/completions` with `Authorization: Bearer <key>`.
-fn openai(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
+fn openai(call: &Call, scripted: Option<Answer>, n: u64) -> Answer {
     let error = |status: u16, message: &str| {
         let body = json!({"error": {"message": message, "type": "invalid_request_error",
                                     "param": null, "code": null}});
         Answer::new(status, body.to_string())
     };
-    if seen.path != "/v1/chat/completions" {
+    if call.path != "/v1/chat/completions" {
         return error(404, "Invalid URL (POST /v1/chat/completions expected)");
     }
-    if seen.authorization.as_deref() != Some(&format!("Bearer {KEY}")) {
+    if call.bearer() != Some(KEY) {
         return error(401, "Incorrect API key provided");
     }
-    if seen.body["model"] != MODEL {
+    if call.body["model"] != MODEL {
         return error(
             404,
             "The model does not exist or you do not have access to it.",
         );
     }
-    if let Some(message) = shape_error(seen, &["system", "user", "assistant"]) {
+    if let Some(message) = shape_error(call.body, &["system", "user", "assistant"]) {
         return error(400, &message);
     }
     scripted.unwrap_or_else(|| openai_completion(&completion_text(n)))
@@ -121,39 +137,41 @@ fn openai(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
 
 /// `POST /v1/messages` with `x-api-key` and `anthropic-version`; roles alternate,
 /// starting with the user.
-fn anthropic(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
+fn anthropic(call: &Call, scripted: Option<Answer>, n: u64) -> Answer {
     let error = |status: u16, kind: &str, message: &str| {
         let body = json!({"type": "error", "error": {"type": kind, "message": message}});
         Answer::new(status, body.to_string())
     };
-    let header = |name: &str| seen.headers.get(name).and_then(|v| v.to_str().ok());
-    if seen.path != "/v1/messages" {
+    if call.path != "/v1/messages" {
         return error(404, "not_found_error", "Not found");
     }
-    if header("x-api-key") != Some(KEY) {
+    if call.header("x-api-key") != Some(KEY) {
         return error(401, "authentication_error", "invalid x-api-key");
     }
-    if header("anthropic-version") != Some("2023-06-01") {
+    if call.header("anthropic-version") != Some("2023-06-01") {
         return error(
             400,
             "invalid_request_error",
             "anthropic-version: header is required",
         );
     }
-    if seen.body["model"] != MODEL {
+    if call.body["model"] != MODEL {
         return error(
             404,
             "not_found_error",
-            &format!("model: {}", seen.body["model"]),
+            &format!("model: {}", call.body["model"]),
         );
     }
-    if !seen.body["system"].is_string() {
+    if !call.body["system"].is_string() {
         return error(400, "invalid_request_error", "system: expected a string");
     }
-    if let Some(message) = shape_error(seen, &["user", "assistant"]) {
+    if let Some(message) = shape_error(call.body, &["user", "assistant"]) {
         return error(400, "invalid_request_error", &message);
     }
-    let roles: Vec<String> = turns(seen).into_iter().map(|(role, _)| role).collect();
+    let roles: Vec<String> = turns_in(call.body)
+        .into_iter()
+        .map(|(role, _)| role)
+        .collect();
     let alternating = roles
         .iter()
         .enumerate()
@@ -169,7 +187,7 @@ fn anthropic(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
 }
 
 /// Points the app at `llm` as `responder`, with the fakes' key and model.
-fn use_llm(c: &mut Config, responder: ResponderKind, llm: &FakeApi) {
+fn use_llm(c: &mut Config, responder: ResponderKind, llm: &FakePlatform) {
     c.responder = responder;
     c.llm_base_url = Some(llm.base.clone());
     c.llm_api_key = Some(Secret::new(KEY));
@@ -177,13 +195,8 @@ fn use_llm(c: &mut Config, responder: ResponderKind, llm: &FakeApi) {
     c.llm_timeout_seconds = 10.0;
 }
 
-/// The text of a WhatsApp reply.
-fn body(reply: &Seen) -> &str {
-    reply.body["text"]["body"].as_str().unwrap_or_default()
-}
-
 /// Waits until the fake LLM has seen `n` requests; returns them all.
-async fn llm_requests(llm: &FakeApi, n: usize) -> Vec<Seen> {
+async fn llm_requests(llm: &FakePlatform, n: usize) -> Vec<Received> {
     wait_for(&format!("{n} LLM requests"), PATIENCE, || async {
         let seen = llm.seen();
         (seen.len() >= n).then_some(seen)
@@ -193,7 +206,7 @@ async fn llm_requests(llm: &FakeApi, n: usize) -> Vec<Seen> {
 
 /// Maria says hello and is answered (the reply reaches history), then sends a burst
 /// of three messages; returns the LLM request for the burst, once its reply is sent.
-async fn hello_then_burst(app: &TestApp, llm: &FakeApi) -> Seen {
+async fn hello_then_burst(app: &TestApp, llm: &FakePlatform) -> Received {
     let ts = now_secs() - 60;
     let hello = whatsapp_text(MARIA, "wamid.llm-hello", ts, "hello");
     assert_eq!(app.post_whatsapp(&hello).await.status(), 200);
@@ -241,7 +254,7 @@ fn burst_turns() -> [(String, String); 3] {
 
 #[tokio::test]
 async fn with_openai_a_burst_is_answered_with_the_completion_given_the_history() {
-    let llm = FakeApi::openai().await;
+    let llm = fake(OpenAi).await;
     let app = spawn_app_with(|c| {
         use_llm(c, ResponderKind::OpenAi, &llm);
         c.batch_window_seconds = BURST_WINDOW.as_secs_f64();
@@ -265,7 +278,7 @@ async fn with_openai_a_burst_is_answered_with_the_completion_given_the_history()
 #[tokio::test]
 async fn history_beyond_llm_history_chars_is_left_out_oldest_first_with_a_reply_whose_question_was_cut()
  {
-    let llm = FakeApi::openai().await;
+    let llm = fake(OpenAi).await;
     let reply = completion_text(1);
     let app = spawn_app_with(|c| {
         use_llm(c, ResponderKind::OpenAi, &llm);
@@ -288,7 +301,7 @@ async fn history_beyond_llm_history_chars_is_left_out_oldest_first_with_a_reply_
 
 #[tokio::test]
 async fn with_anthropic_a_burst_is_answered_with_the_message_given_the_history() {
-    let llm = FakeApi::anthropic().await;
+    let llm = fake(Anthropic).await;
     let system = "You answer for the Example Shop. Be brief.";
     let app = spawn_app_with(|c| {
         use_llm(c, ResponderKind::Anthropic, &llm);
@@ -315,7 +328,7 @@ async fn with_anthropic_a_burst_is_answered_with_the_message_given_the_history()
 
 #[tokio::test]
 async fn a_rate_limited_generation_is_retried_and_answered_once() {
-    let llm = FakeApi::anthropic().await;
+    let llm = fake(Anthropic).await;
     llm.script([Answer::error(
         429,
         r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
@@ -347,7 +360,7 @@ async fn a_rate_limited_generation_is_retried_and_answered_once() {
 
 #[tokio::test]
 async fn a_refused_generation_fails_the_batch_with_the_providers_message() {
-    let llm = FakeApi::openai().await;
+    let llm = fake(OpenAi).await;
     llm.script([Answer::error(
         400,
         r#"{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
@@ -376,7 +389,7 @@ async fn a_refused_generation_fails_the_batch_with_the_providers_message() {
 async fn a_message_during_generation_cancels_it_and_one_reply_answers_both() {
     /// How long the fake takes to answer.
     const GENERATION: Duration = Duration::from_secs(1);
-    let llm = FakeApi::openai().await;
+    let llm = fake(OpenAi).await;
     let slow = |text: &str| Answer {
         delay: GENERATION,
         ..openai_completion(text)
@@ -419,7 +432,7 @@ async fn a_message_during_generation_cancels_it_and_one_reply_answers_both() {
 
 #[tokio::test]
 async fn a_refused_message_is_not_batched_again_and_the_next_one_is_answered_alone() {
-    let llm = FakeApi::openai().await;
+    let llm = fake(OpenAi).await;
     llm.script([Answer::error(
         400,
         r#"{"error":{"message":"Content policy.","type":"invalid_request_error"}}"#,
@@ -458,7 +471,7 @@ async fn a_refused_message_is_not_batched_again_and_the_next_one_is_answered_alo
 /// A refused message in the context of every later request would be refused with
 /// it, for as long as it stays in the history.
 async fn assert_the_refused_message_is_left_out_of_the_next_context(redis_loses_history: bool) {
-    let llm = FakeApi::openai().await;
+    let llm = fake(OpenAi).await;
     llm.script([Answer::error(
         400,
         r#"{"error":{"message":"Content policy.","type":"invalid_request_error"}}"#,

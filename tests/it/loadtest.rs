@@ -3,12 +3,12 @@
 //! fake Graph API, and the binary's JSON summary. Numbers are kept small: each test
 //! takes a few seconds.
 
-use crate::fake_graph::TOKEN;
+use crate::fake_platforms::TOKEN;
 use crate::helpers::*;
 use crate::redis_server::{OwnCluster, free_port};
 use fred::interfaces::{ClientLike, KeysInterface};
 use lull::config::Secret;
-use lull::loadtest::fake_graph::FakeGraph as RecordingGraph;
+use lull::fake_platform::{FakePlatform, Graph, Record};
 use lull::loadtest::report::Verdict;
 use lull::loadtest::{ClaimsArgs, IngestArgs, claims, ingest};
 use std::process::{Command, Stdio};
@@ -47,10 +47,12 @@ fn ingest_args(app: &TestApp, settle_seconds: f64) -> IngestArgs {
     }
 }
 
-/// The load test's fake Graph API on a port of its own.
-async fn recording_graph() -> RecordingGraph {
+/// The fake Graph API as the load test runs it (counting, not recording), on a port
+/// of its own.
+async fn recording_graph() -> FakePlatform {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    RecordingGraph::start(listener, PHONE_ID, Some(Secret::new(TOKEN))).unwrap()
+    let api = Graph::new(PHONE_ID, Some(Secret::new(TOKEN)));
+    FakePlatform::start(listener, api, Record::CountsOnly).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +102,7 @@ async fn the_claims_load_test_runs_against_a_three_master_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingest_load_test_sees_one_reply_per_burst_from_a_running_lull() {
     let graph = recording_graph().await;
-    let app = spawn_app_with(|c| c.graph_api_base = graph.base().to_owned()).await;
+    let app = spawn_app_with(|c| c.graph_api_base = graph.base.clone()).await;
     let report = ingest::run(&ingest_args(&app, 5.0), &graph).await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
     assert_eq!(report.bursts, 40);

@@ -1,6 +1,6 @@
 //! What an operator looks at: metrics, the admin page and its API, health.
 
-use crate::fake_graph::FakeGraph;
+use crate::fake_platforms::fake_graph;
 use crate::helpers::*;
 use crate::process::Spec;
 use lull::config::Secret;
@@ -180,7 +180,7 @@ async fn healthcheck(port: u16) -> std::process::Output {
 #[tokio::test]
 async fn the_healthcheck_command_passes_only_while_the_service_answers_ok() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let lull = Spec::new(
         "healthy",
         &db,
@@ -211,7 +211,7 @@ async fn the_healthcheck_command_passes_only_while_the_service_answers_ok() {
 #[tokio::test]
 async fn a_worker_serves_its_health_and_metrics_and_sends_webhooks_to_lull_serve() {
     let db = TestDb::new();
-    let graph = FakeGraph::start().await;
+    let graph = fake_graph().await;
     let worker = Spec::new(
         "worker",
         &db,

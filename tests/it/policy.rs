@@ -6,7 +6,7 @@
 //! generous upper bounds (a loaded 2-core machine may be slow, but a wrong policy
 //! is slower by whole windows).
 
-use crate::fake_graph::{Answer, Seen, TOKEN};
+use crate::fake_platforms::{Answer, Received, TOKEN};
 use crate::helpers::*;
 use fred::interfaces::SortedSetsInterface;
 use lull::batch::ConversationKeys;
@@ -15,26 +15,8 @@ use lull::store::BatchRow;
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(15);
-/// The window of `spawn_app`'s settings.
-const WINDOW: Duration = Duration::from_millis(200);
 /// The slow responder's generation time.
 const GENERATION: Duration = Duration::from_millis(800);
-
-async fn replies_at_least(app: &TestApp, n: usize) -> Vec<Seen> {
-    wait_for(&format!("{n} replies"), PATIENCE, || async {
-        let replies = app.graph.replies();
-        (replies.len() >= n).then_some(replies)
-    })
-    .await
-}
-
-/// The text of a reply.
-fn body(reply: &Seen) -> String {
-    reply.body["text"]["body"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// How the built-in responder quotes a message.
 fn quoted(text: &str) -> String {
@@ -119,7 +101,7 @@ async fn continuous_typing_is_answered_at_the_max_wait_with_everything_so_far() 
         "the typing outlasted max wait"
     );
 
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     let first = &replies[0];
     let at = first.at.duration_since(start);
     assert!(at + CLOCK_SLACK >= max_wait, "not before max wait: {at:?}");
@@ -161,7 +143,7 @@ async fn a_full_batch_is_answered_without_waiting_for_the_window() {
         assert_eq!(app.post_whatsapp(&body).await.status(), 200);
     }
     let last_post = Instant::now();
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     assert!(
         replies[0].at.duration_since(last_post) < Duration::from_secs(2),
         "answered at once, not after the {window:?} window"
@@ -194,7 +176,7 @@ async fn a_button_reply_is_answered_after_the_grace_not_the_window() {
         .await;
     assert_eq!(response.status(), 200);
 
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     let at = replies[0].at.duration_since(tapped);
     assert!(at + CLOCK_SLACK >= grace, "not before the grace: {at:?}");
     assert!(
@@ -242,7 +224,7 @@ async fn with_supersede_a_message_during_generation_joins_one_reply() {
     .await;
     let second_posted = second_message_during_generation(&app).await;
 
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     // The new message's window, then a whole new generation.
     let at = replies[0].at.duration_since(second_posted);
     assert!(at + CLOCK_SLACK >= WINDOW + GENERATION, "{at:?}");
@@ -273,7 +255,7 @@ async fn without_supersede_a_message_during_generation_is_the_next_reply_in_orde
     .await;
     second_message_during_generation(&app).await;
 
-    let replies = replies_at_least(&app, 2).await;
+    let replies = replies_within(&app.graph, 2, PATIENCE).await;
     let rows = sent_batches(&app, 2).await;
     assert_eq!(app.graph.replies().len(), 2);
     let (first, second) = (body(&replies[0]), body(&replies[1]));
@@ -316,7 +298,7 @@ async fn after_max_supersedes_the_reply_goes_out_and_newer_messages_wait() {
     let third = whatsapp_text(MARIA, "wamid.gen-c", now_secs(), "third thought");
     assert_eq!(app.post_whatsapp(&third).await.status(), 200);
 
-    let replies = replies_at_least(&app, 2).await;
+    let replies = replies_within(&app.graph, 2, PATIENCE).await;
     let rows = sent_batches(&app, 2).await;
     let (first, second) = (body(&replies[0]), body(&replies[1]));
     assert!(
@@ -344,7 +326,7 @@ async fn a_burst_delivered_out_of_order_is_answered_and_remembered_in_platform_o
         let body = whatsapp_text(MARIA, &format!("wamid.order{i}"), ts + i, text);
         assert_eq!(app.post_whatsapp(&body).await.status(), 200);
     }
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     let text = body(&replies[0]);
     let at: Vec<usize> = ["first", "second", "third"]
         .iter()
@@ -385,13 +367,13 @@ async fn a_message_older_than_the_last_reply_goes_to_history_in_order_and_the_ne
         let body = whatsapp_text(MARIA, &format!("wamid.late{i}"), ts + i, text);
         app.post_whatsapp(&body).await;
     }
-    replies_at_least(&app, 1).await;
+    replies_within(&app.graph, 1, PATIENCE).await;
     sent_batches(&app, 1).await;
 
     // Delivered only now, but written before everything above.
     let late = whatsapp_text(MARIA, "wamid.late-old", ts - 30, "sorry, forgot this");
     assert_eq!(app.post_whatsapp(&late).await.status(), 200);
-    let replies = replies_at_least(&app, 2).await;
+    let replies = replies_within(&app.graph, 2, PATIENCE).await;
     let second = body(&replies[1]);
     assert!(second.contains(&quoted("sorry, forgot this")), "{second}");
     assert!(!second.contains(&quoted("hello")), "{second}");
@@ -430,8 +412,8 @@ async fn a_claimed_batch_marks_its_last_message_read_with_the_typing_indicator()
         let body = whatsapp_text(MARIA, id, at, "hi");
         assert_eq!(app.post_whatsapp(&body).await.status(), 200);
     }
-    let replies = replies_at_least(&app, 1).await;
-    let receipts = app.graph.receipts();
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
+    let receipts = app.graph.others();
     assert_eq!(receipts.len(), 1, "one per batch: {receipts:?}");
     let receipt = &receipts[0];
     let expected: serde_json::Value =
@@ -479,13 +461,13 @@ async fn a_typing_request_the_platform_does_not_answer_holds_the_reply_one_secon
 
 /// Maria's message answered with the typing indicator on, the platform answering
 /// the typing request after `delay`: the app, the reply and the typing request.
-async fn answered_with_typing_answered_after(delay: Duration) -> (TestApp, Seen, Seen) {
+async fn answered_with_typing_answered_after(delay: Duration) -> (TestApp, Received, Received) {
     let app = spawn_app_with(|c| c.typing_indicator = true).await;
     app.graph.script_others([slow_success(delay)]);
     let body = whatsapp_text(MARIA, "wamid.slow-typing", now_secs() - 60, "hi");
     assert_eq!(app.post_whatsapp(&body).await.status(), 200);
-    let reply = replies_at_least(&app, 1).await.remove(0);
-    let receipts = app.graph.receipts();
+    let reply = replies_within(&app.graph, 1, PATIENCE).await.remove(0);
+    let receipts = app.graph.others();
     assert_eq!(receipts.len(), 1, "{receipts:?}");
     (app, reply, receipts[0].clone())
 }
@@ -503,7 +485,7 @@ async fn without_the_typing_indicator_no_typing_request_is_sent() {
     let app = spawn_app_with(|c| c.typing_indicator = false).await;
     let body = whatsapp_text(MARIA, "wamid.no-typing", now_secs() - 60, "hi");
     app.post_whatsapp(&body).await;
-    replies_at_least(&app, 1).await;
+    replies_within(&app.graph, 1, PATIENCE).await;
     sent_batches(&app, 1).await;
     let seen = app.graph.seen();
     assert!(
@@ -554,7 +536,7 @@ async fn a_reaction_does_not_push_the_deadline_of_a_collecting_batch() {
     assert_eq!(response.status(), 200);
     assert_eq!(agenda_score(&app).await, Some(due), "deadline unchanged");
 
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     let at = replies[0].at.duration_since(posted);
     assert!(at + CLOCK_SLACK >= window, "{at:?}");
     assert!(
@@ -582,7 +564,7 @@ async fn with_reactions_triggering_a_reaction_alone_starts_a_batch() {
     let app = spawn_app_with(|c| c.batch_reactions_trigger = true).await;
     let response = app.post_whatsapp(&fixture("whatsapp/reaction.json")).await;
     assert_eq!(response.status(), 200);
-    let replies = replies_at_least(&app, 1).await;
+    let replies = replies_within(&app.graph, 1, PATIENCE).await;
     let text = body(&replies[0]);
     assert!(text.contains('👍'), "{text}");
     let rows = sent_batches(&app, 1).await;

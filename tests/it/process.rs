@@ -7,7 +7,7 @@
 //! Processes of one test share one [`TestDb`]: the first process creates and
 //! migrates it, so start the first, let it become healthy, then start the others.
 
-use crate::fake_graph::{FakeGraph, TOKEN};
+use crate::fake_platforms::{FakeGraph, TOKEN};
 use crate::helpers::{APP_SECRET, TestDb};
 use crate::redis_server::free_port;
 use serde_json::Value;

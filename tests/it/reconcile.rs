@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Three messages from three people, stored but never batched (as while Redis
 /// was down), under an app built but not run, whose reconciler takes them at once.
 async fn three_untracked_messages(db: &TestDb, prefix: &str) -> App {
-    let graph = crate::fake_graph::FakeGraph::start().await;
+    let graph = crate::fake_platforms::fake_graph().await;
     let mut config = test_config(db, &graph, prefix);
     config.reconcile_min_age_seconds = 0.001;
     let settings = config.parse_settings().expect("valid settings");

@@ -1,7 +1,7 @@
 //! A reply that was being sent when its instance stopped is resumed elsewhere as the
 //! same text, without sending again the parts that went out.
 
-use crate::fake_graph::Answer;
+use crate::fake_platforms::Answer;
 use crate::helpers::*;
 
 #[tokio::test]

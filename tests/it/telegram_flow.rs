@@ -1,6 +1,6 @@
 //! Telegram: a burst of updates becomes one reply through the Bot API, end to end.
 
-use crate::fake_platforms::{Answer, BOT_ID, FakeApi, TELEGRAM_TOKEN};
+use crate::fake_platforms::{Answer, BOT_ID, FakePlatform, TELEGRAM_TOKEN, fake_telegram};
 use crate::helpers::*;
 use lull::config::Secret;
 use serde_json::json;
@@ -14,8 +14,8 @@ const CHAT: i64 = 123456789;
 const GROUP: i64 = -1001234567890;
 
 /// The app with the fake Bot API and the fixtures' secret token.
-async fn spawn() -> (TestApp, FakeApi) {
-    let fake = FakeApi::telegram().await;
+async fn spawn() -> (TestApp, FakePlatform) {
+    let fake = fake_telegram().await;
     let base = fake.base.clone();
     let app = spawn_app_with(move |c| {
         c.telegram_bot_token = Some(Secret::new(TELEGRAM_TOKEN));
@@ -317,7 +317,7 @@ async fn without_a_bot_token_telegram_replies_are_logged_not_sent() {
 
 #[tokio::test]
 async fn with_typing_on_a_chat_action_goes_before_the_reply() {
-    let fake = FakeApi::telegram().await;
+    let fake = fake_telegram().await;
     let base = fake.base.clone();
     let app = spawn_app_with(move |c| {
         c.telegram_bot_token = Some(Secret::new(TELEGRAM_TOKEN));

@@ -1,8 +1,8 @@
 //! Issue 2: a WhatsApp burst becomes one reply, end to end.
 
-use crate::fake_graph::TOKEN;
+use crate::fake_platforms::TOKEN;
 use crate::helpers::*;
-use fred::interfaces::{KeysInterface, ListInterface, LuaInterface};
+use fred::interfaces::{KeysInterface, LuaInterface};
 use std::time::Instant;
 
 /// Where Meta posts WhatsApp webhooks.
@@ -303,24 +303,7 @@ async fn history_is_hydrated_from_postgres_when_redis_lost_it_and_stays_bounded(
         .redis_batches
         .keys()
         .for_member(&format!("whatsapp:{PHONE_ID}:{MARIA}"));
-    wait_for("ack", PATIENCE, || async {
-        let n: i64 = app
-            .redis_batches
-            .pool()
-            .next()
-            .llen(&keys.inflight)
-            .await
-            .unwrap();
-        let locked: bool = app
-            .redis_batches
-            .pool()
-            .next()
-            .exists(&keys.lock)
-            .await
-            .unwrap();
-        (n == 0 && !locked).then_some(())
-    })
-    .await;
+    wait_acknowledged(&app, &keys).await;
     let _: () = app
         .redis_batches
         .pool()

@@ -62,10 +62,11 @@ mod tests {
     use crate::channel::Channel;
     use crate::channel::instagram::InstagramSettings;
     use crate::channel::test_server::{
-        Received, Reply, assert_dry_run, client, closed_port, fixture, json_fixture, one_request,
-        send_hello, serve, unreachable_error,
+        assert_dry_run, client, closed_port, fixture, json_fixture, one_request, send_hello, serve,
+        unreachable_error,
     };
     use crate::config::Secret;
+    use crate::fake_platform::{Answer, Received};
     use crate::message::ChannelKind;
     use std::time::Duration;
 
@@ -101,15 +102,15 @@ mod tests {
         );
     }
 
-    async fn send_with(reply: Reply) -> Result<String, SendError> {
+    async fn send_with(reply: Answer) -> Result<String, SendError> {
         let api = |base: &str| instagram(base, Some(TOKEN), true);
         send_hello(reply, api, &customer()).await.0
     }
 
     #[tokio::test]
     async fn send_part_posts_the_fixture_body_and_returns_the_message_id() {
-        let (base, server) = serve(vec![Reply::new(
-            "200 OK",
+        let (base, server) = serve(vec![Answer::new(
+            200,
             fixture("instagram/send_response.json"),
         )])
         .await;
@@ -125,15 +126,15 @@ mod tests {
                 .as_str()
                 .expect("id")
         );
-        let received = one_request(server).await;
+        let received = one_request(&server);
         assert_post_to_messages(&received);
         assert_eq!(received.body, expected);
     }
 
     #[tokio::test]
     async fn outside_the_messaging_window_is_permanent_with_its_code() {
-        let error = send_with(Reply::new(
-            "403 Forbidden",
+        let error = send_with(Answer::new(
+            403,
             fixture("instagram/error_outside_window.json"),
         ))
         .await
@@ -151,11 +152,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_429_is_retryable_after_retry_after() {
-        let mut reply = Reply::new(
-            "429 Too Many Requests",
+        let mut reply = Answer::new(429,
             br#"{"error":{"message":"(#4) Application request limit reached","type":"IGApiException","code":4}}"#.to_vec(),
         );
-        reply.headers = "retry-after: 3\r\n";
+        reply.retry_after = Some(3);
         let error = send_with(reply).await.expect_err("rate limited");
         assert!(
             matches!(
@@ -169,8 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_send_api_rate_limit_code_is_retryable_whatever_the_status() {
-        let error = send_with(Reply::new(
-            "400 Bad Request",
+        let error = send_with(Answer::new(400,
             br#"{"error":{"message":"Calls to this api have exceeded the rate limit.","code":613}}"#.to_vec(),
         ))
         .await
@@ -189,8 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_token_is_permanent() {
-        let error = send_with(Reply::new(
-            "401 Unauthorized",
+        let error = send_with(Answer::new(401,
             br#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190}}"#.to_vec(),
         ))
         .await
@@ -209,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_success_without_a_message_id_is_permanent() {
-        let error = send_with(Reply::new("200 OK", b"{}".to_vec()))
+        let error = send_with(Answer::new(200, b"{}".to_vec()))
             .await
             .expect_err("no id");
         assert!(matches!(error, SendError::Permanent { .. }), "{error:?}");
@@ -224,13 +222,13 @@ mod tests {
 
     #[tokio::test]
     async fn mark_read_typing_posts_mark_seen_then_typing_on() {
-        let ok = || Reply::new("200 OK", format!(r#"{{"recipient_id":"{CUSTOMER}"}}"#));
+        let ok = || Answer::new(200, format!(r#"{{"recipient_id":"{CUSTOMER}"}}"#));
         let (base, server) = serve(vec![ok(), ok()]).await;
         instagram(&base, Some(TOKEN), true)
             .mark_read_typing(&customer(), "mid.1")
             .await
             .expect("marked");
-        let received = server.await.expect("server");
+        let received = server.seen();
         assert_eq!(received.len(), 2);
         for r in &received {
             assert_post_to_messages(r);
@@ -247,12 +245,12 @@ mod tests {
 
     #[tokio::test]
     async fn without_typing_only_mark_seen_is_posted() {
-        let (base, server) = serve(vec![Reply::new("200 OK", b"{}".to_vec())]).await;
+        let (base, server) = serve(vec![Answer::new(200, b"{}".to_vec())]).await;
         instagram(&base, Some(TOKEN), false)
             .mark_read_typing(&customer(), "mid.1")
             .await
             .expect("marked");
-        let received = server.await.expect("server");
+        let received = server.seen();
         assert_eq!(received.len(), 1);
         assert_eq!(
             received[0].body,

@@ -165,9 +165,10 @@ mod tests {
     use crate::channel::Channel;
     use crate::channel::telegram::TelegramSettings;
     use crate::channel::test_server::{
-        Received, Reply, assert_dry_run, client, closed_port, fixture, json_fixture, one_request,
-        send_hello, serve, unreachable_error,
+        assert_dry_run, client, closed_port, fixture, json_fixture, one_request, send_hello, serve,
+        unreachable_error,
     };
+    use crate::fake_platform::{Answer, Received};
     use crate::message::ChannelKind;
 
     const TOKEN: &str = "7000000001:AAFakeTokenForUnitTests_abc-XYZ";
@@ -214,15 +215,15 @@ mod tests {
         }
     }
 
-    async fn send_with(reply: Reply) -> (Result<String, SendError>, Received) {
+    async fn send_with(reply: Answer) -> (Result<String, SendError>, Received) {
         let bot_api = |base: &str| telegram(base, Some(TOKEN), true);
         send_hello(reply, bot_api, &maria()).await
     }
 
     #[tokio::test]
     async fn send_part_posts_the_fixture_body_and_returns_bot_chat_message_id() {
-        let (base, server) = serve(vec![Reply::new(
-            "200 OK",
+        let (base, server) = serve(vec![Answer::new(
+            200,
             fixture("telegram/send_response.json"),
         )])
         .await;
@@ -233,15 +234,15 @@ mod tests {
             .await
             .expect("sent");
         assert_eq!(id, "7000000001:123456789:55");
-        let received = one_request(server).await;
+        let received = one_request(&server);
         assert_post(&received, "sendMessage");
         assert_eq!(received.body, expected);
     }
 
     #[tokio::test]
     async fn a_group_chat_id_is_sent_as_a_negative_number() {
-        let (base, server) = serve(vec![Reply::new(
-            "200 OK",
+        let (base, server) = serve(vec![Answer::new(
+            200,
             fixture("telegram/send_response.json"),
         )])
         .await;
@@ -251,15 +252,15 @@ mod tests {
             .await
             .expect("sent");
         assert_eq!(id, "7000000001:-1001234567890:55");
-        let received = one_request(server).await;
+        let received = one_request(&server);
         assert_eq!(received.body["chat_id"], json!(-1001234567890i64));
     }
 
     #[tokio::test]
     async fn a_reply_in_a_forum_topic_goes_to_that_topic() {
         let (base, server) = serve(vec![
-            Reply::new("200 OK", br#"{"ok":true,"result":true}"#.to_vec()),
-            Reply::new("200 OK", fixture("telegram/send_response.json")),
+            Answer::new(200, br#"{"ok":true,"result":true}"#.to_vec()),
+            Answer::new(200, fixture("telegram/send_response.json")),
         ])
         .await;
         let topic = Conversation::new(ChannelKind::Telegram, "7000000001", "-1001234567890/7");
@@ -267,7 +268,7 @@ mod tests {
         bot.typing(&topic).await.expect("typing shown");
         let id = bot.send_part(&topic, "in the topic").await.expect("sent");
         assert_eq!(id, "7000000001:-1001234567890:55");
-        let received = server.await.expect("served");
+        let received = server.seen();
         for request in &received {
             assert_eq!(request.body["chat_id"], json!(-1001234567890i64));
             assert_eq!(request.body["message_thread_id"], json!(7));
@@ -277,11 +278,8 @@ mod tests {
 
     #[tokio::test]
     async fn flood_control_is_retryable_after_the_asked_seconds() {
-        let (result, received) = send_with(Reply::new(
-            "429 Too Many Requests",
-            fixture("telegram/error_429.json"),
-        ))
-        .await;
+        let (result, received) =
+            send_with(Answer::new(429, fixture("telegram/error_429.json"))).await;
         let error = result.expect_err("rate limited");
         match &error {
             SendError::Retryable {
@@ -303,11 +301,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_blocked_bot_is_permanent_with_code_and_description() {
-        let (result, _) = send_with(Reply::new(
-            "403 Forbidden",
-            fixture("telegram/error_403_blocked.json"),
-        ))
-        .await;
+        let (result, _) =
+            send_with(Answer::new(403, fixture("telegram/error_403_blocked.json"))).await;
         let error = result.expect_err("blocked");
         assert!(
             matches!(
@@ -322,8 +317,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_request_is_permanent_with_code_and_description() {
-        let (result, _) = send_with(Reply::new(
-            "400 Bad Request",
+        let (result, _) = send_with(Answer::new(
+            400,
             fixture("telegram/error_400_too_long.json"),
         ))
         .await;
@@ -340,8 +335,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_error_page_is_retryable_and_not_echoed() {
-        let (result, _) = send_with(Reply::new(
-            "502 Bad Gateway",
+        let (result, _) = send_with(Answer::new(
+            502,
             format!("<html>bad gateway for /bot{TOKEN}/sendMessage</html>"),
         ))
         .await;
@@ -364,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn a_migrated_group_names_the_new_chat() {
         let body = br#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009876543210}}"#;
-        let (result, _) = send_with(Reply::new("400 Bad Request", body.to_vec())).await;
+        let (result, _) = send_with(Answer::new(400, body.to_vec())).await;
         let error = result.expect_err("migrated");
         assert!(matches!(error, SendError::Permanent { .. }));
         assert!(
@@ -376,8 +371,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_success_without_a_message_id_is_permanent() {
-        let (result, _) = send_with(Reply::new(
-            "200 OK",
+        let (result, _) = send_with(Answer::new(
+            200,
             fixture("telegram/send_chat_action_response.json"),
         ))
         .await;
@@ -397,7 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_dropped_mid_request_never_names_the_token() {
-        let (result, _) = send_with(Reply::hang_up()).await;
+        let (result, _) = send_with(Answer::hang_up()).await;
         let error = result.expect_err("hung up");
         assert!(
             matches!(error, SendError::Retryable { status: None, .. }),
@@ -419,8 +414,8 @@ mod tests {
 
     #[tokio::test]
     async fn typing_posts_the_chat_action_fixture_body() {
-        let (base, server) = serve(vec![Reply::new(
-            "200 OK",
+        let (base, server) = serve(vec![Answer::new(
+            200,
             fixture("telegram/send_chat_action_response.json"),
         )])
         .await;
@@ -428,7 +423,7 @@ mod tests {
             .mark_read_typing(&maria(), "7000000001:123456789:51")
             .await
             .expect("typing");
-        let received = one_request(server).await;
+        let received = one_request(&server);
         assert_post(&received, "sendChatAction");
         assert_eq!(
             received.body,

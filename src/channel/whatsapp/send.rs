@@ -68,27 +68,27 @@ mod tests {
     use super::*;
     use crate::channel::Channel;
     use crate::channel::test_server::{
-        Received, Reply, assert_dry_run, client, closed_port, fixture, json_fixture, one_request,
-        send_hello, serve, unreachable_error,
+        assert_dry_run, client, closed_port, fixture, json_fixture, one_request, send_hello, serve,
+        unreachable_error,
     };
     use crate::channel::whatsapp::WhatsAppSettings;
     use crate::config::Secret;
+    use crate::fake_platform::{Answer, FakePlatform, Received};
     use crate::message::ChannelKind;
     use serde_json::Value;
     use std::time::Duration;
-    use tokio::task::JoinHandle;
 
     const TOKEN: &str = "test-access-token";
     const WAMID: &str = "wamid.HBgLMTU1NTAwMDIyMjIVAgASGBQzRUIwQTFCMkMzRDRFNUY2MDAwNAA=";
 
     /// The test server as a Graph API base (`.../v23.0`), answering one request.
-    async fn fake_graph(reply: Reply) -> (String, JoinHandle<Vec<Received>>) {
+    async fn fake_graph(reply: Answer) -> (String, FakePlatform) {
         let (base, server) = serve(vec![reply]).await;
         (format!("{base}/v23.0"), server)
     }
 
     /// Sends `hello` to Maria through a fake Graph API answering `reply`.
-    async fn send_with(reply: Reply) -> (Result<String, SendError>, Received) {
+    async fn send_with(reply: Answer) -> (Result<String, SendError>, Received) {
         let graph = |base: &str| channel(&format!("{base}/v23.0"), Some(TOKEN), true);
         send_hello(reply, graph, &maria()).await
     }
@@ -112,8 +112,8 @@ mod tests {
     }
 
     /// Meta's answer to a read receipt: a success without a message id.
-    fn mark_read_response() -> Reply {
-        Reply::new("200 OK", fixture("whatsapp/mark_read_response.json"))
+    fn mark_read_response() -> Answer {
+        Answer::new(200, fixture("whatsapp/mark_read_response.json"))
     }
 
     /// The text fixture's request, with its body the one `send_part` is given.
@@ -142,7 +142,7 @@ mod tests {
     #[tokio::test]
     async fn send_part_posts_the_fixture_body_and_returns_the_wamid() {
         let (base, server) =
-            fake_graph(Reply::new("200 OK", fixture("whatsapp/send_response.json"))).await;
+            fake_graph(Answer::new(200, fixture("whatsapp/send_response.json"))).await;
         let text = json_fixture("whatsapp/send_request_text.json")["text"]["body"]
             .as_str()
             .expect("body")
@@ -155,7 +155,7 @@ mod tests {
             id,
             "wamid.HBgLMTU1NTAwMDIyMjIVAgARGBI3QTFCMkMzRDRFNUY2MDExNDQA"
         );
-        let received = one_request(server).await;
+        let received = one_request(&server);
         assert_post_to_messages(&received);
         assert_eq!(
             received.body,
@@ -165,11 +165,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_window_error_is_permanent_with_its_code() {
-        let (result, received) = send_with(Reply::new(
-            "400 Bad Request",
-            fixture("whatsapp/error_131047.json"),
-        ))
-        .await;
+        let (result, received) =
+            send_with(Answer::new(400, fixture("whatsapp/error_131047.json"))).await;
         let error = result.expect_err("refused");
         assert!(
             matches!(
@@ -188,11 +185,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_429_with_retry_after_is_retryable_after_that_delay() {
-        let mut reply = Reply::new(
-            "429 Too Many Requests",
-            fixture("whatsapp/error_130429.json"),
-        );
-        reply.headers = "retry-after: 2\r\n";
+        let mut reply = Answer::new(429, fixture("whatsapp/error_130429.json"));
+        reply.retry_after = Some(2);
         let (result, _) = send_with(reply).await;
         let error = result.expect_err("rate limited");
         match error {
@@ -231,7 +225,7 @@ mod tests {
             .mark_read_typing(&maria(), WAMID)
             .await
             .expect("marked");
-        let received = one_request(server).await;
+        let received = one_request(&server);
         assert_post_to_messages(&received);
         assert_eq!(
             received.body,
@@ -247,7 +241,7 @@ mod tests {
             .await
             .expect("marked");
         assert_eq!(
-            one_request(server).await.body,
+            one_request(&server).body,
             json_fixture("whatsapp/mark_read_request.json")
         );
     }
