@@ -3,6 +3,8 @@
 //! longer than SCANNER_INTERVAL, and wakes at once when this instance pushes a
 //! nearer deadline (see [`Wake`]) or, when it was full, once finishing batches have
 //! freed enough slots to be worth a claim round (`refill`).
+//!
+//! Invariant 7 of docs/design.md: a due batch is claimed within about one SCANNER_INTERVAL.
 
 use crate::batch::{BatchError, ClaimOutcome, ClaimToken, RedisBatches, RedisHealth};
 use crate::message::Conversation;

@@ -18,6 +18,8 @@
 //!
 //! Logs say only that it was done, with counts and a pseudonym of the conversation
 //! (its contact id is personal data): never the texts or the id itself.
+//!
+//! Invariants 6 and 10 of docs/design.md: one lock holder; Redis follows PostgreSQL, never leads.
 
 use crate::batch::{BatchError, RedisBatches};
 use crate::message::Conversation;

@@ -4,6 +4,8 @@
 //! platform retrying) is committed once and batched once, because only a new row
 //! goes on to Redis. A Redis failure does not fail the request: the row is safe and
 //! the reconciler batches it when Redis is back.
+//!
+//! Invariant 1 of docs/design.md: a message acknowledged to the platform is in PostgreSQL.
 
 use crate::batch::{AppendMode, AppendOutcome, BatchError, RedisBatches, RedisHealth};
 use crate::claim_loop::Wake;

@@ -4,6 +4,8 @@
 //! again. append.lua's reconcile mode skips anything still in a batch or in flight,
 //! and `begin_sending` keeps a message from being answered twice, so running this
 //! on every instance at once is safe.
+//!
+//! Invariant 10 of docs/design.md: Redis can be rebuilt from PostgreSQL.
 
 use crate::batch::{AppendMode, RedisBatches};
 use crate::ingest::Ingest;

@@ -6,6 +6,8 @@
 //! over a large backlog holds no long lock and lets webhooks and replies through.
 //! Running it on every instance at once is safe: each statement skips rows another
 //! holds, and an erased row is not read again.
+//!
+//! Invariants 2 and 3 of docs/design.md: batch links stay; a batch still sending keeps its text.
 
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};

@@ -4,6 +4,8 @@
 //! `conv:{channel}:{account}:{contact}:msgs` and `conv:deadlines`. In a Redis
 //! Cluster, or with more than one shard, every key of a conversation and its shard's
 //! agenda carry the same hash tag, `conv:{N}:…`, so each script touches one slot.
+//!
+//! Invariant 9 of docs/design.md: a script touches keys of one hash slot only.
 
 use crate::message::Conversation;
 

@@ -7,6 +7,8 @@
 //! ZSET per shard, conversation → due time. Every change to that state happens
 //! inside one Lua script (`lua/`), so two lull instances never see it half-changed;
 //! this module only builds the KEYS/ARGV of each call and decodes the reply.
+//!
+//! Invariant 9 of docs/design.md: every change to a conversation's Redis state is one script.
 
 pub mod cleanup;
 pub mod forget;

@@ -1,6 +1,8 @@
 //! What the webhook parsers share to read a body, to walk a `serde_json::Value`
 //! leniently (a missing or mistyped field is `None` or nothing, never an error, so one
 //! odd item costs only itself), and to render what they find.
+//!
+//! Invariant 11 of docs/design.md: a lone surrogate or a broken field never costs a neighbour.
 
 use serde_json::Value;
 use std::borrow::Cow;

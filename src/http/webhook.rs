@@ -1,4 +1,6 @@
 //! `GET/POST /api/{channel}/webhook`: handshake, then verify → parse → store → batch.
+//!
+//! Invariants 1 and 11 of docs/design.md: 200 only once stored; bad input costs only itself.
 
 use super::HttpState;
 use super::response::{self, Body};

@@ -17,6 +17,8 @@
 //! Each kind counts its statements and the requests they carried
 //! (`lull_db_group_statements_total`, `lull_db_group_requests_total`): their ratio is
 //! the group size, which says how much the grouping is saving.
+//!
+//! Invariant 1 of docs/design.md: no caller is answered before its row is committed.
 
 use super::StoreError;
 use crate::metrics::Metrics;

@@ -6,7 +6,9 @@
 //! to be sent, in the same statement that checks nobody else answered it.
 //! `reply_batches` records each reply: its messages, text, status ([`BatchStatus`]:
 //! generating → sending → sent | failed; dropped when another batch answered all its
-//! messages), attempts, platform ids, error, timings.
+//! messages; expired past the reply window), attempts, platform ids, error, timings.
+//!
+//! Invariant 2 of docs/design.md: a message's `batch_id` is set once, only where empty.
 
 mod batches;
 mod forget;
