@@ -68,6 +68,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Replies that failed for good.",
     ),
     (
+        "lull_batches_expired_total",
+        "counter",
+        "Batches closed unanswered: past the channel's reply window.",
+    ),
+    (
         "lull_send_retries_total",
         "counter",
         "Send attempts retried after a retryable error.",

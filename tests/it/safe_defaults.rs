@@ -122,6 +122,11 @@ async fn a_message_older_than_the_reply_window_is_expired_not_answered() {
         owned, 1,
         "the expired batch owns its message: never batched again"
     );
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains("lull_batches_expired_total{channel=\"whatsapp\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 
