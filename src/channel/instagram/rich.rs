@@ -132,4 +132,103 @@ mod tests {
         );
         assert_eq!(parts[1], render::text("your invoice".into()));
     }
+
+    mod sent {
+        use super::*;
+        use crate::channel::Channel;
+        use crate::channel::instagram::{Instagram, InstagramSettings};
+        use crate::channel::test_server::{Reply, client, fixture, serve};
+        use crate::config::Secret;
+        use crate::message::{ChannelKind, Conversation};
+        use crate::responder::reply::{List, Row};
+
+        /// Sends `message` as Instagram renders it through a recording fake API:
+        /// the request bodies, in order.
+        async fn sent(message: ReplyMessage) -> Vec<Value> {
+            let parts = render(&message);
+            let ok = || Reply::new("200 OK", fixture("instagram/send_response.json"));
+            let (base, server) = serve(parts.iter().map(|_| ok()).collect()).await;
+            let channel = Instagram::new(
+                InstagramSettings {
+                    app_secret: None,
+                    verify_token: None,
+                    token: Some(Secret::new("t")),
+                    api_base: format!("{base}/v23.0"),
+                    typing_indicator: false,
+                },
+                client(),
+            );
+            let customer = Conversation::new(ChannelKind::Instagram, "1784", "5512");
+            for part in &parts {
+                channel.send_message(&customer, part).await.expect("sent");
+            }
+            let received = server.await.expect("server");
+            for request in &received {
+                assert_eq!(request.request_line, "POST /v23.0/1784/messages HTTP/1.1");
+            }
+            received.into_iter().map(|r| r.body).collect()
+        }
+
+        #[tokio::test]
+        async fn buttons_are_posted_as_text_quick_replies() {
+            assert_eq!(
+                sent(buttons(2)).await,
+                [
+                    json!({"recipient": {"id": "5512"}, "message": {"text": "Pick one", "quick_replies": [
+                        {"content_type": "text", "title": "Option 0", "payload": "b0"},
+                        {"content_type": "text", "title": "Option 1", "payload": "b1"},
+                    ]}})
+                ]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_list_without_descriptions_is_posted_as_quick_replies() {
+            let list = ReplyMessage::List {
+                text: "Menu".into(),
+                list: List {
+                    button: "Open".into(),
+                    rows: vec![Row {
+                        id: "track".into(),
+                        title: "Track".into(),
+                        description: None,
+                    }],
+                },
+            };
+            assert_eq!(
+                sent(list).await,
+                [
+                    json!({"recipient": {"id": "5512"}, "message": {"text": "Menu", "quick_replies": [
+                        {"content_type": "text", "title": "Track", "payload": "track"},
+                    ]}})
+                ]
+            );
+        }
+
+        #[tokio::test]
+        async fn an_image_is_posted_as_an_attachment_by_url_then_its_caption() {
+            let image = ReplyMessage::Image {
+                image: Media {
+                    url: "https://cdn.example/box.jpg".into(),
+                    caption: Some("your box".into()),
+                },
+            };
+            assert_eq!(
+                sent(image).await,
+                [
+                    json!({"recipient": {"id": "5512"}, "message": {"attachment": {"type": "image", "payload": {"url": "https://cdn.example/box.jpg"}}}}),
+                    json!({"recipient": {"id": "5512"}, "message": {"text": "your box"}}),
+                ]
+            );
+        }
+
+        #[tokio::test]
+        async fn fourteen_buttons_are_posted_as_numbered_text() {
+            let bodies = sent(buttons(14)).await;
+            assert_eq!(bodies.len(), 1);
+            let text = bodies[0]["message"]["text"].as_str().expect("text");
+            assert!(text.starts_with("Pick one\n\n1. Option 0\n"), "{text}");
+            assert!(bodies[0]["message"].get("quick_replies").is_none());
+        }
+    }
 }

@@ -179,4 +179,164 @@ mod tests {
             )
         );
     }
+
+    mod sent {
+        use super::*;
+        use crate::channel::Channel;
+        use crate::channel::telegram::{Telegram, TelegramSettings};
+        use crate::channel::test_server::{Reply, client, fixture, serve};
+        use crate::config::Secret;
+        use crate::message::{ChannelKind, Conversation};
+
+        const TOKEN: &str = "7000000001:AAFakeTokenForUnitTests_abc-XYZ";
+
+        fn telegram(base: &str) -> Telegram {
+            Telegram::new(
+                TelegramSettings {
+                    bot_token: Some(Secret::new(TOKEN)),
+                    secret_token: None,
+                    api_base: base.to_owned(),
+                    typing_indicator: false,
+                },
+                client(),
+            )
+        }
+
+        /// Sends `message` as Telegram renders it through a recording fake Bot API:
+        /// each request's method and body, in order.
+        async fn sent(message: ReplyMessage) -> Vec<(String, Value)> {
+            let parts = render(&message);
+            let ok = || Reply::new("200 OK", fixture("telegram/send_response.json"));
+            let (base, server) = serve(parts.iter().map(|_| ok()).collect()).await;
+            let maria = Conversation::new(ChannelKind::Telegram, "7000000001", "123456789");
+            for part in &parts {
+                let id = telegram(&base)
+                    .send_message(&maria, part)
+                    .await
+                    .expect("sent");
+                assert_eq!(id, "7000000001:123456789:55");
+            }
+            let prefix = format!("POST /bot{TOKEN}/");
+            server
+                .await
+                .expect("server")
+                .into_iter()
+                .map(|r| {
+                    let method = r.request_line.strip_prefix(&prefix).expect("bot path");
+                    let method = method.trim_end_matches(" HTTP/1.1").to_owned();
+                    (method, r.body)
+                })
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn buttons_are_posted_with_an_inline_keyboard() {
+            let message = ReplyMessage::Buttons {
+                text: "Pick".into(),
+                buttons: vec![Button {
+                    id: "track".into(),
+                    title: "Track".into(),
+                }],
+            };
+            assert_eq!(
+                sent(message).await,
+                [(
+                    "sendMessage".to_owned(),
+                    json!({"chat_id": 123456789, "text": "Pick", "reply_markup": {"inline_keyboard": [
+                        [{"text": "Track", "callback_data": "track"}],
+                    ]}})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_list_is_posted_as_a_keyboard_of_its_rows() {
+            let message = ReplyMessage::List {
+                text: "Menu".into(),
+                list: List {
+                    button: "Open".into(),
+                    rows: vec![
+                        Row {
+                            id: "a".into(),
+                            title: "Track".into(),
+                            description: Some("where it is".into()),
+                        },
+                        Row {
+                            id: "b".into(),
+                            title: "Return".into(),
+                            description: None,
+                        },
+                    ],
+                },
+            };
+            assert_eq!(
+                sent(message).await,
+                [(
+                    "sendMessage".to_owned(),
+                    json!({"chat_id": 123456789, "text": "Menu\n\n1. Track: where it is\n2. Return",
+                    "reply_markup": {"inline_keyboard": [
+                        [{"text": "Track", "callback_data": "a"}],
+                        [{"text": "Return", "callback_data": "b"}],
+                    ]}})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn an_image_is_posted_to_send_photo_by_url() {
+            let image = ReplyMessage::Image {
+                image: Media {
+                    url: "https://cdn.example/box.jpg".into(),
+                    caption: Some("your box".into()),
+                },
+            };
+            assert_eq!(
+                sent(image).await,
+                [(
+                    "sendPhoto".to_owned(),
+                    json!({"chat_id": 123456789, "photo": "https://cdn.example/box.jpg", "caption": "your box"})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn an_id_too_long_for_callback_data_is_posted_as_numbered_text() {
+            let message = ReplyMessage::Buttons {
+                text: "Pick".into(),
+                buttons: vec![Button {
+                    id: "x".repeat(65),
+                    title: "Track".into(),
+                }],
+            };
+            assert_eq!(
+                sent(message).await,
+                [(
+                    "sendMessage".to_owned(),
+                    json!({"chat_id": 123456789, "text": "Pick\n\n1. Track"})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_tap_is_answered_with_answer_callback_query() {
+            let (base, server) = serve(vec![Reply::new(
+                "200 OK",
+                br#"{"ok":true,"result":true}"#.to_vec(),
+            )])
+            .await;
+            telegram(&base)
+                .answer_callback("4382bfdwdsb323b2d9")
+                .await
+                .expect("answered");
+            let received = server.await.expect("server");
+            assert_eq!(
+                received[0].request_line,
+                format!("POST /bot{TOKEN}/answerCallbackQuery HTTP/1.1")
+            );
+            assert_eq!(
+                received[0].body,
+                json!({"callback_query_id": "4382bfdwdsb323b2d9"})
+            );
+        }
+    }
 }

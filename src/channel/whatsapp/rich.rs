@@ -201,4 +201,118 @@ mod tests {
             json!({"link": "https://x/a.ogg"})
         );
     }
+
+    mod sent {
+        use super::*;
+        use crate::channel::Channel;
+        use crate::channel::test_server::{Reply, client, fixture, serve};
+        use crate::channel::whatsapp::{WhatsApp, WhatsAppSettings};
+        use crate::config::Secret;
+        use crate::message::{ChannelKind, Conversation};
+
+        /// Sends `message` as WhatsApp renders it through a recording fake Graph
+        /// API: the request bodies, in order.
+        async fn sent(message: ReplyMessage) -> Vec<Value> {
+            let whatsapp = |base: &str| {
+                WhatsApp::new(
+                    WhatsAppSettings {
+                        app_secret: None,
+                        verify_token: None,
+                        token: Some(Secret::new("t")),
+                        graph_api_base: format!("{base}/v23.0"),
+                        typing_indicator: false,
+                    },
+                    client(),
+                )
+            };
+            let parts = render(&message);
+            let ok = || Reply::new("200 OK", fixture("whatsapp/send_response.json"));
+            let (base, server) = serve(parts.iter().map(|_| ok()).collect()).await;
+            let channel = whatsapp(&base);
+            let maria = Conversation::new(ChannelKind::WhatsApp, "1234", "15550002222");
+            for part in &parts {
+                let id = channel.send_message(&maria, part).await.expect("sent");
+                assert!(id.starts_with("wamid."), "{id}");
+            }
+            let received = server.await.expect("server");
+            for request in &received {
+                assert_eq!(request.request_line, "POST /v23.0/1234/messages HTTP/1.1");
+            }
+            received.into_iter().map(|r| r.body).collect()
+        }
+
+        fn envelope(kind: &str, content: Value) -> Value {
+            let mut body = json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "15550002222",
+                "type": kind,
+            });
+            body[kind] = content;
+            body
+        }
+
+        #[tokio::test]
+        async fn buttons_are_posted_as_an_interactive_button_message() {
+            assert_eq!(
+                sent(buttons(2, "Opt")).await,
+                [envelope(
+                    "interactive",
+                    json!({"type": "button", "body": {"text": "Pick one"}, "action": {"buttons": [
+                        {"type": "reply", "reply": {"id": "b0", "title": "Opt0"}},
+                        {"type": "reply", "reply": {"id": "b1", "title": "Opt1"}},
+                    ]}})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_list_is_posted_as_an_interactive_list_with_one_section() {
+            let mut message = list(2);
+            if let ReplyMessage::List { list, .. } = &mut message {
+                list.rows[0].description = Some("where it is".into());
+            }
+            assert_eq!(
+                sent(message).await,
+                [envelope(
+                    "interactive",
+                    json!({"type": "list", "body": {"text": "Menu"}, "action": {
+                        "button": "Open",
+                        "sections": [{"rows": [
+                            {"id": "r0", "title": "Row 0", "description": "where it is"},
+                            {"id": "r1", "title": "Row 1"},
+                        ]}],
+                    }})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn an_image_is_posted_by_link_with_its_caption() {
+            let image = ReplyMessage::Image {
+                image: Media {
+                    url: "https://cdn.example/box.jpg".into(),
+                    caption: Some("your box".into()),
+                },
+            };
+            assert_eq!(
+                sent(image).await,
+                [envelope(
+                    "image",
+                    json!({"link": "https://cdn.example/box.jpg", "caption": "your box"})
+                )]
+            );
+        }
+
+        #[tokio::test]
+        async fn four_buttons_are_posted_as_numbered_text() {
+            assert_eq!(
+                sent(buttons(4, "Opt")).await,
+                [envelope(
+                    "text",
+                    json!({"preview_url": false, "body": "Pick one\n\n1. Opt0\n2. Opt1\n3. Opt2\n4. Opt3"})
+                )]
+            );
+        }
+    }
 }
