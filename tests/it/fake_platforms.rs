@@ -20,7 +20,7 @@ const FIRST_ID: u64 = 1_000_000;
 impl FakeApi {
     /// A fake Bot API at `http://127.0.0.1:port`.
     pub async fn telegram() -> Self {
-        Self::start("", FIRST_ID, |s| s.path.ends_with("/sendMessage"), telegram).await
+        Self::start("", FIRST_ID, is_telegram_send, telegram).await
     }
 
     /// A fake Instagram API at `http://127.0.0.1:port/v23.0`.
@@ -35,6 +35,40 @@ impl FakeApi {
     }
 }
 
+/// The Bot API methods that send a message, and the field each takes its media in.
+const TELEGRAM_SENDS: &[(&str, &str)] = &[
+    ("sendMessage", "text"),
+    ("sendPhoto", "photo"),
+    ("sendDocument", "document"),
+    ("sendAudio", "audio"),
+    ("sendVideo", "video"),
+];
+
+/// A request that sends a message (not typing, not a callback's answer).
+fn is_telegram_send(seen: &Seen) -> bool {
+    TELEGRAM_SENDS
+        .iter()
+        .any(|(method, _)| seen.path.ends_with(&format!("/{method}")))
+}
+
+/// Why the Bot API would refuse an inline keyboard: an array of rows of buttons,
+/// each with a text and 1-64 bytes of `callback_data`.
+fn invalid_keyboard(markup: &serde_json::Value) -> bool {
+    let Some(rows) = markup["inline_keyboard"].as_array() else {
+        return true;
+    };
+    !rows.iter().all(|row| {
+        row.as_array().is_some_and(|buttons| {
+            buttons.iter().all(|b| {
+                b["text"].as_str().is_some_and(|t| !t.is_empty())
+                    && b["callback_data"]
+                        .as_str()
+                        .is_some_and(|d| (1..=64).contains(&d.len()))
+            })
+        })
+    })
+}
+
 /// `POST /bot<token>/<method>`: 401 for another token, 404 for an unknown method.
 fn telegram(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
     let error = |code: u16, description: &str| {
@@ -45,10 +79,48 @@ fn telegram(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
         return error(401, "Unauthorized");
     };
     let chat_id = &seen.body["chat_id"];
-    if !chat_id.is_i64() && !chat_id.is_string() {
+    if method != "answerCallbackQuery" && !chat_id.is_i64() && !chat_id.is_string() {
         return error(400, "Bad Request: chat_id is empty");
     }
+    if let Some(markup) = seen.body.get("reply_markup") {
+        if invalid_keyboard(markup) {
+            return error(400, "Bad Request: can't parse inline keyboard button");
+        }
+    }
+    let sent = |n: u64, extra: serde_json::Value| {
+        let mut result = json!({
+            "message_id": n,
+            "from": {"id": 7000000001u64, "is_bot": true, "first_name": "Example Shop"},
+            "chat": {"id": chat_id},
+            "date": n,
+        });
+        if let (Some(result), Some(extra)) = (result.as_object_mut(), extra.as_object()) {
+            result.extend(extra.clone());
+        }
+        Answer::new(200, json!({"ok": true, "result": result}).to_string())
+    };
     match method {
+        "sendPhoto" | "sendDocument" | "sendAudio" | "sendVideo" => {
+            if let Some(answer) = scripted {
+                return answer;
+            }
+            let field = TELEGRAM_SENDS
+                .iter()
+                .find(|(m, _)| *m == method)
+                .map(|(_, f)| *f)
+                .unwrap_or_default();
+            match seen.body[field].as_str() {
+                Some(url) if url.starts_with("http") => sent(n, json!({})),
+                _ => error(400, "Bad Request: there is no file in the request"),
+            }
+        }
+        "answerCallbackQuery" => match seen.body["callback_query_id"].as_str() {
+            Some(id) if !id.is_empty() => Answer::new(200, r#"{"ok":true,"result":true}"#),
+            _ => error(
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+            ),
+        },
         "sendMessage" => {
             if let Some(answer) = scripted {
                 return answer;
@@ -98,7 +170,41 @@ fn instagram(seen: &Seen, scripted: Option<Answer>, n: u64) -> Answer {
     if let Some(answer) = scripted {
         return answer;
     }
-    match seen.body["message"]["text"].as_str() {
+    let message = &seen.body["message"];
+    if let Some(attachment) = message.get("attachment") {
+        let kinds = ["image", "audio", "video", "file"];
+        let fine = attachment["type"]
+            .as_str()
+            .is_some_and(|t| kinds.contains(&t))
+            && attachment["payload"]["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http"));
+        return if fine {
+            Answer::new(
+                200,
+                json!({"recipient_id": recipient, "message_id": format!("mid.fake{n}")})
+                    .to_string(),
+            )
+        } else {
+            error(400, 100, "(#100) Invalid attachment")
+        };
+    }
+    if let Some(replies) = message.get("quick_replies") {
+        let fine = replies.as_array().is_some_and(|r| {
+            (1..=13).contains(&r.len())
+                && r.iter().all(|q| {
+                    q["content_type"] == "text"
+                        && q["title"]
+                            .as_str()
+                            .is_some_and(|t| (1..=20).contains(&t.chars().count()))
+                        && q["payload"].as_str().is_some_and(|p| !p.is_empty())
+                })
+        });
+        if !fine {
+            return error(400, 100, "(#100) Invalid quick_replies");
+        }
+    }
+    match message["text"].as_str() {
         Some(text) if text.len() > 1000 => error(
             400,
             100,

@@ -24,6 +24,7 @@ mod process;
 mod reconcile;
 mod redis_server;
 mod resume;
+mod rich_replies;
 mod safe_defaults;
 mod scripts;
 mod telegram_flow;

@@ -15,8 +15,8 @@ pub fn choice_text(id: &str, title: &str) -> String {
     format!("[choice id={id}] {title}")
 }
 
-/// The choice a `callback_query` holds, if it can be answered in a chat: one from
-/// an inline-mode message has no chat and is only acknowledged. `Err` names what
+/// The choice a `callback_query` holds, if it was made in a chat: one from an
+/// inline-mode message has no chat, and is counted as a status. `Err` names what
 /// is missing.
 pub(super) fn parse_callback(
     query: &Value,

@@ -137,8 +137,9 @@ pub(super) fn parse_update(body: &[u8], bot: &str) -> Result<ParsedWebhook, Pars
     Ok(parsed)
 }
 
-/// A tap on an inline button: a menu choice when it was made in a chat, and a
-/// query to answer in any case (see `callback.rs`).
+/// A tap on an inline button: a menu choice, and a query to answer, when it was
+/// made in a chat (see `callback.rs`). One without its message comes from an
+/// inline-mode message, which lull never sends: not ours to answer.
 fn parse_callback_query(
     query: &Value,
     bot: &str,
@@ -146,11 +147,13 @@ fn parse_callback_query(
     update_id: i64,
     mut parsed: ParsedWebhook,
 ) -> ParsedWebhook {
-    if let Some(id) = str_at(query, &["id"]).filter(|s| !s.is_empty()) {
-        parsed.callbacks.push(id.to_owned());
-    }
     match super::callback::parse_callback(query, bot, root) {
-        Ok(Some(choice)) => parsed.messages.push(choice),
+        Ok(Some(choice)) => {
+            if let Some(id) = str_at(query, &["id"]) {
+                parsed.callbacks.push(id.to_owned());
+            }
+            parsed.messages.push(choice);
+        }
         Ok(None) => parsed.statuses += 1,
         Err(reason) => {
             tracing::warn!(
