@@ -39,7 +39,9 @@ pub(super) fn render(message: &ReplyMessage) -> Vec<ReplyMessage> {
             let fits = (1..=MAX_BUTTONS).contains(&buttons.len())
                 && within(text, MAX_BUTTONS_BODY)
                 && buttons.iter().all(|b| within(&b.title, MAX_BUTTON_TITLE))
-                && ids_fit(buttons.iter().map(|b| b.id.as_str()), MAX_BUTTON_ID);
+                && ids_fit(buttons.iter().map(|b| b.id.as_str()), MAX_BUTTON_ID)
+                // Meta refuses two buttons of one message with the same title.
+                && ids_fit(buttons.iter().map(|b| b.title.as_str()), usize::MAX);
             degrade_unless(fits, message)
         }
         ReplyMessage::List { text, list } => {
@@ -173,6 +175,20 @@ mod tests {
         );
         let long = render(&buttons(2, &"x".repeat(20)));
         assert!(matches!(&long[..], [ReplyMessage::Text { .. }]), "{long:?}");
+        let twins = ReplyMessage::Buttons {
+            text: "Pick".into(),
+            buttons: vec![
+                Button {
+                    id: "a".into(),
+                    title: "Same".into(),
+                },
+                Button {
+                    id: "b".into(),
+                    title: "Same".into(),
+                },
+            ],
+        };
+        assert!(matches!(&render(&twins)[..], [ReplyMessage::Text { .. }]));
     }
 
     #[test]
