@@ -154,6 +154,7 @@ impl App {
                 max_supersedes: batch.max_supersedes.into(),
                 max_wait: batch.max_wait,
                 typing_indicator: send.typing_indicator,
+                typing_renewal: send.typing_renewal,
                 history_chars: self.settings.claim.history_chars,
                 reply_window: self.settings.claim.reply_window,
                 heartbeat,

@@ -5,6 +5,7 @@ mod api_base;
 pub mod instagram;
 mod json;
 pub mod meta;
+pub mod render;
 pub mod telegram;
 #[cfg(test)]
 pub(crate) mod test_server;
@@ -14,6 +15,7 @@ pub mod whatsapp;
 pub use api_base::ApiBase;
 
 use crate::message::{ChannelKind, Conversation, InboundMessage};
+use crate::responder::reply::ReplyMessage;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ use std::time::Duration;
 pub struct ParsedWebhook {
     /// Messages people sent, in payload order.
     pub messages: Vec<InboundMessage>,
+    /// Taps on our inline buttons the platform waits to see answered (Telegram's
+    /// `callback_query` ids): answered once the webhook's messages are stored.
+    pub callbacks: Vec<String>,
     /// Delivery statuses and read receipts of our own messages, and other platform
     /// events nobody wrote (Telegram updates without a message, service messages):
     /// acknowledged, logged, not batched.
@@ -172,6 +177,37 @@ pub trait Channel: Send + Sync {
     /// the part is logged instead and a `dry-run:` id returned.
     async fn send_part(&self, to: &Conversation, text: &str) -> Result<String, SendError>;
 
+    /// Renders one reply message as the messages this platform takes, in order:
+    /// natively within the platform's limits, else degraded (a menu to numbered
+    /// text, a long text split, a caption that does not fit sent after its media).
+    /// Never fails, and always renders the same message the same way, so that a
+    /// resumed reply goes on from the first part not recorded as sent.
+    fn render(&self, message: &ReplyMessage) -> Vec<ReplyMessage>;
+
+    /// Sends one message [`Channel::render`] made; returns the platform's id for it.
+    /// In dry-run mode (no token) it is logged instead and a `dry-run:` id returned.
+    async fn send_message(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError>;
+
     /// Marks `message_id` read and shows the typing indicator. Best effort.
     async fn mark_read_typing(&self, to: &Conversation, message_id: &str) -> Result<(), SendError>;
+
+    /// Shows the typing indicator again, before the platform clears it, while a
+    /// reply is still being generated. Best effort.
+    async fn renew_typing(&self, to: &Conversation, message_id: &str) -> Result<(), SendError> {
+        self.mark_read_typing(to, message_id).await
+    }
+
+    /// How often the typing indicator is renewed: a little less than the time the
+    /// platform shows it for.
+    fn typing_renewal(&self) -> Duration;
+
+    /// Answers a tap on one of our inline buttons, so that the platform stops
+    /// showing it as pending (Telegram's `answerCallbackQuery`). Best effort.
+    async fn answer_callback(&self, _callback_id: &str) -> Result<(), SendError> {
+        Ok(())
+    }
 }

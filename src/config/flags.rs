@@ -139,6 +139,11 @@ pub struct Config {
     /// Mark the last message read and show typing when a batch is claimed.
     #[arg(long, env = "TYPING_INDICATOR", default_value_t = true, action = clap::ArgAction::Set)]
     pub typing_indicator: bool,
+    /// How often the typing indicator is renewed while a reply is generated, ms
+    /// (0: each platform's own, a little under the time it shows it: WhatsApp 20 s,
+    /// Instagram 15 s, Telegram 4 s).
+    #[arg(long, env = "TYPING_RENEWAL_MS", default_value_t = 0)]
+    pub typing_renewal_ms: u64,
     /// Send attempts per reply part before the batch is marked failed.
     #[arg(long, env = "SEND_MAX_ATTEMPTS", default_value_t = 5)]
     pub send_max_attempts: u32,

@@ -115,6 +115,8 @@ impl Config {
             },
             send: SendSettings {
                 typing_indicator: c.typing_indicator,
+                typing_renewal: (c.typing_renewal_ms > 0)
+                    .then(|| Duration::from_millis(c.typing_renewal_ms)),
                 max_attempts: c.send_max_attempts,
                 retry_base: Duration::from_millis(c.send_retry_base_ms),
                 timeout: send_timeout,

@@ -139,6 +139,8 @@ pub struct ReconcileSettings {
 pub struct SendSettings {
     /// Mark the last message read and show typing when a batch is claimed.
     pub typing_indicator: bool,
+    /// How often typing is renewed while generating; `None`: each platform's own.
+    pub typing_renewal: Option<Duration>,
     /// Send attempts per reply part before the batch is marked failed (at least 1).
     pub max_attempts: u32,
     /// First retry delay (doubles each attempt, with jitter).

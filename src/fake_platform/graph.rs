@@ -1,6 +1,6 @@
 //! Meta's Graph API as the WhatsApp channel calls it: `POST
-//! /v23.0/{phone_number_id}/messages` with `Authorization: Bearer <token>`. A text
-//! send gets a wamid, a read receipt (with or without the typing indicator)
+//! /v23.0/{phone_number_id}/messages` with `Authorization: Bearer <token>`. A send
+//! (text, interactive buttons or list, media by link) gets a wamid, a read receipt (with or without the typing indicator)
 //! `{"success":true}`, anything malformed a Graph-style error: lull should never
 //! send one.
 
@@ -51,9 +51,9 @@ impl Api for Graph {
         VERSION
     }
 
-    /// A text reply, not a read receipt.
+    /// A reply (text, interactive or media), not a read receipt.
     fn is_send(&self, call: &Call) -> bool {
-        call.body["type"] == "text"
+        SENDS.iter().any(|kind| call.body["type"] == *kind)
     }
 
     fn recipient<'a>(&self, call: &Call<'a>) -> Option<Cow<'a, str>> {
@@ -82,20 +82,80 @@ impl Api for Graph {
         if body["status"] == "read" {
             return read_receipt(body);
         }
-        if body["type"] != "text" {
-            return invalid("Param type must be one of {TEXT, ...}; lull only sends text");
+        if !self.is_send(call) {
+            return invalid("Param type must be one of {TEXT, INTERACTIVE, IMAGE, ...}");
         }
-        let to = body["to"].as_str().filter(|to| !to.is_empty());
-        let text = body["text"]["body"].as_str().filter(|t| !t.is_empty());
-        let (Some(to), Some(_)) = (to, text) else {
-            return invalid("The parameters to and text.body are required.");
+        let Some(to) = body["to"].as_str().filter(|to| !to.is_empty()) else {
+            return invalid("The parameter to is required.");
         };
+        if body["type"] == "text" && body["text"]["body"].as_str().is_none_or(str::is_empty) {
+            return invalid("The parameters to and text.body are required.");
+        }
+        if let Some(field) = invalid_content(body) {
+            let message = format!("(#131009) Parameter value is not valid: {field}");
+            return graph_error(400, 131009, &message);
+        }
         let sent = json!({
             "messaging_product": "whatsapp",
             "contacts": [{"input": to, "wa_id": to}],
             "messages": [{"id": format!("wamid.fake{n}")}],
         });
         Answer::json(200, &sent)
+    }
+}
+
+/// The message types lull sends.
+const SENDS: [&str; 6] = ["text", "interactive", "image", "document", "audio", "video"];
+
+/// Why the Cloud API would refuse a reply's content, checked as Meta documents the
+/// message objects (a text's body is checked before): interactive `button` (1-3 reply buttons,
+/// titles up to 20 characters) and `list` (a button title up to 20 characters, up
+/// to 10 rows); media by `link`.
+fn invalid_content(body: &Value) -> Option<&'static str> {
+    let kind = body["type"].as_str()?;
+    let content = &body[kind];
+    match kind {
+        "text" => None,
+        "interactive" => {
+            if content["body"]["text"].as_str().is_none_or(str::is_empty) {
+                return Some("interactive.body.text");
+            }
+            let title_fits = |t: &Value| {
+                t.as_str()
+                    .is_some_and(|t| (1..=20).contains(&t.chars().count()))
+            };
+            match content["type"].as_str() {
+                Some("button") => {
+                    let buttons = content["action"]["buttons"].as_array()?;
+                    let fine = (1..=3).contains(&buttons.len())
+                        && buttons.iter().all(|b| {
+                            b["type"] == "reply"
+                                && b["reply"]["id"].as_str().is_some_and(|i| !i.is_empty())
+                                && title_fits(&b["reply"]["title"])
+                        });
+                    (!fine).then_some("action.buttons")
+                }
+                Some("list") => {
+                    let action = &content["action"];
+                    let rows: Vec<&Value> = action["sections"]
+                        .as_array()?
+                        .iter()
+                        .flat_map(|s| s["rows"].as_array().into_iter().flatten())
+                        .collect();
+                    let fine = title_fits(&action["button"])
+                        && (1..=10).contains(&rows.len())
+                        && rows
+                            .iter()
+                            .all(|r| r["id"].as_str().is_some() && r["title"].as_str().is_some());
+                    (!fine).then_some("action.sections")
+                }
+                _ => Some("interactive.type"),
+            }
+        }
+        _ => content["link"]
+            .as_str()
+            .is_none_or(|l| !l.starts_with("http"))
+            .then_some("link"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Instagram's Send API as the Instagram channel calls it: `POST
-//! /v23.0/{account}/messages` with `Authorization: Bearer <token>`, a text message or
-//! a sender action (mark seen, typing).
+//! /v23.0/{account}/messages` with `Authorization: Bearer <token>`: a text message
+//! (with optional quick replies), an attachment by URL, or a sender action (mark
+//! seen, typing).
 
 use super::{Answer, Api, Call};
 use crate::config::Secret;
@@ -63,16 +64,49 @@ impl Api for Instagram {
         if let Some(answer) = scripted {
             return answer;
         }
-        match call.body["message"]["text"].as_str() {
+        let sent = || {
+            Answer::json(
+                200,
+                &json!({"recipient_id": recipient, "message_id": format!("mid.fake{n}")}),
+            )
+        };
+        let message = &call.body["message"];
+        if let Some(attachment) = message.get("attachment") {
+            let kinds = ["image", "audio", "video", "file"];
+            let fine = attachment["type"]
+                .as_str()
+                .is_some_and(|t| kinds.contains(&t))
+                && attachment["payload"]["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http"));
+            return if fine {
+                sent()
+            } else {
+                error(400, 100, "(#100) Invalid attachment")
+            };
+        }
+        if let Some(replies) = message.get("quick_replies") {
+            let fine = replies.as_array().is_some_and(|r| {
+                (1..=13).contains(&r.len())
+                    && r.iter().all(|q| {
+                        q["content_type"] == "text"
+                            && q["title"]
+                                .as_str()
+                                .is_some_and(|t| (1..=20).contains(&t.chars().count()))
+                            && q["payload"].as_str().is_some_and(|p| !p.is_empty())
+                    })
+            });
+            if !fine {
+                return error(400, 100, "(#100) Invalid quick_replies");
+            }
+        }
+        match message["text"].as_str() {
             Some(text) if text.len() > MAX_TEXT => error(
                 400,
                 100,
                 "(#100) Length of param message[text] must be less than or equal to 1000",
             ),
-            Some(text) if !text.is_empty() => Answer::json(
-                200,
-                &json!({"recipient_id": recipient, "message_id": format!("mid.fake{n}")}),
-            ),
+            Some(text) if !text.is_empty() => sent(),
             _ => error(400, 100, "(#100) Invalid parameter"),
         }
     }

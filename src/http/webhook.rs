@@ -109,6 +109,7 @@ pub async fn receive(
             }
         });
         let (statuses, skipped, count) = (parsed.statuses, parsed.skipped, parsed.messages.len());
+        let callbacks = std::mem::take(&mut parsed.callbacks);
         if parsed.delivery_failures > 0 {
             state.metrics.add(
                 "lull_deliveries_failed_total",
@@ -127,10 +128,14 @@ pub async fn receive(
         };
         if count == 0 {
             tracing::debug!(statuses, skipped, "webhook without messages acknowledged");
+            answer_callbacks(channel, &callbacks).await;
             return summary(IngestReport::default());
         }
         match state.ingest.ingest(parsed.messages).await {
-            Ok(report) => summary(report),
+            Ok(report) => {
+                answer_callbacks(channel, &callbacks).await;
+                summary(report)
+            }
             Err(error) => {
                 tracing::error!(%error, messages = count, "messages not stored; asking the platform to retry");
                 response::error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
@@ -144,6 +149,17 @@ pub async fn receive(
         &[("channel", name), ("status", response.status().as_str())],
     );
     response
+}
+
+/// Answers the taps on inline buttons the webhook carried, once their choices
+/// are stored (a failed store answers none: the platform retries the update).
+/// Best effort: an unanswered tap only spins a while longer.
+async fn answer_callbacks(channel: &dyn Channel, callbacks: &[String]) {
+    for id in callbacks {
+        if let Err(error) = channel.answer_callback(id).await {
+            tracing::warn!(%error, "button tap not answered");
+        }
+    }
 }
 
 /// An id for a log line: the first 64 characters of one too long to store.

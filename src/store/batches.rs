@@ -4,10 +4,13 @@ use super::messages::EntryRow;
 use super::status::BatchStatus;
 use super::{Store, StoreError};
 use crate::batch::BatchId;
+use crate::channel::render::describe;
 use crate::message::{ChannelKind, Conversation, Entry};
+use crate::responder::reply::{Reply, ReplyMessage};
 use crate::time::UnixMs;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use sqlx::types::Json;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -41,6 +44,8 @@ pub(super) struct Commit {
     /// its `message_ids` are the ones to take.
     pub batch: NewBatch,
     pub text: String,
+    /// The reply's messages as JSON, when it is more than one text message.
+    pub messages: Option<String>,
 }
 
 /// A reply the platform accepted, to be recorded.
@@ -55,7 +60,7 @@ pub(super) struct SentReply {
 }
 
 /// Where a batch stands, as the database knows it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct BatchRecord {
     /// How far it got.
     pub status: BatchStatus,
@@ -67,6 +72,19 @@ pub struct BatchRecord {
     pub reply_text: Option<String>,
     /// Platform ids of the parts that went out.
     pub platform_message_ids: Vec<String>,
+    /// The committed reply's messages, when it was more than one text message.
+    pub reply_messages: Option<Json<Vec<ReplyMessage>>>,
+}
+
+impl BatchRecord {
+    /// The committed reply's messages: the ones stored, or its text as one.
+    pub fn committed_messages(&self) -> Option<Vec<ReplyMessage>> {
+        match (&self.reply_messages, &self.reply_text) {
+            (Some(Json(messages)), _) => Some(messages.clone()),
+            (None, Some(text)) => Some(Reply::text(text.clone()).messages),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -202,7 +220,7 @@ pub(super) async fn open_batches(
              due_at = EXCLUDED.due_at,
              claimed_at = EXCLUDED.claimed_at,
              updated_at = now()
-         RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids",
+         RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids, reply_messages",
     )
     .bind(column(|b| b.id.as_str()))
     .bind(column(|b| b.conversation.channel.as_str()))
@@ -258,10 +276,11 @@ pub(super) async fn commit_batches(
     };
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
-             SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at
+             SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at, rm::jsonb AS rm
              FROM UNNEST($1::text[], $2::text[], $3::text[], $5::text[], $6::text[], $7::text[],
-                         $8::int[], $9::int[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
-                  AS u(b, t, m, c, a, ct, cl, su, f, d, at)
+                         $8::int[], $9::int[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[],
+                         $13::text[])
+                  AS u(b, t, m, c, a, ct, cl, su, f, d, at, rm)
          ), taken AS (
              UPDATE conversation_messages m SET batch_id = w.b
              FROM (SELECT i.b, x.id, x.pos FROM input i, unnest(i.ids) WITH ORDINALITY AS x(id, pos)) w
@@ -270,25 +289,29 @@ pub(super) async fn commit_batches(
          ), owned AS (
              SELECT b, max(t) AS t, max(ids) AS ids, max(c) AS c, max(a) AS a, max(ct) AS ct,
                     max(cl) AS cl, max(su) AS su, max(f) AS f, max(d) AS d, max(at) AS at,
+                    (array_agg(rm) FILTER (WHERE rm IS NOT NULL))[1] AS rm,
                     coalesce(array_agg(id ORDER BY pos) FILTER (WHERE id IS NOT NULL), '{}') AS got
-             FROM (SELECT b, t, ids, c, a, ct, cl, su, f, d, at, NULL::bigint AS id, NULL::bigint AS pos
+             FROM (SELECT b, t, ids, c, a, ct, cl, su, f, d, at, rm, NULL::bigint AS id, NULL::bigint AS pos
                    FROM input
                    UNION ALL
-                   SELECT b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id, pos
+                   SELECT b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id, pos
                    FROM taken) x
              GROUP BY b
          )
          INSERT INTO reply_batches AS r
              (id, channel, account_id, contact_id, status, message_ids, reply_text, claims,
-              supersedes, first_message_at, due_at, claimed_at, generated_at)
+              supersedes, first_message_at, due_at, claimed_at, generated_at, reply_messages)
          SELECT b, c, a, ct,
                 CASE WHEN cardinality(got) = 0 THEN 'dropped' WHEN whole THEN 'sending' ELSE 'generating' END,
-                got, CASE WHEN whole THEN t END, cl, su, f, d, at, CASE WHEN whole THEN now() END
+                got, CASE WHEN whole THEN t END, cl, su, f, d, at, CASE WHEN whole THEN now() END,
+                CASE WHEN whole THEN rm END
          FROM (SELECT *, cardinality(got) = cardinality(ids) AS whole FROM owned) o
          ON CONFLICT (id) DO UPDATE SET
              status = EXCLUDED.status,
              message_ids = EXCLUDED.message_ids,
              reply_text = coalesce(EXCLUDED.reply_text, r.reply_text),
+             reply_messages = CASE WHEN EXCLUDED.reply_text IS NULL THEN r.reply_messages
+                                   ELSE EXCLUDED.reply_messages END,
              generated_at = coalesce(EXCLUDED.generated_at, r.generated_at),
              updated_at = now()
          WHERE r.status = 'generating'
@@ -306,6 +329,7 @@ pub(super) async fn commit_batches(
     .bind(times(|b| b.started_ms))
     .bind(times(|b| b.due_ms))
     .bind(times(|b| b.claimed_ms))
+    .bind(commits.iter().map(|c| c.messages.as_deref()).collect::<Vec<_>>())
     // Planned for each group's own arrays (see GROUP_PLANS).
     .persistent(false)
     .fetch_all(&pool)
@@ -429,6 +453,38 @@ impl Store {
             .submit(Commit {
                 batch,
                 text: reply_text.to_owned(),
+                messages: None,
+            })
+            .await
+    }
+
+    /// [`Store::begin_sending`] for a reply of any messages: they are committed
+    /// with the batch (`reply_messages`), so that a resume sends the same ones,
+    /// and `reply_text` holds them as readable text. A reply of one text message
+    /// is committed as its text alone.
+    pub async fn begin_sending_reply(
+        &self,
+        batch: &NewBatch,
+        message_ids: &[i64],
+        reply: &Reply,
+    ) -> Result<Vec<i64>, StoreError> {
+        let text: Vec<String> = reply.messages.iter().map(describe).collect();
+        let messages = match reply.messages.as_slice() {
+            [] | [ReplyMessage::Text { .. }] => None,
+            messages => Some(
+                serde_json::to_string(messages)
+                    .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?,
+            ),
+        };
+        let batch = NewBatch {
+            message_ids: message_ids.to_vec(),
+            ..batch.clone()
+        };
+        self.sending
+            .submit(Commit {
+                batch,
+                text: text.join("\n\n"),
+                messages,
             })
             .await
     }

@@ -1,33 +1,46 @@
-//! Sending a reply whose text is committed: the parts not yet sent, with retries,
+//! Sending a reply whose messages are committed: each rendered by the channel
+//! into the parts it sends (natively, or degraded past the platform's limits),
+//! the parts not yet sent in order with retries, each recorded before the next,
 //! then the record and the ack. Used right after the commit, and again when a
-//! batch that was being sent is resumed (after a crash or a hand-back), so a
-//! resumed reply is the same text and a part that went out is not sent twice.
+//! batch that was being sent is resumed (after a crash or a hand-back): rendering
+//! is the same for the same messages, so a resumed reply is the same parts and a
+//! part that went out is not sent twice.
 
 use super::claimed::ClaimedBatch;
 use super::finish::{Failure, GiveBack, Progress};
 use super::{BatchOutcome, Lease, MAX_CLAIMS, SendResult, Worker, send_with_retries};
-use crate::channel::SendError;
+use crate::channel::render::describe;
+use crate::channel::{Channel, SendError};
+use crate::responder::reply::ReplyMessage;
 use crate::time::UnixMs;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// A reply whose text is committed in PostgreSQL, and the parts of it that went
-/// out already (none unless resumed).
+/// A reply whose messages are committed in PostgreSQL, and the parts of it that
+/// went out already (none unless resumed).
 #[derive(Debug, Clone)]
 pub(super) struct Committed {
-    /// The committed text.
-    pub text: String,
+    /// The committed messages, in order.
+    pub messages: Vec<ReplyMessage>,
     /// Platform ids of the parts sent before, in order.
     pub sent: Vec<String>,
 }
 
 impl Committed {
-    /// A text just committed: nothing of it sent yet.
-    pub fn new(text: String) -> Self {
+    /// Messages just committed: nothing of them sent yet.
+    pub fn new(messages: Vec<ReplyMessage>) -> Self {
         Self {
-            text,
+            messages,
             sent: Vec::new(),
         }
+    }
+
+    /// The parts `channel` sends them as, in order.
+    pub fn parts(&self, channel: &dyn Channel) -> Vec<ReplyMessage> {
+        self.messages
+            .iter()
+            .flat_map(|m| channel.render(m))
+            .collect()
     }
 }
 
@@ -43,7 +56,7 @@ impl Worker {
         reply: Committed,
         hand_back: &CancellationToken,
     ) -> BatchOutcome {
-        let parts = batch.channel.split(&reply.text);
+        let parts = reply.parts(batch.channel.as_ref());
         let skip = reply.sent.len().min(parts.len());
         let mut progress = Progress {
             platform_ids: reply.sent,
@@ -102,7 +115,8 @@ impl Worker {
         }
         // The lease stays ours until the reply is recorded: while PostgreSQL is
         // unreachable, no other worker may resume the batch and send it again.
-        self.finish(lease, batch, &parts, progress, hand_back).await
+        let texts: Vec<String> = parts.iter().map(describe).collect();
+        self.finish(lease, batch, &texts, progress, hand_back).await
     }
 
     /// A part the platform did not take. Refused for good, or still unavailable

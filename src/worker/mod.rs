@@ -19,9 +19,10 @@
 //! - `generate.rs`: its context and the responder's reply (superseded, handed back
 //!   or lost meanwhile).
 //! - `commit.rs`: last look, then `begin_sending` makes the text the answer.
-//! - `deliver.rs`: the committed text's parts, with retries.
+//! - `deliver.rs`: the committed messages' parts, with retries.
 //! - `finish.rs`: record and ack (sent, failed, given back).
-//! - `typing.rs`: the read mark and typing indicator shown while generating.
+//! - `typing.rs`: the read mark and typing indicator shown (and renewed) while
+//!   generating.
 //! - `expire.rs`: a batch past the channel's reply window, closed unanswered.
 
 mod claimed;
@@ -44,7 +45,7 @@ use crate::batch::{BatchId, Claim, RedisBatches};
 use crate::channel::Channel;
 use crate::message::{ChannelKind, Conversation};
 use crate::metrics::Metrics;
-use crate::responder::Responder;
+use crate::responder::{Reply, Responder};
 use crate::store::Store;
 use crate::time::UnixMs;
 use std::collections::HashMap;
@@ -69,6 +70,9 @@ pub struct WorkerSettings {
     pub max_wait: Duration,
     /// Mark read + typing when claimed.
     pub typing_indicator: bool,
+    /// How often the typing indicator is renewed while generating; `None`: each
+    /// channel's own ([`Channel::typing_renewal`]).
+    pub typing_renewal: Option<Duration>,
     /// Most characters of history in a reply's context (see `generate::newest_within`).
     pub history_chars: usize,
     /// WhatsApp's and Instagram's reply window after the person's last message
@@ -232,7 +236,10 @@ impl Worker {
         if let Some(typing) = typing {
             typing::answered(typing).await;
         }
-        let reply = deliver::Committed::new(text);
+        // The responder writes text today: one text message, split as the
+        // channel needs. A rich reply (buttons, lists, media) goes the same way
+        // once the responder returns one (see `deliver::Committed`).
+        let reply = deliver::Committed::new(Reply::text(text).messages);
         ControlFlow::Continue(self.deliver(lease, batch, reply, hand_back).await)
     }
 

@@ -18,11 +18,11 @@ pub(super) enum Resume {
     Generating,
     /// Nothing more to do: it ended with this outcome.
     Finished(BatchOutcome),
-    /// Its text was committed and was being sent: send the parts not yet sent,
+    /// Its reply was committed and was being sent: send the parts not yet sent,
     /// then put back any newer message the claim merged in (`answered` are the
     /// messages the batch answers).
     Sending {
-        /// The committed text and the parts sent.
+        /// The committed messages and the parts sent.
         reply: Committed,
         /// The messages its record says it answers.
         answered: Vec<i64>,
@@ -51,18 +51,20 @@ impl Worker {
             self.rebatch_unanswered(batch, &record.message_ids).await;
             return Resume::Finished(BatchOutcome::AlreadyAnswered);
         }
-        let (BatchStatus::Sending, Some(text)) = (record.status, record.reply_text) else {
+        let (BatchStatus::Sending, Some(messages)) = (record.status, record.committed_messages())
+        else {
             return Resume::Generating;
         };
-        // Crashed or handed back while sending: the text is committed and its
-        // messages are this batch's. Send the parts not yet recorded, as they are.
+        // Crashed or handed back while sending: the reply is committed and its
+        // messages are this batch's. Send the parts not yet recorded, as they are
+        // (the same messages render into the same parts).
         tracing::info!(
             parts_sent = record.platform_message_ids.len(),
             "resuming a reply that was being sent"
         );
         Resume::Sending {
             reply: Committed {
-                text,
+                messages,
                 sent: record.platform_message_ids,
             },
             answered: record.message_ids,

@@ -5,6 +5,7 @@
 
 use crate::channel::{Channel, SendError};
 use crate::message::Conversation;
+use crate::responder::reply::ReplyMessage;
 use rand::Rng;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -66,12 +67,12 @@ impl RetryPolicy {
     }
 }
 
-/// Sends one part, retrying retryable errors with backoff until the attempts run
-/// out or `stop` fires during a wait.
+/// Sends one part (a message the channel rendered), retrying retryable errors
+/// with backoff until the attempts run out or `stop` fires during a wait.
 pub async fn send_with_retries(
     channel: &dyn Channel,
     to: &Conversation,
-    part: &str,
+    part: &ReplyMessage,
     retry: &RetryPolicy,
     stop: &CancellationToken,
     on_retry: impl Fn(&SendError, Duration),
@@ -79,7 +80,7 @@ pub async fn send_with_retries(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match channel.send_part(to, part).await {
+        match channel.send_message(to, part).await {
             Ok(id) => return SendResult::Sent { id, attempts },
             Err(
                 error @ SendError::Retryable {

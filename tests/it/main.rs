@@ -22,6 +22,7 @@ mod process;
 mod reconcile;
 mod redis_server;
 mod resume;
+mod rich_replies;
 mod safe_defaults;
 mod scripts;
 mod telegram_flow;

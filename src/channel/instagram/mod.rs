@@ -1,5 +1,6 @@
 //! Instagram messaging (Instagram API with Instagram Login): webhooks in
-//! (`object: instagram`, `entry[].messaging[]`), text replies and sender actions out
+//! (`object: instagram`, `entry[].messaging[]`), replies (text, quick replies,
+//! attachments by URL) and sender actions out
 //! through `POST {api_base}/{ig_account_id}/messages`.
 //!
 //! Instagram is a Meta platform: the body signature, the GET handshake and the error
@@ -7,6 +8,7 @@
 //! message (our Instagram professional account id), the contact its sender (an IGSID).
 
 mod parse;
+mod rich;
 mod send;
 
 use super::{
@@ -14,7 +16,13 @@ use super::{
 };
 pub use crate::config::InstagramSettings;
 use crate::message::{ChannelKind, Conversation};
+use crate::responder::reply::ReplyMessage;
 use async_trait::async_trait;
+use std::time::Duration;
+
+/// How often the typing indicator is renewed: Instagram shows `typing_on` for
+/// about 20 s (or until our reply arrives).
+pub const TYPING_RENEWAL: Duration = Duration::from_secs(15);
 
 /// Longest text message the Send API accepts, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 1000;
@@ -70,12 +78,33 @@ impl Channel for Instagram {
         self.send_text(to, text).await
     }
 
+    fn render(&self, message: &ReplyMessage) -> Vec<ReplyMessage> {
+        rich::render(message)
+    }
+
+    async fn send_message(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError> {
+        self.send_reply(to, message).await
+    }
+
     async fn mark_read_typing(
         &self,
         to: &Conversation,
         _message_id: &str,
     ) -> Result<(), SendError> {
         self.mark_seen_typing(to).await
+    }
+
+    /// Seen once is enough: only `typing_on` again.
+    async fn renew_typing(&self, to: &Conversation, _message_id: &str) -> Result<(), SendError> {
+        self.typing_on(to).await
+    }
+
+    fn typing_renewal(&self) -> Duration {
+        TYPING_RENEWAL
     }
 }
 

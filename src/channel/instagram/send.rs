@@ -1,8 +1,9 @@
 //! Replies and sender actions through `POST {api_base}/{ig_account_id}/messages`.
 
-use super::Instagram;
-use crate::channel::{SendError, meta};
+use super::{Instagram, rich};
+use crate::channel::{SendError, meta, render};
 use crate::message::Conversation;
+use crate::responder::reply::ReplyMessage;
 use serde_json::json;
 
 /// The Instagram Send API. On top of [`meta::RETRYABLE_CODES`] it retries its own rate
@@ -19,14 +20,28 @@ impl Instagram {
         to: &Conversation,
         text: &str,
     ) -> Result<String, SendError> {
+        self.send_reply(
+            to,
+            &ReplyMessage::Text {
+                text: text.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// Sends one rendered reply message (text, quick replies or an attachment by
+    /// URL); returns the `message_id` Instagram gave it.
+    pub(super) async fn send_reply(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError> {
         let Some(token) = &self.settings.token else {
-            tracing::info!(conversation = %to, bytes = text.len(), reply = text, "dry run: reply not sent");
+            let reply = render::describe(message);
+            tracing::info!(conversation = %to, bytes = reply.len(), reply, "dry run: reply not sent");
             return Ok(format!("dry-run:{:016x}", rand::random::<u64>()));
         };
-        let body = json!({
-            "recipient": { "id": to.contact },
-            "message": { "text": text },
-        });
+        let body = rich::body(&to.contact, message);
         let response = SEND_API
             .post(&self.http, &self.base, &to.account, token, &body)
             .await?;
@@ -35,6 +50,22 @@ impl Instagram {
             "/message_id",
             "send response holds no message_id",
         )
+    }
+
+    /// Shows "typing…" again (Instagram clears it after about 20 s). Dry run or
+    /// the indicator off: nothing.
+    pub(super) async fn typing_on(&self, to: &Conversation) -> Result<(), SendError> {
+        let Some(token) = &self.settings.token else {
+            return Ok(());
+        };
+        if !self.settings.typing_indicator {
+            return Ok(());
+        }
+        let body = json!({ "recipient": { "id": to.contact }, "sender_action": "typing_on" });
+        SEND_API
+            .post(&self.http, &self.base, &to.account, token, &body)
+            .await
+            .map(drop)
     }
 
     /// Marks the conversation seen, then shows "typing…" when enabled. Dry run: nothing.

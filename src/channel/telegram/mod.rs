@@ -1,5 +1,7 @@
-//! Telegram Bot API: one `Update` per webhook POST (`message`, `edited_message`), text
-//! replies through `sendMessage`, the typing indicator through `sendChatAction`.
+//! Telegram Bot API: one `Update` per webhook POST (`message`, `edited_message`, and
+//! `callback_query`: a tap on an inline button), replies through `sendMessage` (text,
+//! inline keyboards) and `sendPhoto`/`sendDocument`/`sendAudio`/`sendVideo`, the
+//! typing indicator through `sendChatAction`.
 //!
 //! Telegram signs nothing: a webhook is authenticated by the `secret_token` given to
 //! `setWebhook`, which Telegram sends back in `X-Telegram-Bot-Api-Secret-Token`. The
@@ -10,7 +12,9 @@
 //! chat id, so a group is one conversation. Message ids are only unique within a chat,
 //! hence external ids `{bot}:{chat}:{message_id}`.
 
+mod callback;
 mod parse;
+mod rich;
 mod send;
 
 use super::whatsapp::split_text;
@@ -18,7 +22,13 @@ use super::{ApiBase, Channel, HandshakeError, ParseError, ParsedWebhook, SendErr
 use crate::config::Secret;
 pub use crate::config::{TelegramSettings, telegram_bot_id as bot_id};
 use crate::message::{ChannelKind, Conversation};
+use crate::responder::reply::ReplyMessage;
 use async_trait::async_trait;
+use std::time::Duration;
+
+/// How often "typing…" is renewed: Telegram clears it after 5 s (or at our
+/// message).
+pub const TYPING_RENEWAL: Duration = Duration::from_secs(4);
 
 /// Longest text `sendMessage` accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -114,6 +124,18 @@ impl Channel for Telegram {
         self.send_text(to, text).await
     }
 
+    fn render(&self, message: &ReplyMessage) -> Vec<ReplyMessage> {
+        rich::render(message)
+    }
+
+    async fn send_message(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError> {
+        self.send_reply(to, message).await
+    }
+
     /// Telegram has no read receipts: only "typing…", when enabled.
     async fn mark_read_typing(
         &self,
@@ -121,6 +143,14 @@ impl Channel for Telegram {
         _message_id: &str,
     ) -> Result<(), SendError> {
         self.typing(to).await
+    }
+
+    fn typing_renewal(&self) -> Duration {
+        TYPING_RENEWAL
+    }
+
+    async fn answer_callback(&self, callback_id: &str) -> Result<(), SendError> {
+        self.answer_callback_query(callback_id).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! One webhook body, one `Update`, into at most one [`InboundMessage`].
 //!
-//! `message` and `edited_message` are messages. Every other update (callback queries,
-//! membership changes, channel posts...) is acknowledged and counted in `statuses`, as
+//! `message` and `edited_message` are messages, and so is a `callback_query` (a tap
+//! on an inline button: `callback.rs`). Every other update (membership changes, channel posts...) is acknowledged and counted in `statuses`, as
 //! are service messages (someone joined, a message was pinned): nobody wrote anything
 //! to answer. A message that lacks its ids is skipped with a log line; Telegram would
 //! otherwise redeliver it, and every later update behind it, for hours.
@@ -100,6 +100,9 @@ pub(super) fn parse_update(body: &[u8], bot: &str) -> Result<ParsedWebhook, Pars
         .ok_or_else(|| shape("no update_id"))?;
 
     let mut parsed = ParsedWebhook::default();
+    if let Some(query) = root.get("callback_query") {
+        return Ok(parse_callback_query(query, bot, &root, update_id, parsed));
+    }
     let (message, edited) = match (root.get("message"), root.get("edited_message")) {
         (Some(message), _) => (message, false),
         (None, Some(message)) => (message, true),
@@ -132,6 +135,37 @@ pub(super) fn parse_update(body: &[u8], bot: &str) -> Result<ParsedWebhook, Pars
         }
     }
     Ok(parsed)
+}
+
+/// A tap on an inline button: a menu choice, and a query to answer, when it was
+/// made in a chat (see `callback.rs`). One without its message comes from an
+/// inline-mode message, which lull never sends: not ours to answer.
+fn parse_callback_query(
+    query: &Value,
+    bot: &str,
+    root: &Value,
+    update_id: i64,
+    mut parsed: ParsedWebhook,
+) -> ParsedWebhook {
+    match super::callback::parse_callback(query, bot, root) {
+        Ok(Some(choice)) => {
+            if let Some(id) = str_at(query, &["id"]) {
+                parsed.callbacks.push(id.to_owned());
+            }
+            parsed.messages.push(choice);
+        }
+        Ok(None) => parsed.statuses += 1,
+        Err(reason) => {
+            tracing::warn!(
+                update_id,
+                channel = "telegram",
+                reason,
+                "skipping malformed callback query"
+            );
+            parsed.skipped += 1;
+        }
+    }
+    parsed
 }
 
 /// A `message` or `edited_message`; `Ok(None)` for a service message, `Err` names what

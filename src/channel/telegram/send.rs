@@ -6,11 +6,12 @@
 //! errors are rendered without their URL (and redacted, should the token appear
 //! anywhere else).
 
-use super::Telegram;
+use super::{Telegram, rich};
 use crate::channel::json::json_i64;
-use crate::channel::{SendError, meta, transport};
+use crate::channel::{SendError, meta, render, transport};
 use crate::config::Secret;
 use crate::message::Conversation;
+use crate::responder::reply::ReplyMessage;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -21,21 +22,53 @@ impl Telegram {
         to: &Conversation,
         text: &str,
     ) -> Result<String, SendError> {
+        self.send_reply(
+            to,
+            &ReplyMessage::Text {
+                text: text.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// Sends one rendered reply message (text, an inline keyboard, or media by
+    /// URL); returns `{bot}:{chat}:{message_id}`.
+    pub(super) async fn send_reply(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError> {
         let Some(token) = &self.settings.bot_token else {
-            tracing::info!(conversation = %to, chars = text.chars().count(), reply = text, "dry run: reply not sent");
+            let reply = render::describe(message);
+            tracing::info!(conversation = %to, chars = reply.chars().count(), reply, "dry run: reply not sent");
             return Ok(format!("dry-run:{:016x}", rand::random::<u64>()));
         };
+        let (method, fields) = rich::request(message);
         let (chat, mut body) = addressed(&to.contact);
-        body["text"] = json!(text);
-        let result = self.call(token, "sendMessage", &body).await?;
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        let result = self.call(token, method, &body).await?;
         // Telegram accepted the request, so the reply went out: retrying could send
         // it twice, hence permanent.
         let id = result
             .get("message_id")
             .and_then(json_i64)
-            .ok_or_else(|| SendError::permanent("sendMessage result holds no message_id"))?;
+            .ok_or_else(|| SendError::permanent(format!("{method} result holds no message_id")))?;
         // Message ids count per chat, as the inbound ids are written.
         Ok(format!("{}:{chat}:{id}", self.bot))
+    }
+
+    /// Answers a tap on an inline button (`answerCallbackQuery`), so that the
+    /// button stops showing as pending. Dry run: nothing.
+    pub(super) async fn answer_callback_query(&self, id: &str) -> Result<(), SendError> {
+        let Some(token) = &self.settings.bot_token else {
+            return Ok(());
+        };
+        let body = json!({ "callback_query_id": id });
+        self.call(token, "answerCallbackQuery", &body)
+            .await
+            .map(drop)
     }
 
     /// Shows "typing…" (Telegram clears it after 5 s or at our message) when enabled.

@@ -1,7 +1,9 @@
-//! WhatsApp Cloud API: webhooks in (`object: whatsapp_business_account`), text replies
-//! and read receipts out through the Graph API.
+//! WhatsApp Cloud API: webhooks in (`object: whatsapp_business_account`), replies
+//! (text, reply buttons, lists, media by link) and read receipts out through the
+//! Graph API.
 
 mod parse;
+mod rich;
 mod send;
 
 use super::{
@@ -9,7 +11,13 @@ use super::{
 };
 pub use crate::config::WhatsAppSettings;
 use crate::message::{ChannelKind, Conversation};
+use crate::responder::reply::ReplyMessage;
 use async_trait::async_trait;
+use std::time::Duration;
+
+/// How often the typing indicator is renewed: WhatsApp dismisses it after 25 s
+/// (or when our reply arrives).
+pub const TYPING_RENEWAL: Duration = Duration::from_secs(20);
 
 /// Longest text message the Cloud API accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -65,8 +73,24 @@ impl Channel for WhatsApp {
         self.send_text(to, text).await
     }
 
+    fn render(&self, message: &ReplyMessage) -> Vec<ReplyMessage> {
+        rich::render(message)
+    }
+
+    async fn send_message(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError> {
+        self.send_reply(to, message).await
+    }
+
     async fn mark_read_typing(&self, to: &Conversation, message_id: &str) -> Result<(), SendError> {
         self.mark_read(to, message_id).await
+    }
+
+    fn typing_renewal(&self) -> Duration {
+        TYPING_RENEWAL
     }
 }
 

@@ -1,8 +1,9 @@
 //! Replies and read receipts through `POST {graph_api_base}/{phone_number_id}/messages`.
 
-use super::WhatsApp;
-use crate::channel::{SendError, meta};
+use super::{WhatsApp, rich};
+use crate::channel::{SendError, meta, render};
 use crate::message::Conversation;
+use crate::responder::reply::ReplyMessage;
 use serde_json::json;
 
 /// The Cloud API's Send API: Meta's Graph API.
@@ -18,17 +19,28 @@ impl WhatsApp {
         to: &Conversation,
         text: &str,
     ) -> Result<String, SendError> {
+        self.send_reply(
+            to,
+            &ReplyMessage::Text {
+                text: text.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// Sends one rendered reply message (text, interactive or media by link);
+    /// returns the wamid Meta gave it.
+    pub(super) async fn send_reply(
+        &self,
+        to: &Conversation,
+        message: &ReplyMessage,
+    ) -> Result<String, SendError> {
         let Some(token) = &self.settings.token else {
-            tracing::info!(conversation = %to, chars = text.chars().count(), reply = text, "dry run: reply not sent");
+            let reply = render::describe(message);
+            tracing::info!(conversation = %to, chars = reply.chars().count(), reply, "dry run: reply not sent");
             return Ok(format!("dry-run:{:016x}", rand::random::<u64>()));
         };
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to.contact,
-            "type": "text",
-            "text": { "preview_url": false, "body": text },
-        });
+        let body = rich::body(&to.contact, message);
         let response = GRAPH_API
             .post(&self.http, &self.base, &to.account, token, &body)
             .await?;
