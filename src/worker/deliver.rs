@@ -12,21 +12,25 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A reply whose text is committed in PostgreSQL, and the parts of it that went
-/// out already (none unless resumed).
+/// out already (none unless resumed). An empty text is no reply: nothing is sent,
+/// and the batch is recorded sent, its messages answered.
 #[derive(Debug, Clone)]
 pub(super) struct Committed {
     /// The committed text.
     pub text: String,
     /// Platform ids of the parts sent before, in order.
     pub sent: Vec<String>,
+    /// The responder asked to hand the conversation to a human after it.
+    pub handoff: bool,
 }
 
 impl Committed {
     /// A text just committed: nothing of it sent yet.
-    pub fn new(text: String) -> Self {
+    pub fn new(text: String, handoff: bool) -> Self {
         Self {
             text,
             sent: Vec::new(),
+            handoff,
         }
     }
 }
@@ -43,7 +47,11 @@ impl Worker {
         reply: Committed,
         hand_back: &CancellationToken,
     ) -> BatchOutcome {
-        let parts = batch.channel.split(&reply.text);
+        let parts = if reply.text.is_empty() {
+            Vec::new()
+        } else {
+            batch.channel.split(&reply.text)
+        };
         let skip = reply.sent.len().min(parts.len());
         let mut progress = Progress {
             platform_ids: reply.sent,
@@ -102,7 +110,8 @@ impl Worker {
         }
         // The lease stays ours until the reply is recorded: while PostgreSQL is
         // unreachable, no other worker may resume the batch and send it again.
-        self.finish(lease, batch, &parts, progress, hand_back).await
+        self.finish(lease, batch, &parts, progress, reply.handoff, hand_back)
+            .await
     }
 
     /// A part the platform did not take. Refused for good, or still unavailable

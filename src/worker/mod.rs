@@ -17,15 +17,18 @@
 //! - `claimed.rs`: the claimed batch, the one value every stage takes.
 //! - `resume.rs`: a batch claimed before: what its record says to do.
 //! - `generate.rs`: its context and the responder's reply (superseded, handed back
-//!   or lost meanwhile).
-//! - `commit.rs`: last look, then `begin_sending` makes the text the answer.
+//!   or lost meanwhile), the responder's failures classified.
+//! - `commit.rs`: last look, then `begin_sending` makes the text the answer; the
+//!   reply's usage recorded.
 //! - `deliver.rs`: the committed text's parts, with retries.
 //! - `finish.rs`: record and ack (sent, failed, given back).
+//! - `fallback.rs`: FALLBACK_REPLY for a batch whose responder failed for good.
 //! - `typing.rs`: the read mark and typing indicator shown while generating.
 
 mod claimed;
 mod commit;
 mod deliver;
+mod fallback;
 mod finish;
 mod generate;
 mod lease;
@@ -73,6 +76,10 @@ pub struct WorkerSettings {
     pub heartbeat: Duration,
     /// Send retries.
     pub retry: RetryPolicy,
+    /// Retries of an unavailable responder (RESPONDER_MAX_ATTEMPTS).
+    pub responder_retry: RetryPolicy,
+    /// Sent once when a batch fails for good (FALLBACK_REPLY); `None`: off.
+    pub fallback_reply: Option<String>,
 }
 
 /// How a batch ended, for the caller and the tests.
@@ -212,14 +219,15 @@ impl Worker {
             "batch claimed"
         );
         let typing = self.show_typing(batch);
-        let text = self
+        let generated = self
             .generate(batch, &mut lease, recorded, hand_back)
             .await?;
-        let text = self.commit(batch, text, hand_back).await?;
+        let generated = self.commit(batch, generated, hand_back).await?;
         if let Some(typing) = typing {
             typing::answered(typing).await;
         }
-        let reply = deliver::Committed::new(text);
+        // Delivered as text for now: the reply's messages, a paragraph each.
+        let reply = deliver::Committed::new(generated.text(), generated.reply.handoff);
         ControlFlow::Continue(self.deliver(lease, batch, reply, hand_back).await)
     }
 

@@ -64,6 +64,7 @@ impl Worker {
             reply: Committed {
                 text,
                 sent: record.platform_message_ids,
+                handoff: record.handoff,
             },
             answered: record.message_ids,
         }
