@@ -3,6 +3,7 @@
 //! links once.
 
 mod bad_input;
+mod bot;
 mod claim_loop;
 mod cluster;
 mod connections;
@@ -23,6 +24,7 @@ mod privacy;
 mod process;
 mod reconcile;
 mod redis_server;
+mod responder_failures;
 mod resume;
 mod safe_defaults;
 mod scripts;
