@@ -25,6 +25,8 @@ pub const BOT_SECRET: &str = "bot-secret-0123456789";
 /// One request the bot received.
 #[derive(Debug, Clone)]
 pub struct BotSeen {
+    /// When it arrived.
+    pub at: std::time::Instant,
     /// The parsed body.
     pub body: Value,
     /// Whether `X-Lull-Signature-256` is the HMAC of the timestamp and the raw body.
@@ -157,6 +159,7 @@ impl FakeBot {
         let answer = {
             let mut state = self.state.lock().unwrap();
             state.seen.push(BotSeen {
+                at: std::time::Instant::now(),
                 body,
                 signed,
                 timestamp,
@@ -390,5 +393,25 @@ async fn usage_the_bot_reports_is_stored_on_the_batch() {
         ),
         42
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bot_answering_429_is_asked_again_no_sooner_than_its_retry_after() {
+    let bot = FakeBot::start().await;
+    bot.script([BotAnswer {
+        retry_after: Some(1),
+        ..BotAnswer::new(429, "slow down")
+    }]);
+    let app = spawn_app_with(|c| use_bot(c, &bot)).await;
+    let message = whatsapp_text(MARIA, "wamid.bot-429", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&message).await.status(), 200);
+
+    let replies = replies_at_least(&app.graph, 1).await;
+    assert_eq!(body(&replies[0]), bot_text(2));
+    let requests = bot.seen();
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
     app.stop().await;
 }

@@ -165,3 +165,35 @@ async fn usage_from_the_llms_answer_is_stored_on_the_batch() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_bot_answering_403_is_an_outage_and_the_batch_waits_for_it() {
+    let bot = FakeBot::start().await;
+    bot.script([BotAnswer::new(403, "forbidden")]);
+    let app = spawn_app_with(|c| {
+        use_bot(c, &bot);
+        c.fallback_reply = FALLBACK.into();
+    })
+    .await;
+    let message = whatsapp_text(MARIA, "wamid.fail-403", now_secs() - 60, "hello?");
+    assert_eq!(app.post_whatsapp(&message).await.status(), 200);
+
+    let ready = wait_for("/readyz to report the bot", PATIENCE, || async {
+        let ready = app.get_json("/readyz").await;
+        (ready["responder"] == "failing").then_some(ready)
+    })
+    .await;
+    assert_eq!(ready["responder_status"], 403);
+    let replies = replies_at_least(&app.graph, 1).await;
+    assert_eq!(body(&replies[0]), crate::bot::bot_text(2));
+    let batch = batch_with_status(&app, "sent").await;
+    assert!(!batch.fallback);
+    assert_eq!(
+        app.metrics.counter(
+            "lull_responder_errors_total",
+            &[("responder", "http"), ("kind", "outage")]
+        ),
+        1
+    );
+    app.stop().await;
+}
