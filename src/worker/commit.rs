@@ -4,9 +4,9 @@
 //! reply of no messages is committed as an empty text: its messages are answered,
 //! and nothing is sent. What generating it took is recorded with it.
 
+use super::ask::Generated;
 use super::claimed::ClaimedBatch;
 use super::finish::GiveBack;
-use super::generate::Generated;
 use super::{BatchOutcome, Stage, Worker};
 use crate::time::UnixMs;
 use std::ops::ControlFlow;

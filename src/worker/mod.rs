@@ -17,7 +17,9 @@
 //! - `claimed.rs`: the claimed batch, the one value every stage takes.
 //! - `resume.rs`: a batch claimed before: what its record says to do.
 //! - `generate.rs`: its context and the responder's reply (superseded, handed back
-//!   or lost meanwhile), the responder's failures classified.
+//!   or lost meanwhile).
+//! - `ask.rs`: the responder asked with retries, its failures classified, the
+//!   reply's usage counted.
 //! - `commit.rs`: last look, then `begin_sending` makes the text the answer; the
 //!   reply's usage recorded.
 //! - `deliver.rs`: the committed text's parts, with retries.
@@ -25,6 +27,7 @@
 //! - `fallback.rs`: FALLBACK_REPLY for a batch whose responder failed for good.
 //! - `typing.rs`: the read mark and typing indicator shown while generating.
 
+mod ask;
 mod claimed;
 mod commit;
 mod deliver;
