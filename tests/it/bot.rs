@@ -415,3 +415,24 @@ async fn a_bot_answering_429_is_asked_again_no_sooner_than_its_retry_after() {
     assert!(waited >= Duration::from_secs(1), "{waited:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_the_process_drops_the_bots_request() {
+    let bot = FakeBot::start().await;
+    bot.script([BotAnswer {
+        delay: Duration::from_secs(20),
+        ..BotAnswer::reply(json!({"messages": [{"text": "never sent"}]}))
+    }]);
+    let app = spawn_app_with(|c| use_bot(c, &bot)).await;
+    let message = whatsapp_text(MARIA, "wamid.bot-stop", now_secs() - 60, "hi");
+    assert_eq!(app.post_whatsapp(&message).await.status(), 200);
+    bot.requests(1).await;
+
+    let graph = app.graph.clone();
+    app.stop().await;
+    wait_for("the request cancelled", PATIENCE, || async {
+        (bot.cancelled() == 1).then_some(())
+    })
+    .await;
+    assert!(graph.replies().is_empty(), "nothing sent");
+}
