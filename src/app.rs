@@ -163,6 +163,12 @@ impl App {
                     base: send.retry_base,
                     max_delay: Duration::from_secs(30),
                 },
+                responder_retry: RetryPolicy {
+                    max_attempts: self.settings.generation.max_attempts,
+                    base: send.retry_base,
+                    max_delay: Duration::from_secs(30),
+                },
+                fallback_reply: self.settings.generation.fallback_reply.clone(),
             },
             self.metrics.clone(),
         ))

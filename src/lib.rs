@@ -13,7 +13,8 @@
 //! - [`batch`]: the Redis side: key layout and one typed wrapper per Lua script in `lua/`.
 //! - [`claim_loop`]: the claim loop: claims due conversations and runs [`worker`] on each.
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
-//! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
+//! - [`responder`]: history + batch → a reply: built-in, OpenAI-compatible, Anthropic
+//!   or a team's own bot (RESPONDER=http, signed requests).
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
 //! - [`fd_limit`]: at start, the soft open-files limit is raised to the hard one; the
 //!   listener's MAX_CONNECTIONS default is derived from it.

@@ -1,6 +1,9 @@
 //! Prometheus metrics: counters and histograms kept in the app (no global
-//! recorder), rendered in the text exposition format at `/metrics`.
+//! recorder), rendered in the text exposition format at `/metrics`. The
+//! responder's health rides along: the worker reports it, `/readyz` shows it, and
+//! both already share this value.
 
+use crate::responder::ResponderHealth;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -103,6 +106,26 @@ const HELP: &[(&str, &str, &str)] = &[
         "Grouped writes PostgreSQL refused, each request then written alone, by kind.",
     ),
     (
+        "lull_responder_errors_total",
+        "counter",
+        "Responder requests that failed, by responder and kind (unavailable, outage, failed).",
+    ),
+    (
+        "lull_responder_tokens_total",
+        "counter",
+        "Tokens the responder reported, by model and kind (prompt, completion).",
+    ),
+    (
+        "lull_fallback_replies_total",
+        "counter",
+        "FALLBACK_REPLY sent for a batch that failed for good.",
+    ),
+    (
+        "lull_handoffs_requested_total",
+        "counter",
+        "Replies whose responder asked to hand the conversation to a human.",
+    ),
+    (
         "lull_claim_lag_seconds",
         "histogram",
         "From a batch's due time to its claim.",
@@ -111,6 +134,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "lull_reply_seconds",
         "histogram",
         "From claim to reply sent.",
+    ),
+    (
+        "lull_generation_seconds",
+        "histogram",
+        "Time the responder took to write a batch's reply, retries included.",
     ),
 ];
 
@@ -126,6 +154,7 @@ struct Histogram {
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
     histograms: Mutex<BTreeMap<&'static str, Histogram>>,
+    responder: ResponderHealth,
 }
 
 /// `{k="v",...}`, values escaped as the exposition format asks (backslash, quote,
@@ -153,6 +182,11 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 impl Metrics {
+    /// Whether the responder is failing as a whole (`/readyz`).
+    pub fn responder_health(&self) -> &ResponderHealth {
+        &self.responder
+    }
+
     /// Adds one to a counter.
     pub fn inc(&self, name: &'static str, label_pairs: &[(&str, &str)]) {
         self.add(name, label_pairs, 1);

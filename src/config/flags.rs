@@ -27,6 +27,8 @@ pub enum ResponderKind {
     OpenAi,
     /// Anthropic's Messages API.
     Anthropic,
+    /// A team's own bot at BOT_URL.
+    Http,
 }
 
 impl ResponderKind {
@@ -36,6 +38,7 @@ impl ResponderKind {
             ResponderKind::Builtin => "builtin",
             ResponderKind::OpenAi => "openai",
             ResponderKind::Anthropic => "anthropic",
+            ResponderKind::Http => "http",
         }
     }
 }
@@ -247,6 +250,25 @@ pub struct Config {
     /// Timeout of one LLM request, seconds.
     #[arg(long, env = "LLM_TIMEOUT_SECONDS", default_value_t = 60.0)]
     pub llm_timeout_seconds: f64,
+
+    /// The bot's URL (RESPONDER=http): each batch is POSTed to it.
+    #[arg(long, env = "BOT_URL", hide_env_values = true)]
+    pub bot_url: Option<String>,
+    /// The key of the HMAC-SHA256 signature on each request to the bot
+    /// (RESPONDER=http; required).
+    #[arg(long, env = "BOT_SECRET", hide_env_values = true)]
+    pub bot_secret: Option<Secret>,
+    /// Timeout of one request to the bot, seconds.
+    #[arg(long, env = "BOT_TIMEOUT_SECONDS", default_value_t = 30.0)]
+    pub bot_timeout_seconds: f64,
+    /// Requests per batch to a responder that is unavailable (429, 5xx, timeouts)
+    /// before the batch waits for a later claim.
+    #[arg(long, env = "RESPONDER_MAX_ATTEMPTS", default_value_t = 3)]
+    pub responder_max_attempts: u32,
+    /// Sent once when a batch fails for good (its responder refused it, or stayed
+    /// unavailable), so nobody is left without an answer; empty: off.
+    #[arg(long, env = "FALLBACK_REPLY", default_value = "")]
+    pub fallback_reply: String,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]

@@ -23,9 +23,11 @@ pub use channels::{
 };
 pub use error::ConfigError;
 pub use flags::{Config, LogFormat, ResponderKind};
-pub use responder::{AnthropicSettings, DEFAULT_SYSTEM_PROMPT, OpenAiSettings, ResponderSettings};
+pub use responder::{
+    AnthropicSettings, BotSettings, DEFAULT_SYSTEM_PROMPT, OpenAiSettings, ResponderSettings,
+};
 pub use secret::Secret;
 pub use settings::{
-    BatchSettings, ClaimSettings, DatabaseSettings, HttpSettings, ReconcileSettings, RedisSettings,
-    SendSettings, Settings,
+    BatchSettings, ClaimSettings, DatabaseSettings, GenerationSettings, HttpSettings,
+    ReconcileSettings, RedisSettings, SendSettings, Settings,
 };

@@ -6,9 +6,9 @@ use super::channels::telegram_accepts_secret_token;
 use super::error::{MAX_SECONDS, hours, positive, seconds};
 use super::responder::responder_settings;
 use super::{
-    BatchSettings, ChannelsOn, ClaimSettings, Config, ConfigError, DatabaseSettings, HttpSettings,
-    InstagramSettings, ReconcileSettings, RedisSettings, SendSettings, Settings, TelegramSettings,
-    WhatsAppSettings, telegram_bot_id,
+    BatchSettings, ChannelsOn, ClaimSettings, Config, ConfigError, DatabaseSettings,
+    GenerationSettings, HttpSettings, InstagramSettings, ReconcileSettings, RedisSettings,
+    SendSettings, Settings, TelegramSettings, WhatsAppSettings, telegram_bot_id,
 };
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ impl Config {
         positive("HISTORY_LIMIT", c.history_limit.into())?;
         positive("WORKER_CONCURRENCY", c.worker_concurrency as u64)?;
         positive("SEND_MAX_ATTEMPTS", c.send_max_attempts.into())?;
+        positive("RESPONDER_MAX_ATTEMPTS", c.responder_max_attempts.into())?;
         positive("MAX_BODY_BYTES", c.max_body_bytes as u64)?;
         if let Some(max) = c.max_connections {
             positive("MAX_CONNECTIONS", max as u64)?;
@@ -142,6 +143,12 @@ impl Config {
                 typing_indicator: c.typing_indicator,
             },
             responder,
+            generation: GenerationSettings {
+                max_attempts: c.responder_max_attempts,
+                fallback_reply: Some(c.fallback_reply.trim())
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned),
+            },
             log_format: c.log_format,
             retention_days: c.retention_days,
         })
@@ -163,6 +170,7 @@ impl Config {
             &mut self.admin_token,
             &mut self.metrics_token,
             &mut self.llm_api_key,
+            &mut self.bot_secret,
         ] {
             if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
                 *secret = None;
@@ -172,6 +180,7 @@ impl Config {
             &mut self.llm_base_url,
             &mut self.llm_model,
             &mut self.llm_system_prompt,
+            &mut self.bot_url,
         ] {
             if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;

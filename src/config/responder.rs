@@ -30,6 +30,8 @@ pub enum ResponderSettings {
     OpenAi(OpenAiSettings),
     /// Anthropic's Messages API.
     Anthropic(AnthropicSettings),
+    /// A team's own bot (RESPONDER=http).
+    Http(BotSettings),
 }
 
 impl ResponderSettings {
@@ -39,6 +41,7 @@ impl ResponderSettings {
             ResponderSettings::Builtin { .. } => ResponderKind::Builtin,
             ResponderSettings::OpenAi(_) => ResponderKind::OpenAi,
             ResponderSettings::Anthropic(_) => ResponderKind::Anthropic,
+            ResponderSettings::Http(_) => ResponderKind::Http,
         }
     }
 }
@@ -77,6 +80,42 @@ pub struct AnthropicSettings {
     pub timeout: Duration,
 }
 
+/// Where the team's bot is, and the key its requests are signed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotSettings {
+    /// BOT_URL, http or https.
+    pub url: String,
+    /// BOT_SECRET: the HMAC key of `X-Lull-Signature-256`.
+    pub secret: Secret,
+    /// Timeout of one request (BOT_TIMEOUT_SECONDS).
+    pub timeout: Duration,
+}
+
+/// The bot's settings of a normalised [`Config`] with RESPONDER=http.
+fn bot_settings(c: &Config) -> Result<BotSettings, ConfigError> {
+    let timeout = seconds("BOT_TIMEOUT_SECONDS", c.bot_timeout_seconds)?;
+    let missing = |var: &'static str| ConfigError {
+        var,
+        reason: "must be set when RESPONDER is http".into(),
+    };
+    let url = c.bot_url.clone().ok_or_else(|| missing("BOT_URL"))?;
+    let parsed = url::Url::parse(&url).map_err(|e| ConfigError {
+        var: "BOT_URL",
+        reason: format!("not a URL: {e}"),
+    })?;
+    if !["http", "https"].contains(&parsed.scheme()) {
+        return Err(ConfigError {
+            var: "BOT_URL",
+            reason: "scheme must be http or https".into(),
+        });
+    }
+    Ok(BotSettings {
+        url,
+        secret: c.bot_secret.clone().ok_or_else(|| missing("BOT_SECRET"))?,
+        timeout,
+    })
+}
+
 /// The LLM settings of a normalised [`Config`] (blank values are `None`), checked
 /// even for the built-in responder where they have a default (so a typo in
 /// LLM_BASE_URL shows before an LLM is switched on), and its responder's settings.
@@ -87,7 +126,7 @@ pub(super) fn responder_settings(c: &Config) -> Result<ResponderSettings, Config
     let base_url = c.llm_base_url.clone().or_else(|| match c.responder {
         ResponderKind::OpenAi => Some("https://api.openai.com/v1".into()),
         ResponderKind::Anthropic => Some("https://api.anthropic.com".into()),
-        ResponderKind::Builtin => None,
+        ResponderKind::Builtin | ResponderKind::Http => None,
     });
     if let Some(base) = &base_url {
         let parsed = url::Url::parse(base).map_err(|e| ConfigError {
@@ -114,6 +153,7 @@ pub(super) fn responder_settings(c: &Config) -> Result<ResponderSettings, Config
         ResponderKind::Builtin => ResponderSettings::Builtin {
             delay: Duration::from_millis(c.responder_delay_ms),
         },
+        ResponderKind::Http => ResponderSettings::Http(bot_settings(c)?),
         ResponderKind::OpenAi => ResponderSettings::OpenAi(OpenAiSettings {
             base_url,
             api_key: c.llm_api_key.clone(),

@@ -32,6 +32,8 @@ pub struct Settings {
     pub instagram: InstagramSettings,
     /// Who writes the replies.
     pub responder: ResponderSettings,
+    /// Retries of the responder and the fallback reply.
+    pub generation: GenerationSettings,
     /// Log line format.
     pub log_format: LogFormat,
     /// Days texts and payloads are kept (RETENTION_DAYS); 0 keeps them forever.
@@ -147,4 +149,14 @@ pub struct SendSettings {
     pub retry_base: Duration,
     /// Timeout of one platform API request.
     pub timeout: Duration,
+}
+
+/// Retries of the responder, and what is sent when a batch fails for good.
+#[derive(Debug, Clone)]
+pub struct GenerationSettings {
+    /// Requests per claim to an unavailable responder (RESPONDER_MAX_ATTEMPTS, at
+    /// least 1), with exponential backoff and jitter from SEND_RETRY_BASE.
+    pub max_attempts: u32,
+    /// FALLBACK_REPLY; `None`: off.
+    pub fallback_reply: Option<String>,
 }

@@ -15,7 +15,7 @@ fn parse(args: &[&str]) -> Config {
 /// The LLM API base of the chosen responder; `None` for the built-in one.
 fn base_url(settings: &Settings) -> Option<&str> {
     match &settings.responder {
-        ResponderSettings::Builtin { .. } => None,
+        ResponderSettings::Builtin { .. } | ResponderSettings::Http(_) => None,
         ResponderSettings::OpenAi(llm) => Some(&llm.base_url),
         ResponderSettings::Anthropic(llm) => Some(&llm.base_url),
     }
@@ -385,4 +385,48 @@ fn only_configured_channels_are_on_and_none_configured_runs_the_demo() {
         .http
         .channels_on;
     assert!(telegram_by_secret.telegram && !telegram_by_secret.whatsapp);
+}
+
+#[test]
+fn the_http_responder_needs_its_url_and_secret_and_times_out_after_30_seconds() {
+    let error = parse(&["--responder=http"]).parse_settings().unwrap_err();
+    assert_eq!(error.var, "BOT_URL");
+    let error = parse(&["--responder=http", "--bot-url=http://127.0.0.1:9/bot"])
+        .parse_settings()
+        .unwrap_err();
+    assert_eq!(error.var, "BOT_SECRET");
+    let error = parse(&["--responder=http", "--bot-url=ftp://x", "--bot-secret=s"])
+        .parse_settings()
+        .unwrap_err();
+    assert_eq!(error.var, "BOT_URL");
+    let settings = parse(&[
+        "--responder=http",
+        "--bot-url=http://127.0.0.1:9/bot",
+        "--bot-secret=s",
+    ])
+    .parse_settings()
+    .unwrap();
+    let ResponderSettings::Http(bot) = settings.responder else {
+        panic!("{:?}", settings.responder);
+    };
+    assert_eq!(bot.url, "http://127.0.0.1:9/bot");
+    assert_eq!(bot.timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn the_fallback_reply_is_off_by_default_and_responder_attempts_are_their_own() {
+    let settings = parse(&[]).parse_settings().unwrap();
+    assert_eq!(settings.generation.fallback_reply, None);
+    assert_eq!(settings.generation.max_attempts, 3);
+    let settings = parse(&["--fallback-reply=Sorry, a person will answer soon."])
+        .parse_settings()
+        .unwrap();
+    assert_eq!(
+        settings.generation.fallback_reply.as_deref(),
+        Some("Sorry, a person will answer soon.")
+    );
+    let error = parse(&["--responder-max-attempts=0"])
+        .parse_settings()
+        .unwrap_err();
+    assert_eq!(error.var, "RESPONDER_MAX_ATTEMPTS");
 }

@@ -78,14 +78,17 @@ impl Routes {
     }
 
     /// 200 when webhooks can be stored (PostgreSQL answers); "degraded" when Redis
-    /// does not (messages are kept and batched later); 503 without PostgreSQL.
+    /// does not (messages are kept and batched later), or when the responder fails
+    /// as a whole (a refused key, an unknown model: `"responder": "failing"` with its
+    /// status; batches keep their messages until it works); 503 without PostgreSQL.
     async fn ready(&self) -> Response<Body> {
         let postgres = self.state.store.ping().await.is_ok();
         let redis = self.state.redis_batches.ping().await.is_ok();
         if redis {
             self.state.redis.ok();
         }
-        let status = match (postgres, redis) {
+        let responder = self.state.metrics.responder_health().current();
+        let status = match (postgres, redis && responder.is_none()) {
             (true, true) => "ok",
             (true, false) => "degraded",
             (false, _) => "unavailable",
@@ -96,9 +99,13 @@ impl Routes {
             StatusCode::SERVICE_UNAVAILABLE
         };
         let up = |ok: bool| if ok { "up" } else { "down" };
-        response::json(
-            code,
-            &serde_json::json!({ "status": status, "postgres": up(postgres), "redis": up(redis) }),
-        )
+        let mut body =
+            serde_json::json!({ "status": status, "postgres": up(postgres), "redis": up(redis) });
+        if let Some(failing) = responder {
+            body["responder"] = "failing".into();
+            body["responder_status"] = failing.status.into();
+            body["responder_error"] = failing.reason.into();
+        }
+        response::json(code, &body)
     }
 }

@@ -8,7 +8,7 @@
 
 use super::api::post_json;
 use super::prompt::{self, Turn};
-use super::{ReplyContext, Responder, ResponderError};
+use super::{Reply, ReplyContext, Responder, ResponderError, Usage};
 use crate::config::AnthropicSettings;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -72,7 +72,7 @@ fn reply_text(body: &Value) -> Result<String, ResponderError> {
     let text = text.trim();
     if text.is_empty() {
         let reason = body["stop_reason"].as_str().unwrap_or("none");
-        return Err(ResponderError::Failed(format!(
+        return Err(ResponderError::failed(format!(
             "the model returned no text (stop_reason {reason})"
         )));
     }
@@ -84,10 +84,10 @@ fn reply_text(body: &Value) -> Result<String, ResponderError> {
 
 #[async_trait]
 impl Responder for AnthropicResponder {
-    async fn reply(&self, context: &ReplyContext) -> Result<String, ResponderError> {
+    async fn reply(&self, context: &ReplyContext) -> Result<Reply, ResponderError> {
         let turns = prompt::turns(context)
             .map(prompt::starting_with_user)
-            .ok_or_else(|| ResponderError::Failed("the batch holds no text to answer".into()))?;
+            .ok_or_else(|| ResponderError::failed("the batch holds no text to answer"))?;
         let key = &self.settings.api_key;
         let http = self
             .http
@@ -95,7 +95,23 @@ impl Responder for AnthropicResponder {
             .header("x-api-key", key.expose())
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(&request(&self.settings, &turns));
-        reply_text(&post_json(http, &[key]).await?)
+        let body = post_json(http, &[key]).await?;
+        let usage = Usage {
+            model: body["model"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| Some(self.settings.model.clone())),
+            prompt_tokens: body["usage"]["input_tokens"].as_u64(),
+            completion_tokens: body["usage"]["output_tokens"].as_u64(),
+        };
+        Ok(Reply {
+            usage: Some(usage),
+            ..Reply::text(reply_text(&body)?)
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "anthropic"
     }
 }
 
@@ -173,7 +189,7 @@ mod tests {
         ] {
             let error = reply_text(&body).unwrap_err();
             assert!(
-                matches!(error, ResponderError::Failed(_)),
+                matches!(error, ResponderError::Failed { .. }),
                 "{body}: {error}"
             );
         }

@@ -1,17 +1,20 @@
-//! What both LLM responders share about calling a provider's HTTP API: one POST of
-//! JSON, its failures classified for the worker, with nothing secret in them.
+//! What the HTTP responders share about calling an API: one POST of JSON, its
+//! failures classified for the worker, with nothing secret in them.
 //!
-//! Worth another try ([`ResponderError::Unavailable`], retried by the worker with
-//! backoff): 429, 5xx (Anthropic's 529 "overloaded" included), timeouts and
-//! connection errors. Everything else fails the batch ([`ResponderError::Failed`])
-//! with the provider's own message: a bad key, an unknown model, a refused request
-//! will not improve. `Retry-After` is not read; the worker's backoff decides.
-//! Messages never hold the URL (reqwest prints it) nor the API key.
+//! Worth another try soon ([`ResponderError::Unavailable`], retried by the worker
+//! with backoff, after the answer's `Retry-After` when it has one): 408, 409, 425,
+//! 429, 5xx (Anthropic's 529 "overloaded" included), timeouts and connection
+//! errors. A bad key (401, 403) or an unknown model or URL (404) refuses every
+//! batch alike: an outage of the responder ([`ResponderError::Outage`]), not a
+//! verdict on this batch. Everything else fails the batch ([`ResponderError::Failed`])
+//! with the provider's own message. Messages never hold the URL (reqwest prints
+//! it) nor the API key.
 
 use super::ResponderError;
 use crate::channel::transport::{chain, redact};
 use crate::config::Secret;
 use serde_json::Value;
+use std::time::Duration;
 
 /// Longest provider message kept, in characters: enough for any real error, short
 /// enough for a log line and the batch record.
@@ -27,16 +30,53 @@ pub async fn post_json(
         .await
         .map_err(|e| transport_error(e, secrets))?;
     let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
     let body = response
         .bytes()
         .await
         .map_err(|e| transport_error(e, secrets))?;
     if !(200..300).contains(&status) {
-        return Err(status_error(status, &body, secrets));
+        return Err(with_retry_after(
+            status_error(status, &body, secrets),
+            retry_after,
+        ));
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        ResponderError::Failed(format!("HTTP {status} with a body that is not JSON: {e}"))
+    serde_json::from_slice(&body).map_err(|e| ResponderError::Failed {
+        status: Some(status),
+        reason: format!("HTTP {status} with a body that is not JSON: {e}"),
     })
+}
+
+/// The `Retry-After` of an answer, in seconds (the HTTP-date form is not used by
+/// the APIs lull calls).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let seconds: f64 = value.trim().parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+/// `error` with the answer's Retry-After, when it is worth another try.
+pub fn with_retry_after(error: ResponderError, asked: Option<Duration>) -> ResponderError {
+    match error {
+        ResponderError::Unavailable { reason, .. } => ResponderError::Unavailable {
+            reason,
+            retry_after: asked,
+        },
+        other => other,
+    }
+}
+
+/// Whether an HTTP status says the responder refuses every request alike: its key
+/// (401, 403) or its model or URL (404).
+pub fn is_outage(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404)
+}
+
+/// Whether an HTTP status is worth another try soon. 408 and 409 (a proxy's
+/// timeout, a conflict) and 425 pass when tried again, as the providers' own SDKs
+/// do.
+pub fn is_retryable(status: u16) -> bool {
+    matches!(status, 408 | 409 | 425 | 429) || (500..600).contains(&status)
 }
 
 /// No response, or a body cut short: timeouts and connection failures are worth
@@ -45,21 +85,32 @@ pub fn transport_error(error: reqwest::Error, secrets: &[&Secret]) -> ResponderE
     let retryable = !error.is_builder();
     let message = redact(chain(&error.without_url()), secrets);
     if retryable {
-        ResponderError::Unavailable(message)
+        ResponderError::unavailable(message)
     } else {
-        ResponderError::Failed(message)
+        ResponderError::failed(message)
     }
 }
 
 /// A non-2xx answer: `HTTP {status} {error type}: {provider message}`.
 pub fn status_error(status: u16, body: &[u8], secrets: &[&Secret]) -> ResponderError {
-    let message = redact(describe(status, body), secrets);
-    // 408 and 409 (a proxy's timeout, a conflict) and 425 pass when tried again,
-    // as the providers' own SDKs do.
-    if matches!(status, 408 | 409 | 425 | 429) || (500..600).contains(&status) {
-        ResponderError::Unavailable(message)
+    let reason = redact(describe(status, body), secrets);
+    classify_status(status, reason)
+}
+
+/// A non-2xx answer's error, by [`is_retryable`] and [`is_outage`].
+pub fn classify_status(status: u16, reason: String) -> ResponderError {
+    if is_retryable(status) {
+        ResponderError::unavailable(reason)
+    } else if is_outage(status) {
+        ResponderError::Outage {
+            status: Some(status),
+            reason,
+        }
     } else {
-        ResponderError::Failed(message)
+        ResponderError::Failed {
+            status: Some(status),
+            reason,
+        }
     }
 }
 
@@ -105,7 +156,7 @@ mod tests {
     }
 
     fn is_unavailable(error: &ResponderError) -> bool {
-        matches!(error, ResponderError::Unavailable(_))
+        matches!(error, ResponderError::Unavailable { .. })
     }
 
     #[test]
@@ -117,12 +168,15 @@ mod tests {
     }
 
     #[test]
-    fn other_client_errors_fail_with_the_providers_message() {
+    fn a_refused_request_fails_and_a_refused_key_or_model_is_an_outage() {
         let openai = classify(
             400,
             r#"{"error":{"message":"max_tokens is too large","type":"invalid_request_error","param":"max_tokens","code":null}}"#,
         );
-        let ResponderError::Failed(message) = openai else {
+        let ResponderError::Failed {
+            reason: message, ..
+        } = openai
+        else {
             panic!("{openai}");
         };
         assert_eq!(
@@ -134,13 +188,28 @@ mod tests {
             404,
             r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-nope"}}"#,
         );
-        let ResponderError::Failed(message) = anthropic else {
+        let ResponderError::Outage {
+            reason: message,
+            status: Some(404),
+        } = anthropic
+        else {
             panic!("{anthropic}");
         };
         assert_eq!(message, "HTTP 404 not_found_error: model: claude-nope");
 
-        for status in [401, 403, 404, 413, 422] {
-            assert!(!is_unavailable(&classify(status, "{}")), "{status}");
+        for status in [401, 403, 404] {
+            let error = classify(status, "{}");
+            assert!(
+                matches!(error, ResponderError::Outage { .. }),
+                "{status}: {error}"
+            );
+        }
+        for status in [400, 413, 422] {
+            let error = classify(status, "{}");
+            assert!(
+                matches!(error, ResponderError::Failed { .. }),
+                "{status}: {error}"
+            );
         }
         for status in [408, 409, 425, 429, 500, 529] {
             assert!(is_unavailable(&classify(status, "{}")), "{status}");
@@ -165,7 +234,7 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(
                 classify(404, body).to_string(),
-                format!("responder failed: {expected}")
+                format!("responder failing: {expected}")
             );
         }
     }
@@ -180,8 +249,26 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            "responder failed: HTTP 401: Incorrect API key provided: ***"
+            "responder failing: HTTP 401: Incorrect API key provided: ***"
         );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_read_and_kept_only_when_worth_another_try() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "7".parse().unwrap());
+        let asked = retry_after(&headers);
+        assert_eq!(asked, Some(Duration::from_secs(7)));
+        let error = with_retry_after(classify(429, "{}"), asked);
+        assert!(matches!(
+            error,
+            ResponderError::Unavailable {
+                retry_after: Some(d),
+                ..
+            } if d == Duration::from_secs(7)
+        ));
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

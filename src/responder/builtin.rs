@@ -1,7 +1,7 @@
 //! The responder that needs no API key: a deterministic acknowledgement of the
 //! whole burst, so a newcomer sees the flow end to end with `curl`.
 
-use super::{ReplyContext, Responder, ResponderError};
+use super::{Reply, ReplyContext, Responder, ResponderError};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ fn quote(text: &str) -> String {
 
 #[async_trait]
 impl Responder for BuiltinResponder {
-    async fn reply(&self, context: &ReplyContext) -> Result<String, ResponderError> {
+    async fn reply(&self, context: &ReplyContext) -> Result<Reply, ResponderError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -44,10 +44,14 @@ impl Responder for BuiltinResponder {
                 context.history.len()
             )
         };
-        Ok(format!(
+        Ok(Reply::text(format!(
             "Thanks! I got your {n} {noun}: {}.{seen} Someone will get back to you shortly.",
             quoted.join(", ")
-        ))
+        )))
+    }
+
+    fn name(&self) -> &'static str {
+        "builtin"
     }
 }
 
@@ -59,6 +63,9 @@ mod tests {
     #[tokio::test]
     async fn the_builtin_reply_quotes_every_message_of_the_burst_in_order() {
         let context = ReplyContext {
+            batch_id: "b".into(),
+            attempt: 1,
+            claims: 1,
             conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),
             history: vec![],
             batch: vec![
@@ -70,8 +77,10 @@ mod tests {
         let reply = BuiltinResponder::default().reply(&context).await.unwrap();
         assert_eq!(
             reply,
-            "Thanks! I got your 3 messages: “hi”, “quick question”, “about my order #123”. \
+            Reply::text(
+                "Thanks! I got your 3 messages: “hi”, “quick question”, “about my order #123”. \
              Someone will get back to you shortly."
+            )
         );
     }
 }

@@ -8,7 +8,7 @@
 
 use super::api::post_json;
 use super::prompt::{self, Turn};
-use super::{ReplyContext, Responder, ResponderError};
+use super::{Reply, ReplyContext, Responder, ResponderError, Usage};
 use crate::config::{OpenAiSettings, Secret};
 use async_trait::async_trait;
 use serde::Serialize;
@@ -85,7 +85,7 @@ fn reply_text(body: &Value) -> Result<String, ResponderError> {
     };
     if text.is_empty() {
         let reason = choice["finish_reason"].as_str().unwrap_or("none");
-        return Err(ResponderError::Failed(format!(
+        return Err(ResponderError::failed(format!(
             "the model returned no text (finish_reason {reason})"
         )));
     }
@@ -95,12 +95,21 @@ fn reply_text(body: &Value) -> Result<String, ResponderError> {
     Ok(text)
 }
 
+/// The answer's `model` and `usage` (`prompt_tokens`, `completion_tokens`).
+fn usage(body: &Value) -> Usage {
+    Usage {
+        model: body["model"].as_str().map(str::to_owned),
+        prompt_tokens: body["usage"]["prompt_tokens"].as_u64(),
+        completion_tokens: body["usage"]["completion_tokens"].as_u64(),
+    }
+}
+
 #[async_trait]
 impl Responder for OpenAiResponder {
-    async fn reply(&self, context: &ReplyContext) -> Result<String, ResponderError> {
+    async fn reply(&self, context: &ReplyContext) -> Result<Reply, ResponderError> {
         let turns = prompt::turns(context)
             .map(prompt::starting_with_user)
-            .ok_or_else(|| ResponderError::Failed("the batch holds no text to answer".into()))?;
+            .ok_or_else(|| ResponderError::failed("the batch holds no text to answer"))?;
         let mut http = self
             .http
             .post(&self.url)
@@ -109,7 +118,19 @@ impl Responder for OpenAiResponder {
         if let Some(key) = &self.settings.api_key {
             http = http.bearer_auth(key.expose());
         }
-        reply_text(&post_json(http, &secrets).await?)
+        let body = post_json(http, &secrets).await?;
+        let mut usage = usage(&body);
+        usage
+            .model
+            .get_or_insert_with(|| self.settings.model.clone());
+        Ok(Reply {
+            usage: Some(usage),
+            ..Reply::text(reply_text(&body)?)
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "openai"
     }
 }
 
@@ -177,6 +198,19 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_read_from_the_answer() {
+        let body = json!({"model": "m-1", "usage": {"prompt_tokens": 10, "completion_tokens": 5}});
+        assert_eq!(
+            usage(&body),
+            Usage {
+                model: Some("m-1".into()),
+                prompt_tokens: Some(10),
+                completion_tokens: Some(5)
+            }
+        );
+    }
+
+    #[test]
     fn an_empty_or_missing_completion_fails() {
         for body in [
             json!({"choices": [{"message": {"content": "  "}, "finish_reason": "stop"}]}),
@@ -186,7 +220,7 @@ mod tests {
         ] {
             let error = reply_text(&body).unwrap_err();
             assert!(
-                matches!(error, ResponderError::Failed(_)),
+                matches!(error, ResponderError::Failed { .. }),
                 "{body}: {error}"
             );
         }

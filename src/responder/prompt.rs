@@ -127,6 +127,9 @@ mod tests {
 
     fn context(history: Vec<Entry>, batch: Vec<Entry>) -> ReplyContext {
         ReplyContext {
+            batch_id: "b".into(),
+            attempt: 1,
+            claims: 1,
             conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),
             history,
             batch,

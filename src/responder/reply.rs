@@ -32,6 +32,49 @@ impl Reply {
             ..Self::default()
         }
     }
+
+    /// The whole reply as one text, a paragraph per message (empty: no reply):
+    /// buttons and list rows as numbered lines, media as caption and URL. What a
+    /// channel that sends text only shows.
+    pub fn plain_text(&self) -> String {
+        let paragraphs: Vec<String> = self
+            .messages
+            .iter()
+            .map(ReplyMessage::plain_text)
+            .filter(|p| !p.trim().is_empty())
+            .collect();
+        paragraphs.join("\n\n")
+    }
+}
+
+impl ReplyMessage {
+    /// This message as text (see [`Reply::plain_text`]).
+    pub fn plain_text(&self) -> String {
+        let numbered = |text: &str, titles: Vec<&str>| {
+            let mut out = text.to_owned();
+            for (n, title) in titles.iter().enumerate() {
+                out.push_str(&format!("\n{}. {title}", n + 1));
+            }
+            out
+        };
+        let media = |m: &Media| match &m.caption {
+            Some(caption) => format!("{caption}\n{}", m.url),
+            None => m.url.clone(),
+        };
+        match self {
+            ReplyMessage::Text { text } => text.clone(),
+            ReplyMessage::Buttons { text, buttons } => {
+                numbered(text, buttons.iter().map(|b| b.title.as_str()).collect())
+            }
+            ReplyMessage::List { text, list } => {
+                numbered(text, list.rows.iter().map(|r| r.title.as_str()).collect())
+            }
+            ReplyMessage::Image { image: m }
+            | ReplyMessage::Document { document: m }
+            | ReplyMessage::Audio { audio: m }
+            | ReplyMessage::Video { video: m } => media(m),
+        }
+    }
 }
 
 /// One message of a reply.
@@ -178,6 +221,20 @@ mod tests {
     #[test]
     fn an_empty_object_is_no_reply_and_no_handoff() {
         assert_eq!(parse(json!({})), Reply::default());
+    }
+
+    #[test]
+    fn as_plain_text_each_message_is_a_paragraph_with_its_choices_numbered() {
+        let reply = parse(json!({"messages": [
+            {"text": "Hi!"},
+            {"text": "Pick one", "buttons": [{"id": "a", "title": "Sizes"}, {"id": "b", "title": "Prices"}]},
+            {"image": {"url": "https://x/i.png", "caption": "Our shop"}},
+        ]}));
+        assert_eq!(
+            reply.plain_text(),
+            "Hi!\n\nPick one\n1. Sizes\n2. Prices\n\nOur shop\nhttps://x/i.png"
+        );
+        assert_eq!(Reply::default().plain_text(), "");
     }
 
     #[test]

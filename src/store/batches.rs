@@ -74,13 +74,17 @@ pub struct BatchRecord {
     pub platform_message_ids: Vec<String>,
     /// The committed reply's messages, when it was more than one text message.
     pub reply_messages: Option<Json<Vec<ReplyMessage>>>,
+    /// Its responder asked to hand the conversation to a human.
+    pub handoff: bool,
 }
 
 impl BatchRecord {
-    /// The committed reply's messages: the ones stored, or its text as one.
+    /// The committed reply's messages: the ones stored, or its text as one (an
+    /// empty text: no reply).
     pub fn committed_messages(&self) -> Option<Vec<ReplyMessage>> {
         match (&self.reply_messages, &self.reply_text) {
             (Some(Json(messages)), _) => Some(messages.clone()),
+            (None, Some(text)) if text.is_empty() => Some(Vec::new()),
             (None, Some(text)) => Some(Reply::text(text.clone()).messages),
             (None, None) => None,
         }
@@ -170,6 +174,37 @@ pub struct BatchRow {
     pub generated_at: Option<DateTime<Utc>>,
     /// Reply sent.
     pub sent_at: Option<DateTime<Utc>>,
+    /// The responder that wrote the reply (`openai`, `http`...).
+    pub responder: Option<String>,
+    /// The model, as the API named it.
+    pub model: Option<String>,
+    /// Prompt tokens the API reported.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens the API reported.
+    pub completion_tokens: Option<i64>,
+    /// Time the responder took, retries included, ms.
+    pub generation_ms: Option<i64>,
+    /// The responder asked to hand the conversation to a human.
+    pub handoff: bool,
+    /// The batch failed for good and FALLBACK_REPLY was sent instead.
+    pub fallback: bool,
+}
+
+/// What generating a batch's reply took, recorded with its commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// The responder's name.
+    pub responder: String,
+    /// The model, when known.
+    pub model: Option<String>,
+    /// Prompt tokens, when reported.
+    pub prompt_tokens: Option<u64>,
+    /// Completion tokens, when reported.
+    pub completion_tokens: Option<u64>,
+    /// Time taken, retries included.
+    pub elapsed: Duration,
+    /// The responder asked for a human.
+    pub handoff: bool,
 }
 
 // GROUP_PLANS: the grouped statements run unprepared (`persistent(false)`), so each
@@ -220,7 +255,7 @@ pub(super) async fn open_batches(
              due_at = EXCLUDED.due_at,
              claimed_at = EXCLUDED.claimed_at,
              updated_at = now()
-         RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids, reply_messages",
+         RETURNING id, status, attempts, message_ids, reply_text, platform_message_ids, reply_messages, handoff",
     )
     .bind(column(|b| b.id.as_str()))
     .bind(column(|b| b.conversation.channel.as_str()))
@@ -592,6 +627,52 @@ impl Store {
         .bind(code.map(|c| c.to_string()))
         .bind(message)
         .bind(status.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records what generating the batch's reply took (see [`Generation`]).
+    pub async fn record_generation(
+        &self,
+        batch_id: &BatchId,
+        generation: &Generation,
+    ) -> Result<(), StoreError> {
+        let tokens = |t: Option<u64>| t.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        sqlx::query(
+            "UPDATE reply_batches
+             SET responder = $2, model = $3, prompt_tokens = $4, completion_tokens = $5,
+                 generation_ms = $6, handoff = $7, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(&generation.responder)
+        .bind(&generation.model)
+        .bind(tokens(generation.prompt_tokens))
+        .bind(tokens(generation.completion_tokens))
+        .bind(i64::try_from(generation.elapsed.as_millis()).unwrap_or(i64::MAX))
+        .bind(generation.handoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A failed batch's FALLBACK_REPLY went out: its platform ids and send requests.
+    pub async fn record_fallback(
+        &self,
+        batch_id: &BatchId,
+        attempts: u32,
+        platform_ids: &[String],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE reply_batches
+             SET fallback = true, attempts = attempts + $2, platform_message_ids = $3,
+                 updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(attempts as i32)
+        .bind(platform_ids)
         .execute(&self.pool)
         .await?;
         Ok(())

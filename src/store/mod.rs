@@ -18,7 +18,7 @@ mod retention;
 mod status;
 
 use crate::metrics::Metrics;
-pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
+pub use batches::{BatchRecord, BatchRow, Generation, NewBatch, StaleOwner};
 pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;

@@ -1,7 +1,10 @@
 //! The commit stage: a last look in Redis before the reply becomes visible (new
-//! messages supersede it), then `begin_sending` makes the text the answer of the
-//! batch's messages in PostgreSQL, unless another batch answered them first.
+//! messages supersede it), then `begin_sending_reply` makes the reply's messages
+//! the answer of the batch's messages in PostgreSQL, unless another batch answered
+//! them first. A reply of no messages is committed as an empty text: its messages
+//! are answered, and nothing is sent. What generating it took is recorded with it.
 
+use super::ask::Generated;
 use super::claimed::ClaimedBatch;
 use super::finish::GiveBack;
 use super::{BatchOutcome, Stage, Worker};
@@ -10,18 +13,41 @@ use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
 impl Worker {
-    /// Commits `text` as the batch's reply; continues with the text to send (a new
-    /// one if another batch answered some of the messages meanwhile).
+    /// Commits the generated reply as the batch's; continues with the reply to
+    /// send (a new one if another batch answered some of the messages meanwhile).
     pub(super) async fn commit(
         &self,
         batch: &ClaimedBatch,
-        text: String,
+        generated: Generated,
         hand_back: &CancellationToken,
-    ) -> Stage<String> {
+    ) -> Stage<Generated> {
+        let committed = self.commit_text(batch, generated, hand_back).await?;
+        if let Err(error) = self
+            .store
+            .record_generation(&batch.id, &committed.generation)
+            .await
+        {
+            tracing::warn!(%error, "usage of the reply not recorded");
+        }
+        ControlFlow::Continue(committed)
+    }
+
+    /// `begin_sending_reply` with the reply's messages, generated again for the batch's own
+    /// messages when another batch answered some of them.
+    async fn commit_text(
+        &self,
+        batch: &ClaimedBatch,
+        generated: Generated,
+        hand_back: &CancellationToken,
+    ) -> Stage<Generated> {
         self.last_look(batch).await?;
         let record = batch.record();
         let ids = &record.message_ids;
-        let owned = match self.store.begin_sending(&record, ids, &text).await {
+        let owned = match self
+            .store
+            .begin_sending_reply(&record, ids, &generated.reply)
+            .await
+        {
             Ok(owned) => owned,
             Err(error) => {
                 tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
@@ -36,7 +62,7 @@ impl Worker {
             return ControlFlow::Break(BatchOutcome::AlreadyAnswered);
         }
         if owned.len() == ids.len() {
-            return ControlFlow::Continue(text);
+            return ControlFlow::Continue(generated);
         }
         // Another batch answered some of them meanwhile (the reconciler read them
         // as unanswered just before that batch was sent, and batched them again).
@@ -59,12 +85,18 @@ impl Worker {
                 return ControlFlow::Break(self.give_back(batch, GiveBack::HandedBack).await);
             }
         };
-        let text = match reply {
-            Ok(text) => text,
-            Err(error) => return ControlFlow::Break(self.not_generated(batch, error).await),
+        let generated = match reply {
+            Ok(generated) => generated,
+            Err(error) => {
+                return ControlFlow::Break(self.not_generated(batch, error, hand_back).await);
+            }
         };
-        match self.store.begin_sending(&record, &owned, &text).await {
-            Ok(again) if again.len() == owned.len() => ControlFlow::Continue(text),
+        match self
+            .store
+            .begin_sending_reply(&record, &owned, &generated.reply)
+            .await
+        {
+            Ok(again) if again.len() == owned.len() => ControlFlow::Continue(generated),
             // Answered elsewhere once more: the lease runs out and the next
             // claim starts over from what the database says.
             Ok(_) => ControlFlow::Break(BatchOutcome::Retry),

@@ -17,21 +17,25 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// A reply whose messages are committed in PostgreSQL, and the parts of it that
-/// went out already (none unless resumed).
+/// went out already (none unless resumed). No messages is no reply: nothing is
+/// sent, and the batch is recorded sent, its messages answered.
 #[derive(Debug, Clone)]
 pub(super) struct Committed {
     /// The committed messages, in order.
     pub messages: Vec<ReplyMessage>,
     /// Platform ids of the parts sent before, in order.
     pub sent: Vec<String>,
+    /// The responder asked to hand the conversation to a human after it.
+    pub handoff: bool,
 }
 
 impl Committed {
     /// Messages just committed: nothing of them sent yet.
-    pub fn new(messages: Vec<ReplyMessage>) -> Self {
+    pub fn new(messages: Vec<ReplyMessage>, handoff: bool) -> Self {
         Self {
             messages,
             sent: Vec::new(),
+            handoff,
         }
     }
 
@@ -116,7 +120,8 @@ impl Worker {
         // The lease stays ours until the reply is recorded: while PostgreSQL is
         // unreachable, no other worker may resume the batch and send it again.
         let texts: Vec<String> = parts.iter().map(describe).collect();
-        self.finish(lease, batch, &texts, progress, hand_back).await
+        self.finish(lease, batch, &texts, progress, reply.handoff, hand_back)
+            .await
     }
 
     /// A part the platform did not take. Refused for good, or still unavailable

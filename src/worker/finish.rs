@@ -88,12 +88,18 @@ impl Worker {
     /// (a restart or a failover takes seconds to minutes), holding `lease` so that
     /// no other worker resumes the batch meanwhile; only the shutdown's hand-back
     /// stops it.
+    ///
+    /// `handoff`: the responder asked for a human. It is recorded on the batch
+    /// (with its commit); the conversation is handed over here, once the reply is
+    /// recorded and acknowledged: the handoff core's function is called at
+    /// [`Worker::hand_to_human`].
     pub(super) async fn finish(
         &self,
         lease: Lease,
         batch: &ClaimedBatch,
         parts: &[String],
         sent: Progress,
+        handoff: bool,
         hand_back: &CancellationToken,
     ) -> BatchOutcome {
         let now = UnixMs::now();
@@ -131,6 +137,9 @@ impl Worker {
         };
         drop(lease);
         self.ack(batch, &reply_entries).await;
+        if handoff {
+            self.hand_to_human(batch).await;
+        }
         let conversation = &batch.conversation;
         self.metrics.inc(
             "lull_replies_sent_total",
@@ -181,6 +190,17 @@ impl Worker {
         BatchOutcome::Failed {
             batch_id: batch.id.clone(),
         }
+    }
+
+    /// The responder asked for a human after this batch's reply: the place where
+    /// the conversation is handed over (paused for the bot). Until the handoff
+    /// core provides its function, the request is recorded on the batch
+    /// (`handoff`), counted (`lull_handoffs_requested_total`) and logged here.
+    pub(super) async fn hand_to_human(&self, batch: &ClaimedBatch) {
+        tracing::info!(
+            conversation = %batch.conversation,
+            "the responder asked to hand the conversation to a human"
+        );
     }
 
     /// ack.lua, logging what happened; failures leave the batch to its lease.

@@ -1,12 +1,14 @@
 //! The generate stage: the reply's context, then the responder's reply while the
 //! lease heartbeat watches for new messages (supersede), a lost lease, or the
-//! shutdown's hand-back.
+//! shutdown's hand-back. Dropping the generation (any of those) drops the
+//! responder's request with it. Asking, and what a failure does, is `ask.rs`.
 
+use super::ask::Generated;
 use super::claimed::ClaimedBatch;
-use super::finish::{Failure, GiveBack, Progress};
-use super::{BatchOutcome, Lease, MAX_CLAIMS, Stage, Worker};
+use super::finish::GiveBack;
+use super::{BatchOutcome, Lease, Stage, Worker};
 use crate::message::{Direction, Entry};
-use crate::responder::{ReplyContext, ResponderError};
+use crate::responder::ReplyContext;
 use crate::time::UnixMs;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -36,7 +38,7 @@ impl Worker {
         lease: &mut Lease,
         recorded: bool,
         hand_back: &CancellationToken,
-    ) -> Stage<String> {
+    ) -> Stage<Generated> {
         let mut recorded = recorded;
         let context = self.context(batch, &batch.entries).await;
         let generation = self.ask_responder(&context);
@@ -63,12 +65,12 @@ impl Worker {
             }
         };
         match reply {
-            Ok(text) => ControlFlow::Continue(text),
+            Ok(generated) => ControlFlow::Continue(generated),
             Err(error) => {
                 if !recorded {
                     self.record_claim(batch).await;
                 }
-                ControlFlow::Break(self.not_generated(batch, error).await)
+                ControlFlow::Break(self.not_generated(batch, error, hand_back).await)
             }
         }
     }
@@ -83,30 +85,6 @@ impl Worker {
                 false
             }
         }
-    }
-
-    /// The responder gave up. Unavailable (an outage): leave the batch in flight, so
-    /// it is claimed again when its lease runs out, up to [`MAX_CLAIMS`] times.
-    /// Refused, or still unavailable after that: the batch fails for good.
-    pub(super) async fn not_generated(
-        &self,
-        batch: &ClaimedBatch,
-        error: ResponderError,
-    ) -> BatchOutcome {
-        if matches!(error, ResponderError::Unavailable(_)) && batch.claims < MAX_CLAIMS {
-            tracing::warn!(%error, claims = batch.claims, "responder unavailable; batch tried again when its lease runs out");
-            return BatchOutcome::Retry;
-        }
-        tracing::error!(%error, "no reply generated");
-        let nothing_sent = Progress::default();
-        self.fail(
-            batch,
-            &nothing_sent,
-            None,
-            &error.to_string(),
-            Failure::Unanswerable,
-        )
-        .await
     }
 
     /// Whether new messages may still supersede the batch: supersede is on, the
@@ -135,26 +113,6 @@ impl Worker {
             tokio::select! {
                 next = lease.changed() => state = next,
                 _ = hand_back.cancelled() => return Interruption::GiveBack(GiveBack::HandedBack),
-            }
-        }
-    }
-
-    /// The responder's reply, retried with backoff while it is unavailable.
-    pub(super) async fn ask_responder(
-        &self,
-        context: &ReplyContext,
-    ) -> Result<String, ResponderError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.responder.reply(context).await {
-                Err(ResponderError::Unavailable(reason))
-                    if tries < self.settings.retry.max_attempts =>
-                {
-                    tracing::warn!(%reason, tries, "responder unavailable, retrying");
-                    tokio::time::sleep(self.settings.retry.base * tries).await;
-                }
-                other => return other,
             }
         }
     }
@@ -195,6 +153,9 @@ impl Worker {
                 .collect()
         };
         ReplyContext {
+            batch_id: batch.id.as_str().to_owned(),
+            attempt: 1,
+            claims: batch.claims,
             conversation: batch.conversation.clone(),
             history: newest_within(history, self.settings.history_chars),
             batch: entries.to_vec(),

@@ -18,17 +18,23 @@
 //! - `resume.rs`: a batch claimed before: what its record says to do.
 //! - `generate.rs`: its context and the responder's reply (superseded, handed back
 //!   or lost meanwhile).
-//! - `commit.rs`: last look, then `begin_sending` makes the text the answer.
+//! - `ask.rs`: the responder asked with retries, its failures classified, the
+//!   reply's usage counted.
+//! - `commit.rs`: last look, then `begin_sending_reply` makes the reply's messages
+//!   the answer; the reply's usage recorded.
 //! - `deliver.rs`: the committed messages' parts, with retries.
 //! - `finish.rs`: record and ack (sent, failed, given back).
+//! - `fallback.rs`: FALLBACK_REPLY for a batch whose responder failed for good.
 //! - `typing.rs`: the read mark and typing indicator shown (and renewed) while
 //!   generating.
 //! - `expire.rs`: a batch past the channel's reply window, closed unanswered.
 
+mod ask;
 mod claimed;
 mod commit;
 mod deliver;
 mod expire;
+mod fallback;
 mod finish;
 mod generate;
 mod lease;
@@ -45,7 +51,7 @@ use crate::batch::{BatchId, Claim, RedisBatches};
 use crate::channel::Channel;
 use crate::message::{ChannelKind, Conversation};
 use crate::metrics::Metrics;
-use crate::responder::{Reply, Responder};
+use crate::responder::Responder;
 use crate::store::Store;
 use crate::time::UnixMs;
 use std::collections::HashMap;
@@ -82,6 +88,10 @@ pub struct WorkerSettings {
     pub heartbeat: Duration,
     /// Send retries.
     pub retry: RetryPolicy,
+    /// Retries of an unavailable responder (RESPONDER_MAX_ATTEMPTS).
+    pub responder_retry: RetryPolicy,
+    /// Sent once when a batch fails for good (FALLBACK_REPLY); `None`: off.
+    pub fallback_reply: Option<String>,
 }
 
 /// How a batch ended, for the caller and the tests.
@@ -229,17 +239,14 @@ impl Worker {
             "batch claimed"
         );
         let typing = self.show_typing(batch);
-        let text = self
+        let generated = self
             .generate(batch, &mut lease, recorded, hand_back)
             .await?;
-        let text = self.commit(batch, text, hand_back).await?;
+        let generated = self.commit(batch, generated, hand_back).await?;
         if let Some(typing) = typing {
             typing::answered(typing).await;
         }
-        // The responder writes text today: one text message, split as the
-        // channel needs. A rich reply (buttons, lists, media) goes the same way
-        // once the responder returns one (see `deliver::Committed`).
-        let reply = deliver::Committed::new(Reply::text(text).messages);
+        let reply = deliver::Committed::new(generated.reply.messages, generated.reply.handoff);
         ControlFlow::Continue(self.deliver(lease, batch, reply, hand_back).await)
     }
 

@@ -66,6 +66,7 @@ impl Worker {
             reply: Committed {
                 messages,
                 sent: record.platform_message_ids,
+                handoff: record.handoff,
             },
             answered: record.message_ids,
         }

@@ -56,7 +56,9 @@ pub enum SendResult {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    /// The wait before try `attempt + 1`: full-jitter exponential backoff, at
+    /// least the Retry-After asked for.
+    pub(super) fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(1 << attempt.min(16))

@@ -3,6 +3,7 @@
 //! links once.
 
 mod bad_input;
+mod bot;
 mod claim_loop;
 mod cluster;
 mod connections;
@@ -21,6 +22,7 @@ mod privacy;
 mod process;
 mod reconcile;
 mod redis_server;
+mod responder_failures;
 mod resume;
 mod rich_replies;
 mod safe_defaults;
