@@ -431,3 +431,30 @@ async fn stopping_the_process_drops_the_bots_request() {
     .await;
     assert!(graph.replies().is_empty(), "nothing sent");
 }
+
+#[tokio::test]
+async fn a_bots_buttons_and_image_reach_whatsapp_as_interactive_and_media_messages() {
+    let bot = FakeBot::start().await;
+    bot.script([BotAnswer::reply(json!({"messages": [
+        {"text": "Which order?", "buttons": [{"id": "o-1", "title": "#123"}, {"id": "o-2", "title": "#456"}]},
+        {"image": {"url": "https://example.com/receipt.png", "caption": "Your receipt"}},
+    ]}))]);
+    let app = spawn_app_with(|c| use_bot(c, &bot)).await;
+    let message = whatsapp_text(MARIA, "wamid.bot-rich", now_secs() - 60, "my order");
+    assert_eq!(app.post_whatsapp(&message).await.status(), 200);
+
+    let replies = replies_at_least(&app.graph, 2).await;
+    let buttons = &replies[0].body;
+    assert_eq!(buttons["type"], "interactive");
+    assert_eq!(buttons["interactive"]["type"], "button");
+    assert_eq!(
+        buttons["interactive"]["action"]["buttons"][0]["reply"],
+        json!({"id": "o-1", "title": "#123"})
+    );
+    let image = &replies[1].body;
+    assert_eq!(image["type"], "image");
+    assert_eq!(image["image"]["link"], "https://example.com/receipt.png");
+    let batch = batch_with_status(&app, "sent").await;
+    assert_eq!(batch.platform_message_ids.len(), 2, "each message recorded");
+    app.stop().await;
+}
