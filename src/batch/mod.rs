@@ -9,9 +9,11 @@
 //! this module only builds the KEYS/ARGV of each call and decodes the reply.
 
 pub mod cleanup;
+pub mod flush;
 pub mod forget;
 pub mod health;
 pub mod id;
+pub mod inspect;
 pub mod keys;
 pub mod scripts;
 

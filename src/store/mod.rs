@@ -8,18 +8,24 @@
 //! generating → sending → sent | failed; dropped when another batch answered all its
 //! messages), attempts, platform ids, error, timings.
 
+mod audit;
 mod batches;
+mod console;
 mod forget;
 mod group;
 mod messages;
 mod retention;
+mod stats;
 mod status;
 
 use crate::metrics::Metrics;
+pub use audit::{ActionRow, NewAction};
 pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
+pub use console::{ConversationLine, RetryRefusal, TranscriptLine};
 pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
+pub use stats::{ChannelStats, FailureReason, Hour, Stats};
 pub use status::BatchStatus;
 use std::sync::Arc;
 
