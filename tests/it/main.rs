@@ -6,6 +6,8 @@ mod bad_input;
 mod claim_loop;
 mod cluster;
 mod connections;
+mod console;
+mod console_stats;
 mod fake_graph;
 mod fake_platforms;
 mod fake_server;
