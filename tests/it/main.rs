@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod claim_loop;
+mod cli;
 mod cluster;
 mod connections;
 mod console;
