@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod connections;
 mod console;
+mod console_browser;
 mod console_stats;
 mod fake_graph;
 mod fake_platforms;
