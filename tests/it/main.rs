@@ -9,6 +9,7 @@ mod cluster;
 mod connections;
 mod console;
 mod console_browser;
+mod console_scripts;
 mod console_stats;
 mod fake_graph;
 mod fake_platforms;
