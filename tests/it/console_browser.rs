@@ -77,6 +77,34 @@ impl Browser {
         }
     }
 
+    /// Chromium on the app's console, signed in as `ops` through the page's form.
+    async fn signed_in(app: &TestApp) -> Self {
+        let mut browser = Self::start().await;
+        browser
+            .call("Page.navigate", json!({ "url": app.url("/admin") }))
+            .await;
+        // The token is asked once, in the page, and kept for the tab.
+        browser
+            .until(
+                "the sign-in form",
+                "!document.querySelector('#login').classList.contains('hidden')",
+            )
+            .await;
+        browser
+            .eval(&format!(
+                "document.querySelector('#token-input').value = '{OPS}';
+                 document.querySelector('#token-submit').click(); true"
+            ))
+            .await;
+        assert_eq!(
+            browser
+                .eval("sessionStorage.getItem('lull-admin-token')")
+                .await,
+            OPS
+        );
+        browser
+    }
+
     /// One DevTools call; events that arrive meanwhile are skipped.
     async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
@@ -116,7 +144,7 @@ impl Browser {
         let started = std::time::Instant::now();
         loop {
             let value = self.eval(expression).await;
-            if !(value.is_null() || value == false || value == "") {
+            if !(value.is_null() || value == false || value == "" || value == 0) {
                 return value;
             }
             assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
@@ -130,30 +158,7 @@ async fn the_console_lists_opens_and_flushes_a_waiting_conversation() {
     let app = console_app().await;
     maria_says(&app, "wamid.b1", "hello, is the shop open today?").await;
     maria_says(&app, "wamid.b2", "and tomorrow?").await;
-    let mut browser = Browser::start().await;
-    browser
-        .call("Page.navigate", json!({ "url": app.url("/admin") }))
-        .await;
-
-    // The token is asked once, in the page, and kept for the tab.
-    browser
-        .until(
-            "the sign-in form",
-            "!document.querySelector('#login').classList.contains('hidden')",
-        )
-        .await;
-    browser
-        .eval(&format!(
-            "document.querySelector('#token-input').value = '{OPS}';
-             document.querySelector('#token-submit').click(); true"
-        ))
-        .await;
-    assert_eq!(
-        browser
-            .eval("sessionStorage.getItem('lull-admin-token')")
-            .await,
-        OPS
-    );
+    let mut browser = Browser::signed_in(&app).await;
 
     let row = format!("tr[data-conversation='{}']", maria_id());
     let countdown = browser
@@ -257,4 +262,62 @@ fn base64_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_retries_a_failure_and_charts_the_days_stats() {
+    let app = console_app().await;
+    let refusal = String::from_utf8(fixture("whatsapp/error_131047.json")).unwrap();
+    app.graph
+        .script([crate::fake_server::Answer::error(400, &refusal)]);
+    maria_says(&app, "wamid.r1", "are you open?").await;
+    crate::console::admin(&app, "POST", &format!("conversations/{}/flush", maria_id())).await;
+    batch_with_status(&app, "failed").await;
+
+    let mut browser = Browser::signed_in(&app).await;
+    browser
+        .eval("document.querySelector('nav [data-tab=failures]').click(); true")
+        .await;
+    browser
+        .until(
+            "the failure's retry button",
+            "document.querySelector('#failures [data-action=retry]') !== null",
+        )
+        .await;
+    browser
+        .eval("document.querySelector('#failures [data-action=retry]').click(); true")
+        .await;
+    batch_with_status(&app, "sent").await;
+    assert_eq!(replies_at_least(&app.graph, 2).await.len(), 2);
+
+    browser
+        .eval("document.querySelector('nav [data-tab=stats]').click(); true")
+        .await;
+    let bars = browser
+        .until(
+            "the hourly chart",
+            "document.querySelectorAll('#chart svg rect').length",
+        )
+        .await;
+    assert!(bars.as_i64().unwrap() >= 2, "{bars}");
+    let kpis = browser
+        .until(
+            "the figures",
+            "(() => { const t = document.querySelector('#kpis').textContent;
+                      return t.includes('replies out') && t; })()",
+        )
+        .await;
+    assert!(kpis.as_str().unwrap().starts_with("1messages in"), "{kpis}");
+
+    browser
+        .eval("document.querySelector('nav [data-tab=audit]').click(); true")
+        .await;
+    browser
+        .until(
+            "the retry in the audit",
+            "(() => { const t = document.querySelector('#audit tbody').textContent;
+                      return t.includes('retry') && t.includes('ops') && t; })()",
+        )
+        .await;
+    app.stop().await;
 }
