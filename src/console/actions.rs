@@ -33,10 +33,10 @@ async fn recorded(
     batch_id: Option<&str>,
     result: Result<String, ConsoleError>,
 ) -> Result<ActionOutcome, ConsoleError> {
-    let (done, detail) = match &result {
-        Ok(detail) => (true, detail.clone()),
-        Err(ConsoleError::NotApplicable(why)) => (false, why.clone()),
-        Err(_) => return result.map(|_| unreachable!()),
+    let (done, detail) = match result {
+        Ok(detail) => (true, detail),
+        Err(ConsoleError::NotApplicable(why)) => (false, why),
+        Err(error) => return Err(error),
     };
     store
         .record_action(NewAction {
@@ -49,7 +49,10 @@ async fn recorded(
         })
         .await?;
     tracing::info!(actor, action, done, "console action");
-    result.map(|detail| ActionOutcome {
+    if !done {
+        return Err(ConsoleError::NotApplicable(detail));
+    }
+    Ok(ActionOutcome {
         action,
         conversation: conversation.to_owned(),
         batch_id: batch_id.map(str::to_owned),
