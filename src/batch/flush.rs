@@ -42,6 +42,7 @@ fn int(v: i64) -> Value {
     Value::Integer(v)
 }
 
+/// flush.lua's KEYS and ARGV.
 pub(crate) fn flush_call(keys: &ConversationKeys, now: i64, ttl_ms: i64) -> Call {
     Call {
         keys: vec![
@@ -59,6 +60,7 @@ pub(crate) fn flush_call(keys: &ConversationKeys, now: i64, ttl_ms: i64) -> Call
     }
 }
 
+/// drop_batch.lua's KEYS and ARGV.
 pub(crate) fn drop_call(keys: &ConversationKeys, ids: &[i64]) -> Call {
     let mut args = vec![Value::String(keys.member.clone().into())];
     args.extend(ids.iter().copied().map(int));
@@ -86,6 +88,7 @@ fn pair(script: &'static str, reply: &[Value]) -> Result<(i64, i64), BatchError>
     })
 }
 
+/// flush.lua's reply.
 pub(crate) fn decode_flush(reply: &[Value]) -> Result<FlushOutcome, BatchError> {
     match pair("flush.lua", reply)? {
         (0, _) => Ok(FlushOutcome::Nothing),
