@@ -7,7 +7,6 @@ use lull::config::Secret;
 use serde_json::Value;
 
 /// The console's token: operator `ops`.
-/// The console operator `ops`'s secret.
 pub const OPS: &str = "ops-secret";
 /// A window long enough that nothing is answered unless flushed.
 const LONG_WINDOW: f64 = 60.0;
