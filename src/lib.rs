@@ -20,6 +20,8 @@
 //!   listener's MAX_CONNECTIONS default is derived from it.
 //! - [`retention`]: erases texts and payloads older than RETENTION_DAYS; [`forget`]
 //!   erases one person's conversation on request.
+//! - [`console`]: the operator's view of a conversation and actions on it, for `/admin` and
+//!   the CLI.
 //! - [`app`]: builds all of the above from the [`config::Settings`] and runs it until shutdown.
 //! - [`loadtest`]: `lull loadtest`: load generators that check the promises above under
 //!   load, end to end (webhooks → replies) and on the Lua scripts alone (claims).
@@ -30,6 +32,7 @@ pub mod batch;
 pub mod channel;
 pub mod claim_loop;
 pub mod config;
+pub mod console;
 pub mod constant_time;
 pub mod fake_platform;
 pub mod fd_limit;

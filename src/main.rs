@@ -28,12 +28,28 @@ async fn main() -> anyhow::Result<()> {
         raise_open_files();
         return loadtest(args.command).await;
     }
+    if let Some(Command::Scripts(args)) = &cli.command {
+        // Before App::build: the scripts are embedded, no store is needed.
+        println!("{}", operate::run_scripts(args.json)?);
+        return Ok(());
+    }
     if let Some(Command::Healthcheck) = cli.command {
         let url = healthz_url(&cli.config.host, cli.config.port);
         return Ok(probe(&url, HEALTHCHECK_TIMEOUT).await?);
     }
     // An operator command's stdout is its output: its logs go to stderr.
-    let _log = if matches!(cli.command, Some(Command::Forget(_))) {
+    let operator = matches!(
+        cli.command,
+        Some(
+            Command::Forget(_)
+                | Command::Inspect(_)
+                | Command::Stats(_)
+                | Command::Pause(_)
+                | Command::Resume(_)
+                | Command::Flush(_)
+        )
+    );
+    let _log = if operator {
         telemetry::init_stderr(cli.config.log_format);
         None
     } else {
@@ -51,8 +67,15 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Forget(args) => return finish(operate::run_forget(&app, &args).await?),
+        Command::Inspect(args) => return finish(operate::run_inspect(&app, &args).await?),
+        Command::Stats(args) => return finish(operate::run_stats(&app, &args).await?),
+        Command::Pause(args) => return finish(operate::run_pause(&app, &args).await?),
+        Command::Resume(args) => return finish(operate::run_resume(&app, &args).await?),
+        Command::Flush(args) => return finish(operate::run_flush(&app, &args).await?),
         Command::Worker => Serves::Probes,
-        Command::Loadtest(_) | Command::Healthcheck => unreachable!("returned above"),
+        Command::Loadtest(_) | Command::Healthcheck | Command::Scripts(_) => {
+            unreachable!("returned above")
+        }
         Command::Serve => Serves::Everything,
     };
     let listener = tokio::net::TcpListener::bind(&bind)

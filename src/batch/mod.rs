@@ -11,9 +11,11 @@
 //! Invariant 9 of docs/design.md: every change to a conversation's Redis state is one script.
 
 pub mod cleanup;
+pub mod flush;
 pub mod forget;
 pub mod health;
 pub mod id;
+pub mod inspect;
 pub mod keys;
 pub mod scripts;
 

@@ -70,7 +70,7 @@ impl Routes {
                     self.state.metrics.render(),
                 )
             }
-            (&Method::GET | &Method::DELETE, ["admin", rest @ ..]) => {
+            (&Method::GET | &Method::POST | &Method::DELETE, ["admin", rest @ ..]) => {
                 admin::handle(&self.state, rest, &request, peer).await
             }
             _ => response::error(StatusCode::NOT_FOUND, "no such route"),

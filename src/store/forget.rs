@@ -55,6 +55,11 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // The console's audit names the conversation (its contact id): it goes too.
+        sqlx::query("DELETE FROM console_actions WHERE conversation = $1")
+            .bind(conversation.id())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(DeletedRows {
             messages,

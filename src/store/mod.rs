@@ -10,18 +10,24 @@
 //!
 //! Invariant 2 of docs/design.md: a message's `batch_id` is set once, only where empty.
 
+mod audit;
 mod batches;
+mod console;
 mod forget;
 mod group;
 mod messages;
 mod retention;
+mod stats;
 mod status;
 
 use crate::metrics::Metrics;
+pub use audit::{ActionRow, NewAction};
 pub use batches::{BatchRecord, BatchRow, Generation, NewBatch, StaleOwner};
+pub use console::{ConversationLine, RetryRefusal, TranscriptLine};
 pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
+pub use stats::{ChannelStats, FailureReason, Hour, Stats};
 pub use status::BatchStatus;
 use std::sync::Arc;
 

@@ -5,8 +5,13 @@
 mod bad_input;
 mod bot;
 mod claim_loop;
+mod cli;
 mod cluster;
 mod connections;
+mod console;
+mod console_browser;
+mod console_scripts;
+mod console_stats;
 mod fake_platforms;
 mod faults;
 mod group_commit;

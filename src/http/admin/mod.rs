@@ -1,46 +1,26 @@
-//! `/admin`: a small page showing what is waiting in Redis and the latest reply
-//! batches, and the JSON it reads (`/admin/api/waiting`, `/admin/api/batches`); and
-//! `DELETE /admin/api/conversations/{conversation}`, which forgets a person.
+//! `/admin`: the console, one embedded page (`console.html`), and the JSON it reads
+//! and acts through, under `/admin/api/` (see [`api`]). `access` decides who gets in
+//! and under which name their actions are recorded.
+//!
+//! Routes: `GET api/conversations?state=`, `GET api/conversations/{id}`,
+//! `POST api/conversations/{id}/{flush|drop|pause|resume}`,
+//! `POST api/batches/{id}/retry`, `GET api/stats`, `GET api/audit`,
+//! `DELETE api/conversations/{id}` (forget a person), and the older
+//! `GET api/waiting` and `GET api/batches`.
+
+mod access;
+mod api;
 
 use super::HttpState;
-use super::auth;
 use super::response::{self, Body};
-use crate::config::Secret;
-use http::{HeaderMap, Request, Response, StatusCode};
+use crate::batch::inspect::AgendaFilter;
+use access::{Access, access};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 
-const PAGE: &str = include_str!("admin.html");
+const PAGE: &str = include_str!("console.html");
 const LIMIT: i64 = 200;
-
-/// Who may see the admin pages (they show contacts' ids and the replies' texts).
-#[derive(Debug, PartialEq, Eq)]
-enum Access {
-    Granted,
-    /// ADMIN_TOKEN is set and the request did not carry it.
-    TokenRequired,
-    /// ADMIN_TOKEN is unset and the request came from another machine.
-    LoopbackOnly,
-}
-
-/// With ADMIN_TOKEN, the token in the `Authorization` header and nothing else (a
-/// token in the URL would stay in proxies' logs and browser history); without it,
-/// connections from this machine only, so that a published port does not show
-/// every conversation to whoever finds it.
-fn access(expected: Option<&Secret>, headers: &HeaderMap, peer: IpAddr) -> Access {
-    let Some(expected) = expected else {
-        return if peer.to_canonical().is_loopback() {
-            Access::Granted
-        } else {
-            Access::LoopbackOnly
-        };
-    };
-    if auth::bearer_is(headers, expected) {
-        Access::Granted
-    } else {
-        Access::TokenRequired
-    }
-}
 
 /// Serves the admin routes below `/admin/`.
 pub async fn handle(
@@ -55,8 +35,8 @@ pub async fn handle(
     if matches!(rest, [] | [""]) && access == Access::TokenRequired {
         return response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE);
     }
-    match access {
-        Access::Granted => {}
+    let actor = match access {
+        Access::Granted(actor) => actor,
         Access::TokenRequired => {
             return response::error(StatusCode::UNAUTHORIZED, "admin token required");
         }
@@ -66,30 +46,47 @@ pub async fn handle(
                 "ADMIN_TOKEN is not set, so /admin answers only connections from this machine: set it to open /admin beyond",
             );
         }
-    }
-    match rest {
-        ["api", "conversations", id] if request.method() == http::Method::DELETE => {
-            forget(state, id).await
+    };
+    let query = request.uri().query().unwrap_or_default();
+    match (request.method(), rest) {
+        (&Method::DELETE, ["api", "conversations", id]) => forget(state, id).await,
+        (&Method::POST, ["api", "conversations", id, verb]) => {
+            api::action(state, id, verb, query, &actor).await
         }
-        _ if request.method() != http::Method::GET => {
-            response::error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+        (&Method::POST, ["api", "batches", id, "retry"]) => {
+            api::action(state, id, "retry", query, &actor).await
         }
-        [] | [""] => response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE),
-        ["api", "waiting"] => match state.redis_batches.waiting(LIMIT).await {
-            Ok(waiting) => response::json(StatusCode::OK, &waiting),
+        (&Method::GET, [] | [""]) => {
+            response::with_type(StatusCode::OK, "text/html; charset=utf-8", PAGE)
+        }
+        (&Method::GET, ["api", "conversations"]) => api::conversations(state, query).await,
+        (&Method::GET, ["api", "conversations", id]) => api::conversation_view(state, id).await,
+        (&Method::GET, ["api", "stats"]) => api::stats(state, query).await,
+        (&Method::GET, ["api", "audit"]) => api::audit(state, query).await,
+        // The agenda's first rows, their counts in one pipeline (not a round trip each).
+        (&Method::GET, ["api", "waiting"]) => match state
+            .redis_batches
+            .agenda_page(AgendaFilter::All, 0, LIMIT as usize)
+            .await
+        {
+            Ok(page) => response::json(StatusCode::OK, &page.rows),
             Err(error) => {
                 tracing::warn!(%error, "admin: Redis unavailable");
                 response::error(StatusCode::SERVICE_UNAVAILABLE, "Redis unavailable")
             }
         },
-        ["api", "batches"] => match state.store.recent_batches(LIMIT).await {
+        (&Method::GET, ["api", "batches"]) => match state.store.recent_batches(LIMIT).await {
             Ok(batches) => response::json(StatusCode::OK, &batches),
             Err(error) => {
                 tracing::warn!(%error, "admin: database unavailable");
                 response::error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
             }
         },
-        _ => response::error(StatusCode::NOT_FOUND, "no such admin route"),
+        (&Method::GET, _) => response::error(StatusCode::NOT_FOUND, "no such admin route"),
+        _ => response::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET, POST for actions, DELETE to forget",
+        ),
     }
 }
 
@@ -159,12 +156,6 @@ fn percent_decoded(segment: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const LOOPBACK: [&str; 3] = ["127.0.0.1", "::1", "::ffff:127.0.0.1"];
-
-    fn ip(text: &str) -> IpAddr {
-        text.parse().expect("an IP address")
-    }
-
     #[test]
     fn a_conversation_in_the_path_may_come_with_its_colons_escaped() {
         assert_eq!(
@@ -177,37 +168,5 @@ mod tests {
         );
         assert_eq!(percent_decoded("a%zz%4").as_deref(), Some("a%zz%4"));
         assert_eq!(percent_decoded("%ff"), None);
-    }
-
-    #[test]
-    fn without_a_token_only_this_machine_sees_the_admin_pages() {
-        for peer in LOOPBACK {
-            assert_eq!(access(None, &HeaderMap::new(), ip(peer)), Access::Granted);
-        }
-        for peer in ["192.0.2.7", "172.17.0.1", "2001:db8::1", "::ffff:192.0.2.7"] {
-            assert_eq!(
-                access(None, &HeaderMap::new(), ip(peer)),
-                Access::LoopbackOnly,
-                "{peer}"
-            );
-        }
-    }
-
-    #[test]
-    fn with_a_token_only_the_token_opens_them_from_anywhere() {
-        let token = Secret::new("s3cret");
-        let mut bearer = HeaderMap::new();
-        bearer.insert(
-            http::header::AUTHORIZATION,
-            "Bearer s3cret".parse().unwrap(),
-        );
-        for peer in ["127.0.0.1", "192.0.2.7"] {
-            let peer = ip(peer);
-            assert_eq!(access(Some(&token), &bearer, peer), Access::Granted);
-            assert_eq!(
-                access(Some(&token), &HeaderMap::new(), peer),
-                Access::TokenRequired
-            );
-        }
     }
 }
