@@ -15,6 +15,8 @@
 //! - [`worker`]: one claimed batch: context, responder, send with retries, ack.
 //! - [`responder`]: history + batch → reply text: built-in, OpenAI-compatible or Anthropic.
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
+//! - [`handoff`]: a conversation paused for a human agent (echoes, operators, keywords,
+//!   the responder) and given back to the bot (operators, idle time).
 //! - [`fd_limit`]: at start, the soft open-files limit is raised to the hard one; the
 //!   listener's MAX_CONNECTIONS default is derived from it.
 //! - [`retention`]: erases texts and payloads older than RETENTION_DAYS; [`forget`]
@@ -31,6 +33,7 @@ pub mod config;
 pub mod constant_time;
 pub mod fd_limit;
 pub mod forget;
+pub mod handoff;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;

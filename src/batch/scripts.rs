@@ -39,6 +39,10 @@ pub struct Scripts {
     pub restore: LuaScript,
     /// forget.lua
     pub forget: LuaScript,
+    /// pause.lua
+    pub pause: LuaScript,
+    /// resume.lua
+    pub resume: LuaScript,
 }
 
 fn load(name: &'static str) -> LuaScript {
@@ -67,11 +71,13 @@ impl Scripts {
             ack: load("ack.lua"),
             restore: load("restore.lua"),
             forget: load("forget.lua"),
+            pause: load("pause.lua"),
+            resume: load("resume.lua"),
         }
     }
 
     /// All scripts, for SCRIPT LOAD at start.
-    pub fn all(&self) -> [&LuaScript; 8] {
+    pub fn all(&self) -> [&LuaScript; 10] {
         [
             &self.append,
             &self.hydrate,
@@ -81,6 +87,8 @@ impl Scripts {
             &self.ack,
             &self.restore,
             &self.forget,
+            &self.pause,
+            &self.resume,
         ]
     }
 }

@@ -26,6 +26,6 @@ pub use flags::{Config, LogFormat, ResponderKind};
 pub use responder::{AnthropicSettings, DEFAULT_SYSTEM_PROMPT, OpenAiSettings, ResponderSettings};
 pub use secret::Secret;
 pub use settings::{
-    BatchSettings, ClaimSettings, DatabaseSettings, HttpSettings, ReconcileSettings, RedisSettings,
-    SendSettings, Settings,
+    BatchSettings, ClaimSettings, DatabaseSettings, HandoffSettings, HttpSettings,
+    ReconcileSettings, RedisSettings, SendSettings, Settings,
 };

@@ -12,6 +12,7 @@ mod batches;
 mod forget;
 mod group;
 mod messages;
+mod modes;
 mod retention;
 mod status;
 
@@ -20,6 +21,7 @@ pub use batches::{BatchRecord, BatchRow, NewBatch, StaleOwner};
 pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
 pub use messages::Unanswered;
+pub use modes::{ModeRecord, PauseRecord, Resumed};
 pub use status::BatchStatus;
 use std::sync::Arc;
 

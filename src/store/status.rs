@@ -6,6 +6,8 @@
 //!      │            └──────▶ failed
 //!      ├──────────────────▶ failed
 //!      └──────────────────▶ dropped
+//!
+//! human: written finished, for messages a human agent handled during a handoff
 //! ```
 
 use std::fmt;
@@ -29,16 +31,20 @@ pub enum BatchStatus {
     /// Every one of its messages was answered by another batch before this one
     /// committed: it owns nothing and sends nothing.
     Dropped,
+    /// Written by a resume after a handoff: its messages were a human agent's to
+    /// answer. It owns them so the bot never does, and sends nothing.
+    Human,
 }
 
 impl BatchStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [BatchStatus; 5] = [
+    pub const ALL: [BatchStatus; 6] = [
         BatchStatus::Generating,
         BatchStatus::Sending,
         BatchStatus::Sent,
         BatchStatus::Failed,
         BatchStatus::Dropped,
+        BatchStatus::Human,
     ];
 
     /// The stored text.
@@ -49,6 +55,7 @@ impl BatchStatus {
             BatchStatus::Sent => "sent",
             BatchStatus::Failed => "failed",
             BatchStatus::Dropped => "dropped",
+            BatchStatus::Human => "human",
         }
     }
 
@@ -57,11 +64,11 @@ impl BatchStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
-    /// Nothing more will happen to the batch: sent, failed or dropped.
+    /// Nothing more will happen to the batch: sent, failed, dropped or human.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BatchStatus::Sent | BatchStatus::Failed | BatchStatus::Dropped
+            BatchStatus::Sent | BatchStatus::Failed | BatchStatus::Dropped | BatchStatus::Human
         )
     }
 }

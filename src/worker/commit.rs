@@ -76,7 +76,8 @@ impl Worker {
     }
 
     /// Last look before the reply becomes visible: the lease must still be ours,
-    /// and new messages supersede the reply while they may.
+    /// the conversation not paused for a human, and new messages supersede the
+    /// reply while they may.
     async fn last_look(&self, batch: &ClaimedBatch) -> Stage<()> {
         match self
             .redis_batches
@@ -84,6 +85,14 @@ impl Worker {
             .await
         {
             Ok(state) if !state.held => ControlFlow::Break(BatchOutcome::Lost),
+            Ok(state) if state.paused => {
+                // A human agent has the conversation now: the reply is not sent, and
+                // the batch's messages are left to them (a resume decides which the
+                // bot still answers).
+                tracing::info!("conversation paused for a human agent; reply dropped unsent");
+                self.ack(batch, &[]).await;
+                ControlFlow::Break(BatchOutcome::Paused)
+            }
             Ok(state) if state.pending > 0 && self.may_supersede(batch) => {
                 ControlFlow::Break(self.give_back(batch, GiveBack::Superseded).await)
             }

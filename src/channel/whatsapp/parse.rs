@@ -6,7 +6,7 @@
 //! redeliver, and refuse, all of them for days.
 
 use crate::channel::json::{TimeUnit, array, json_i64, str_at, tagged, unix_ms};
-use crate::channel::{ParseError, ParsedWebhook, meta};
+use crate::channel::{Echo, ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -26,8 +26,16 @@ pub(super) fn parse_webhook(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
     Ok(parsed)
 }
 
+/// The field of a coexistence number's echoes: what the business sent from the
+/// WhatsApp Business app (a human agent), in `value.message_echoes[]`.
+const ECHOES: &str = "smb_message_echoes";
+
 fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
     let field = str_at(change, &["field"]);
+    if field == Some(ECHOES) {
+        parse_echoes(change, parsed);
+        return;
+    }
     // Other subscriptions (template status, account updates, message echoes...) share
     // the endpoint; they hold nothing to answer.
     if field.is_some_and(|f| f != "messages") {
@@ -131,6 +139,41 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
             details,
             "webhook error"
         );
+    }
+}
+
+/// `value.message_echoes[]`: each is read as a message with `from` set to its
+/// `to` (the contact), so its conversation is the contact's.
+fn parse_echoes(change: &Value, parsed: &mut ParsedWebhook) {
+    let Some(value) = change.get("value") else {
+        parsed.skipped += 1;
+        return;
+    };
+    let account = str_at(value, &["metadata", "phone_number_id"]).filter(|a| !a.is_empty());
+    for echo in array(value, "message_echoes") {
+        let mut swapped = echo.clone();
+        if let (Some(object), Some(to)) = (swapped.as_object_mut(), echo.get("to")) {
+            object.insert("from".into(), to.clone());
+        }
+        // Not a message to batch: counted as skipped, handled as an echo.
+        parsed.skipped += 1;
+        match parse_message(&swapped, account, &[]) {
+            Ok(message) => parsed.echoes.push(Echo {
+                message: InboundMessage {
+                    payload: echo.clone(),
+                    ..message
+                },
+                app_id: None,
+            }),
+            Err(reason) => {
+                tracing::warn!(
+                    message_id = str_at(echo, &["id"]).unwrap_or_default(),
+                    channel = ChannelKind::WhatsApp.as_str(),
+                    reason,
+                    "skipping malformed echo"
+                );
+            }
+        }
     }
 }
 
