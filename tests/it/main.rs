@@ -11,6 +11,7 @@ mod fake_platforms;
 mod fake_server;
 mod faults;
 mod group_commit;
+mod handoff;
 mod helpers;
 mod ingest_group;
 mod instagram_flow;

@@ -133,7 +133,11 @@ async fn resume_replaces_the_collected_batch_with_the_given_entries() {
     );
     assert_eq!(rig.mode().await, None);
     let snap = rig.snapshot().await;
-    assert_eq!(snap.msgs, vec![late.clone()], "the early message was the human's");
+    assert_eq!(
+        snap.msgs,
+        vec![late.clone()],
+        "the early message was the human's"
+    );
     assert_eq!(snap.history, vec![early, agent, late]);
     assert_eq!(snap.deadline, Some(due));
     assert_eq!(snap.score, Some(due));
@@ -148,7 +152,12 @@ async fn resume_with_nothing_to_answer_schedules_nothing() {
     rig.claim("tok-1", T0 + WINDOW).await;
     let out = rig
         .redis_batches
-        .resume(&rig.conversation, &[], UnixMs(T0 + 5_000), UnixMs(T0 + 4_000))
+        .resume(
+            &rig.conversation,
+            &[],
+            UnixMs(T0 + 5_000),
+            UnixMs(T0 + 4_000),
+        )
         .await
         .unwrap();
     assert_eq!(
