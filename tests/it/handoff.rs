@@ -439,3 +439,41 @@ async fn a_handoff_keyword_pauses_and_sends_the_handoff_reply_once() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_paused_conversation_is_not_answered_and_resumes() {
+    let cluster = crate::redis_server::OwnCluster::start();
+    let url = cluster.url();
+    let app = spawn_app_with(|c| {
+        c.redis_url = url;
+        c.redis_shards = 4;
+        c.handoff_idle_minutes = 0.0;
+    })
+    .await;
+    let ts = now_secs();
+    app.post_whatsapp(&whatsapp_echo("wamid.agent1", ts, "Ana here"))
+        .await;
+    wait_paused(&app).await;
+    app.post_whatsapp(&whatsapp_text(
+        MARIA,
+        "wamid.after",
+        ts + 1,
+        "later question",
+    ))
+    .await;
+    settle().await;
+    settle().await;
+    assert!(
+        app.graph.replies().is_empty(),
+        "nothing answered while paused"
+    );
+    let outcome = handoff(&app, HandoffSettings::default())
+        .resume(&maria(), "operator", Trigger::Operator)
+        .await
+        .unwrap();
+    assert_eq!(outcome.batched, 1);
+    let replies = replies_at_least(&app.graph, 1).await;
+    assert!(reply_text(&replies[0]).contains("later question"));
+    assert_eq!(app.metrics.counter("lull_redis_errors_total", &[]), 0);
+    app.stop().await;
+}
