@@ -372,6 +372,24 @@ mod tests {
     }
 
     #[test]
+    fn an_echo_is_kept_as_our_message_to_the_contact() {
+        let parsed = parse("echo.json");
+        let [echo] = parsed.echoes.as_slice() else {
+            panic!("one echo: {:?}", parsed.echoes);
+        };
+        assert_eq!(
+            echo.message.conversation,
+            Conversation::new(
+                ChannelKind::Instagram,
+                "17841400000000001",
+                "5512340000000001"
+            )
+        );
+        assert_eq!(echo.message.text, "Yes! Size M is in stock.");
+        assert_eq!(echo.app_id, None);
+    }
+
+    #[test]
     fn an_image_is_media() {
         let m = only("image_attachment.json");
         assert_eq!(m.kind, MessageKind::Media);

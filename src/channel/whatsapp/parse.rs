@@ -440,6 +440,37 @@ mod tests {
         parse_webhook(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    #[test]
+    fn a_coexistence_echo_is_the_business_message_to_the_contact() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{
+                "field": "smb_message_echoes",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": ACCOUNT},
+                    "message_echoes": [{
+                        "from": "15550001111", "to": MARIA, "id": "wamid.echo",
+                        "timestamp": "1767262205", "type": "text", "text": {"body": "Ana here"}
+                    }]
+                }
+            }]}]
+        });
+        let parsed = parse_webhook(body.to_string().as_bytes()).unwrap();
+        assert!(parsed.messages.is_empty(), "not a message to answer");
+        assert_eq!(parsed.skipped, 1);
+        let [echo] = parsed.echoes.as_slice() else {
+            panic!("one echo: {:?}", parsed.echoes);
+        };
+        assert_eq!(echo.message.external_id, "wamid.echo");
+        assert_eq!(echo.message.text, "Ana here");
+        assert_eq!(echo.message.timestamp_ms, 1_767_262_205_000);
+        assert_eq!(
+            echo.message.conversation,
+            Conversation::new(ChannelKind::WhatsApp, ACCOUNT, MARIA)
+        );
+    }
+
     /// The one message of a single-message fixture.
     fn only(name: &str) -> InboundMessage {
         let parsed = parse(name);
