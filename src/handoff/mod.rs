@@ -118,6 +118,20 @@ impl Handoff {
         }
     }
 
+    /// A handle for callers that only pause and resume (the worker, when the
+    /// responder asks for a person; a CLI): no channels, so no keyword reply, and
+    /// default settings.
+    pub fn minimal(store: Store, redis_batches: RedisBatches, metrics: Arc<Metrics>) -> Self {
+        Self::new(
+            store,
+            redis_batches,
+            metrics,
+            Arc::default(),
+            HashMap::new(),
+            HandoffSettings::default(),
+        )
+    }
+
     /// The settings.
     pub fn settings(&self) -> &HandoffSettings {
         &self.settings
