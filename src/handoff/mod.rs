@@ -330,17 +330,32 @@ impl Handoff {
                 );
                 continue;
             }
-            let Some(entry) = self.store.insert_agent_message(message).await? else {
-                continue;
-            };
-            // History only (an outbound entry): the LLM sees it as an assistant turn.
-            let now = UnixMs::now().ms();
-            if let Err(error) = self
-                .redis_batches
-                .append(conversation, &entry, AppendMode::HistoryOnly, false, now)
-                .await
-            {
-                tracing::warn!(%error, "agent message not added to Redis history");
+            let sent_at = UnixMs(message.timestamp_ms);
+            match self.store.insert_agent_message(message).await? {
+                Some(entry) => {
+                    // History only (an outbound entry): the LLM sees it as an
+                    // assistant turn.
+                    let now = UnixMs::now().ms();
+                    if let Err(error) = self
+                        .redis_batches
+                        .append(conversation, &entry, AppendMode::HistoryOnly, false, now)
+                        .await
+                    {
+                        tracing::warn!(%error, "agent message not added to Redis history");
+                    }
+                }
+                // A platform retry: its first delivery may have failed before the
+                // pause. Pause again unless the conversation was resumed after the
+                // message (the retry must not undo an operator's resume).
+                None => {
+                    let record = self.store.mode(conversation).await?;
+                    let settled = record.as_ref().is_some_and(|r| {
+                        r.is_human() || r.resumed_at.is_some_and(|at| at >= sent_at.timestamp())
+                    });
+                    if settled {
+                        continue;
+                    }
+                }
             }
             let request = PauseRequest {
                 by: "agent".into(),
@@ -348,8 +363,7 @@ impl Handoff {
                 reason: None,
                 trigger: Trigger::Agent,
             };
-            self.pause_at(conversation, request, Some(UnixMs(message.timestamp_ms)))
-                .await?;
+            self.pause_at(conversation, request, Some(sent_at)).await?;
             paused += 1;
         }
         Ok(paused)

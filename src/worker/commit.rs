@@ -29,10 +29,20 @@ impl Worker {
             }
         };
         if owned.is_empty() {
+            // Owning none: answered elsewhere, or a human agent has the conversation
+            // (PostgreSQL's guard, which holds even when Redis lost the pause).
+            let paused = matches!(
+                self.store.mode(&batch.conversation).await,
+                Ok(Some(record)) if record.is_human()
+            );
+            self.ack(batch, &[]).await;
+            if paused {
+                tracing::info!("conversation paused for a human agent; reply dropped unsent");
+                return ControlFlow::Break(BatchOutcome::Paused);
+            }
             tracing::warn!(
                 "every message of this batch was answered by another batch; nothing sent"
             );
-            self.ack(batch, &[]).await;
             return ControlFlow::Break(BatchOutcome::AlreadyAnswered);
         }
         if owned.len() == ids.len() {

@@ -477,3 +477,42 @@ async fn on_a_redis_cluster_a_paused_conversation_is_not_answered_and_resumes() 
     assert_eq!(app.metrics.counter("lull_redis_errors_total", &[]), 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_pause_lost_from_redis_commit_to_send_still_sends_nothing() {
+    let app = spawn_app_with(|c| c.responder_delay_ms = 800).await;
+    let ts = now_secs();
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.m1", ts, "hello"))
+        .await;
+    batch_with_status(&app, "generating").await;
+    handoff(&app, HandoffSettings::default())
+        .pause(
+            &maria(),
+            PauseRequest {
+                by: "operator".into(),
+                minutes: Some(30.0),
+                reason: None,
+                trigger: Trigger::Operator,
+            },
+        )
+        .await
+        .unwrap();
+    // Redis forgets the pause before the worker's last look.
+    let mode_key = app.redis_batches.keys().conversation(&maria()).mode;
+    let _: i64 = app
+        .redis_batches
+        .pool()
+        .next()
+        .del(&mode_key)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    settle().await;
+    assert!(app.graph.replies().is_empty(), "PostgreSQL's guard held");
+    assert_eq!(
+        app.count("SELECT count(*) FROM conversation_messages WHERE batch_id IS NOT NULL")
+            .await,
+        0
+    );
+    app.stop().await;
+}
