@@ -516,3 +516,87 @@ async fn with_the_pause_lost_from_redis_commit_to_send_still_sends_nothing() {
     );
     app.stop().await;
 }
+
+/// A fake OpenAI-compatible API that answers every request with one completion.
+fn completion(
+    _: &crate::fake_server::Seen,
+    _: Option<crate::fake_server::Answer>,
+    _: u64,
+) -> crate::fake_server::Answer {
+    let body = json!({
+        "id": "chatcmpl-fake", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Glad to help."}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    });
+    crate::fake_server::Answer::new(200, body.to_string())
+}
+
+#[tokio::test]
+async fn after_a_resume_the_llm_sees_the_agents_message_as_an_assistant_turn() {
+    let llm = FakeApi::start("/v1", 0, |_| true, completion).await;
+    let base = llm.base.clone();
+    let app = spawn_app_with(move |c| {
+        c.responder = lull::config::ResponderKind::OpenAi;
+        c.llm_base_url = Some(base);
+        c.llm_api_key = Some(Secret::new("sk-test"));
+        c.llm_model = Some("m".into());
+        c.handoff_idle_minutes = 0.0;
+    })
+    .await;
+    let ts = now_secs();
+    // The agent answers the contact's question within the window.
+    app.post_whatsapp(&whatsapp_text(
+        MARIA,
+        "wamid.q",
+        ts - 1,
+        "where is my order?",
+    ))
+    .await;
+    app.post_whatsapp(&whatsapp_echo("wamid.agent1", ts, "Your order ships today"))
+        .await;
+    wait_paused(&app).await;
+    app.post_whatsapp(&whatsapp_text(
+        MARIA,
+        "wamid.after",
+        ts + 1,
+        "and the invoice?",
+    ))
+    .await;
+    handoff(&app, HandoffSettings::default())
+        .resume(&maria(), "operator", Trigger::Operator)
+        .await
+        .unwrap();
+    let requests = wait_for("an LLM request", PATIENCE, || async {
+        let seen = llm.seen();
+        (!seen.is_empty()).then_some(seen)
+    })
+    .await;
+    let messages = requests[0].body["messages"].as_array().unwrap().clone();
+    let agent_turn = messages
+        .iter()
+        .find(|m| {
+            m["content"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Your order ships today")
+        })
+        .unwrap_or_else(|| panic!("agent message in context: {messages:?}"));
+    assert_eq!(agent_turn["role"], "assistant");
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "user");
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("and the invoice?")
+    );
+    replies_at_least(&app.graph, 1).await;
+    settle().await;
+    assert_eq!(
+        llm.seen().len(),
+        1,
+        "the question the agent answered got no reply"
+    );
+    app.stop().await;
+}
