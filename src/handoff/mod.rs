@@ -15,15 +15,17 @@
 //! responder ([`Handoff::pause_for_responder`]). What resumes: an operator
 //! ([`Handoff::resume`]) or idle time ([`idle::run`]).
 
+mod echo;
 pub mod idle;
 pub mod keywords;
+mod notice;
 pub mod trigger;
 
 pub use keywords::Keywords;
 pub use trigger::Trigger;
 
-use crate::batch::{AppendMode, BatchError, ClaimToken, RedisBatches};
-use crate::channel::{Channel, Echo};
+use crate::batch::{BatchError, ClaimToken, RedisBatches};
+use crate::channel::Channel;
 use crate::claim_loop::Wake;
 use crate::config::HandoffSettings;
 use crate::message::{ChannelKind, Conversation, Entry};
@@ -312,132 +314,5 @@ impl Handoff {
                 .await?;
         }
         Ok(paused)
-    }
-
-    /// Echoes of messages our business account sent: each a human agent's
-    /// (stored as outbound, author `agent`, added to history, and the
-    /// conversation paused) unless it is one of our own replies.
-    pub async fn agent_messages(&self, echoes: Vec<Echo>) -> Result<usize, HandoffError> {
-        let mut paused = 0;
-        for echo in echoes {
-            let message = &echo.message;
-            let conversation = &message.conversation;
-            if !self.is_agents(&echo).await? {
-                tracing::debug!(
-                    channel = conversation.channel.as_str(),
-                    message_id = %message.external_id,
-                    "echo of our own reply"
-                );
-                continue;
-            }
-            let sent_at = UnixMs(message.timestamp_ms);
-            match self.store.insert_agent_message(message).await? {
-                Some(entry) => {
-                    // History only (an outbound entry): the LLM sees it as an
-                    // assistant turn.
-                    let now = UnixMs::now().ms();
-                    if let Err(error) = self
-                        .redis_batches
-                        .append(conversation, &entry, AppendMode::HistoryOnly, false, now)
-                        .await
-                    {
-                        tracing::warn!(%error, "agent message not added to Redis history");
-                    }
-                }
-                // A platform retry: its first delivery may have failed before the
-                // pause. Pause again unless the conversation was resumed after the
-                // message (the retry must not undo an operator's resume).
-                None => {
-                    let record = self.store.mode(conversation).await?;
-                    let settled = record.as_ref().is_some_and(|r| {
-                        r.is_human() || r.resumed_at.is_some_and(|at| at >= sent_at.timestamp())
-                    });
-                    if settled {
-                        continue;
-                    }
-                }
-            }
-            let request = PauseRequest {
-                by: "agent".into(),
-                minutes: None,
-                reason: None,
-                trigger: Trigger::Agent,
-            };
-            self.pause_at(conversation, request, Some(sent_at)).await?;
-            paused += 1;
-        }
-        Ok(paused)
-    }
-
-    /// An echo is an agent's unless it is one of our replies: its `app_id` is
-    /// ours, or its id is a reply we recorded. An Instagram echo that names no
-    /// app, when INSTAGRAM_APP_ID is unset, cannot be told apart and counts as ours.
-    async fn is_agents(&self, echo: &Echo) -> Result<bool, HandoffError> {
-        let message = &echo.message;
-        let channel = message.conversation.channel;
-        if channel == ChannelKind::Instagram {
-            let ours = self.settings.instagram_app_id.as_deref();
-            match (echo.app_id.as_deref(), ours) {
-                (Some(app), Some(ours)) if app == ours => return Ok(false),
-                (None, None) => return Ok(false),
-                _ => {}
-            }
-        }
-        Ok(!self
-            .store
-            .is_our_reply(channel, &message.external_id)
-            .await?)
-    }
-
-    /// Whether `text` asks for a person (HANDOFF_KEYWORDS).
-    pub fn asks_for_person(&self, text: &str) -> bool {
-        self.keywords.matches(text)
-    }
-
-    /// The contact asked for a person with `entry`, a stored inbound message:
-    /// pauses, and the first time sends HANDOFF_REPLY (in the background, so the
-    /// webhook is answered at once), which answers that message.
-    pub async fn keyword(
-        &self,
-        conversation: &Conversation,
-        entry: &Entry,
-    ) -> Result<bool, HandoffError> {
-        let request = PauseRequest {
-            by: "contact".into(),
-            minutes: None,
-            reason: Some(format!("asked for a person: {}", entry.text)),
-            trigger: Trigger::Keyword,
-        };
-        let outcome = self.pause(conversation, request).await?;
-        if outcome.changed {
-            let this = self.clone();
-            let (conversation, entry) = (conversation.clone(), entry.clone());
-            tokio::spawn(async move { this.send_notice(&conversation, &entry).await });
-        }
-        Ok(outcome.changed)
-    }
-
-    async fn send_notice(&self, conversation: &Conversation, entry: &Entry) {
-        let Some(channel) = self.channels.get(&conversation.channel) else {
-            tracing::warn!("no channel to send the handoff reply through");
-            return;
-        };
-        let text = &self.settings.reply;
-        if text.is_empty() {
-            return;
-        }
-        match channel.send_part(conversation, text).await {
-            Ok(platform_id) => {
-                let batch = format!("notice-{}", ClaimToken::generate().as_str());
-                if let Err(error) = self
-                    .store
-                    .record_notice(conversation, &batch, entry.id, &platform_id, text)
-                    .await
-                {
-                    tracing::warn!(%error, "handoff reply sent, not recorded");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "handoff reply not sent"),
-        }
     }
 }
