@@ -65,23 +65,26 @@ impl Handoff {
         Ok(paused)
     }
 
-    /// An echo is an agent's unless it is one of our replies: its `app_id` is
-    /// ours, or its id is a reply we recorded. An Instagram echo that names no
-    /// app, when INSTAGRAM_APP_ID is unset, cannot be told apart and counts as ours.
+    /// Whether an echo is a human agent's message rather than one of our replies.
+    /// WhatsApp's `smb_message_echoes` carry only what the WhatsApp Business app
+    /// sent, never the Cloud API's sends: always an agent's. An Instagram echo is
+    /// ours when its `app_id` is INSTAGRAM_APP_ID, or it names no app and that is
+    /// unset (it cannot be told apart), or its id is a reply we recorded or may
+    /// be sending right now.
     async fn is_agents(&self, echo: &Echo) -> Result<bool, HandoffError> {
         let message = &echo.message;
-        let channel = message.conversation.channel;
-        if channel == ChannelKind::Instagram {
-            let ours = self.settings.instagram_app_id.as_deref();
-            match (echo.app_id.as_deref(), ours) {
-                (Some(app), Some(ours)) if app == ours => return Ok(false),
-                (None, None) => return Ok(false),
-                _ => {}
-            }
+        if message.conversation.channel != ChannelKind::Instagram {
+            return Ok(true);
+        }
+        let ours = self.settings.instagram_app_id.as_deref();
+        match (echo.app_id.as_deref(), ours) {
+            (Some(app), Some(ours)) if app == ours => return Ok(false),
+            (None, None) => return Ok(false),
+            _ => {}
         }
         Ok(!self
             .store
-            .is_our_reply(channel, &message.external_id)
+            .is_our_reply(&message.conversation, &message.external_id)
             .await?)
     }
 }

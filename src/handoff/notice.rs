@@ -3,8 +3,9 @@
 //! recorded as the answer of that message.
 
 use super::{Handoff, HandoffError, PauseRequest, Trigger};
-use crate::batch::ClaimToken;
+use crate::batch::{AppendMode, ClaimToken};
 use crate::message::{Conversation, Entry};
+use crate::time::UnixMs;
 
 impl Handoff {
     /// Whether `text` asks for a person (HANDOFF_KEYWORDS).
@@ -47,12 +48,24 @@ impl Handoff {
         match channel.send_part(conversation, text).await {
             Ok(platform_id) => {
                 let batch = format!("notice-{}", ClaimToken::generate().as_str());
-                if let Err(error) = self
+                match self
                     .store
                     .record_notice(conversation, &batch, entry.id, &platform_id, text)
                     .await
                 {
-                    tracing::warn!(%error, "handoff reply sent, not recorded");
+                    Ok(Some(sent)) => {
+                        let now = UnixMs::now().ms();
+                        let history = AppendMode::HistoryOnly;
+                        if let Err(error) = self
+                            .redis_batches
+                            .append(conversation, &sent, history, false, now)
+                            .await
+                        {
+                            tracing::warn!(%error, "handoff reply not added to Redis history");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "handoff reply sent, not recorded"),
                 }
             }
             Err(error) => tracing::warn!(%error, "handoff reply not sent"),

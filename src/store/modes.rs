@@ -299,27 +299,34 @@ impl Store {
         Ok(row.map(Entry::from))
     }
 
-    /// Whether `external_id` is one of our own sent replies (an echo of it must
-    /// not pause anything).
+    /// Whether an echo with the platform id `external_id` is one of our own
+    /// replies: recorded as sent, or possibly one being sent right now (a batch
+    /// of the conversation is `sending`: the platform may echo a part before lull
+    /// has recorded it). An echo must not pause anything then.
     pub async fn is_our_reply(
         &self,
-        channel: ChannelKind,
+        conversation: &Conversation,
         external_id: &str,
     ) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM conversation_messages
                             WHERE channel = $1 AND external_message_id = $2
-                              AND direction = 'out' AND author IS NULL)",
+                              AND direction = 'out' AND author IS NULL)
+                 OR EXISTS (SELECT 1 FROM reply_batches
+                            WHERE channel = $1 AND account_id = $3 AND contact_id = $4
+                              AND status = 'sending')",
         )
-        .bind(channel.as_str())
+        .bind(conversation.channel.as_str())
         .bind(external_id)
+        .bind(&conversation.account)
+        .bind(&conversation.contact)
         .fetch_one(&self.pool)
         .await?)
     }
 
     /// Records a reply lull sent outside a batch (the handoff notice): the
     /// message it answers becomes owned by a `sent` batch holding the text, and
-    /// the reply is stored as outbound.
+    /// the reply is stored as outbound (returned, for history).
     pub async fn record_notice(
         &self,
         conversation: &Conversation,
@@ -327,7 +334,7 @@ impl Store {
         answered: i64,
         platform_id: &str,
         text: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Entry>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO reply_batches
@@ -351,12 +358,13 @@ impl Store {
         .bind(answered)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        let row: Option<EntryRow> = sqlx::query_as(
             "INSERT INTO conversation_messages
                  (channel, account_id, contact_id, external_message_id, direction, message_type,
                   text, answerable, platform_timestamp, batch_id)
              VALUES ($1, $2, $3, $4, 'out', 'reply', $5, false, now(), $6)
-             ON CONFLICT (channel, external_message_id) DO NOTHING",
+             ON CONFLICT (channel, external_message_id) DO NOTHING
+             RETURNING id, platform_timestamp, direction, message_type, external_message_id, text",
         )
         .bind(conversation.channel.as_str())
         .bind(&conversation.account)
@@ -364,10 +372,10 @@ impl Store {
         .bind(platform_id)
         .bind(text)
         .bind(batch_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(row.map(Entry::from))
     }
 }
 
