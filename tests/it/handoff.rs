@@ -600,3 +600,55 @@ async fn after_a_resume_the_llm_sees_the_agents_message_as_an_assistant_turn() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_operators_pause_for_some_minutes_ends_by_itself() {
+    let app = spawn_app_with(|c| c.handoff_idle_minutes = 0.0).await;
+    let ts = now_secs();
+    let outcome = handoff(&app, HandoffSettings::default())
+        .pause(
+            &maria(),
+            PauseRequest {
+                by: "operator".into(),
+                minutes: Some(0.005),
+                reason: Some("checking the order".into()),
+                trigger: Trigger::Operator,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(outcome.record.unwrap().paused_until.is_some());
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.m1", ts, "hello?"))
+        .await;
+    let replies = replies_at_least(&app.graph, 1).await;
+    assert!(reply_text(&replies[0]).contains("hello?"));
+    assert_eq!(mode(&app).await, "bot");
+    assert_eq!(
+        app.metrics.counter(
+            "lull_resumes_total",
+            &[("channel", "whatsapp"), ("trigger", "idle")]
+        ),
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_number_of_minutes_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let error = handoff(&app, HandoffSettings::default())
+        .pause(
+            &maria(),
+            PauseRequest {
+                by: "operator".into(),
+                minutes: Some(-1.0),
+                reason: None,
+                trigger: Trigger::Operator,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, lull::handoff::HandoffError::Minutes));
+    assert_eq!(mode(&app).await, "bot");
+    app.stop().await;
+}
