@@ -208,6 +208,12 @@ impl Handoff {
             self.count_paused().await;
         }
         let record = self.store.mode(conversation).await?;
+        if !record.as_ref().is_some_and(ModeRecord::is_human) {
+            // A resume ran between our two writes and deleted the mode key before
+            // pause.lua set it again: follow PostgreSQL, which says bot.
+            let entries = self.store.unanswered_of(conversation).await?;
+            self.resume_redis(conversation, &entries).await?;
+        }
         Ok(PauseOutcome { changed, record })
     }
 
