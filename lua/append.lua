@@ -13,7 +13,9 @@ conversation is put on the agenda at its deadline unless a worker holds its lock
 waits in flight to be resumed (handed back, its worker gone, or waiting out the
 platform's Retry-After: its own score stands, and the claim that resumes it, or the
 ack after, takes the new messages in turn). A claimer sees the message in exactly
-one batch: this one, or the next.
+one batch: this one, or the next. While the conversation is paused for a human
+(its mode key exists, see pause.lua), the message lands in history only: it starts
+no batch and does not put the conversation on the agenda.
 
 KEYS[1] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON, oldest first
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON, oldest first
@@ -23,6 +25,7 @@ KEYS[4] conv:{channel}:{account}:{contact}:state     HASH   started = ms of the 
 KEYS[5] conv:{channel}:{account}:{contact}:lock      STRING claim token (read only here)
 KEYS[6] conv:{channel}:{account}:{contact}:inflight  LIST   claimed batch (read only here)
 KEYS[7] conv:deadlines                               ZSET   member = conversation, score = due ms
+KEYS[8] conv:{channel}:{account}:{contact}:mode      STRING exists while a human has the conversation (read only here)
 
 ARGV[1]  now            unix ms
 ARGV[2]  entry          the message as JSON: {"id":<db id>,"ts":<platform ms>,...}
@@ -38,16 +41,17 @@ ARGV[11] history_limit  entries kept in history
 ARGV[12] member         agenda member: {channel}:{account}:{contact}
 ARGV[13] reconcile      1 = skip if the id is already in msgs or inflight (re-batching)
 
-Reply: {status, deadline_ms, batch_len}
+Reply: {status, deadline_ms, batch_len, paused}
   status 0 = appended; 1 = appended, history was missing or is not hydrated yet:
          hydrate it from the database (hydrate.lua); 2 = already tracked, nothing
          changed
   deadline_ms = when the batch is due (0 in mode 0 or status 2)
   batch_len   = messages in the collecting batch
+  paused      = 1 when the conversation is paused for a human (history only), else 0
 ]]
 local rcall = redis.call
-local history, msgs, deadline_key, state, lock, inflight, agenda =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local history, msgs, deadline_key, state, lock, inflight, agenda, mode_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = tonumber(ARGV[1])
 local entry = ARGV[2]
 local id = tonumber(ARGV[3])
@@ -91,7 +95,7 @@ local function insert_ordered(key, n)
 end
 
 if reconcile and (contains(msgs) or contains(inflight)) then
-  return {2, 0, rcall('LLEN', msgs)}
+  return {2, 0, rcall('LLEN', msgs), 0}
 end
 
 -- The state is read once: each call costs more than the Lua around it.
@@ -114,7 +118,12 @@ end
 rcall('PEXPIRE', history, ttl_arg)
 
 if mode == 0 then
-  return {status, 0, rcall('LLEN', msgs)}
+  return {status, 0, rcall('LLEN', msgs), 0}
+end
+-- Paused for a human: the message is theirs to answer; it is in history (their
+-- context on resume), and nothing schedules a reply.
+if rcall('EXISTS', mode_key) == 1 then
+  return {status, 0, rcall('LLEN', msgs), 1}
 end
 
 local n_msgs = rcall('LLEN', msgs)
@@ -137,4 +146,4 @@ rcall('PEXPIRE', state, ttl_arg)
 if rcall('EXISTS', lock, inflight) == 0 then
   rcall('ZADD', agenda, due_arg, member)
 end
-return {status, due, len}
+return {status, due, len, 0}

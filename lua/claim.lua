@@ -8,7 +8,9 @@ pushed to the lease's end, and when the lease runs out the batch is due again an
 the next claim resumes it under the same batch id. A resumed batch takes the
 newer messages too if their own deadline has passed; otherwise they stay for the
 next batch. A conversation whose lock is held is pushed back to the lock's expiry
-instead of being returned again and again.
+instead of being returned again and again. A conversation paused for a human (its
+mode key exists) is claimed by nobody: it leaves the agenda, and its collected and
+in-flight messages stay where they are for resume.lua.
 
 KEYS[1] conv:deadlines                               ZSET   member = conversation, score = due ms
 KEYS[2] conv:{channel}:{account}:{contact}:msgs      LIST   batch being collected, JSON
@@ -18,6 +20,7 @@ KEYS[5] conv:{channel}:{account}:{contact}:state     HASH   batch, started, infl
                                                             unhydrated (append.lua)
 KEYS[6] conv:{channel}:{account}:{contact}:deadline  STRING unix ms the collecting batch is due
 KEYS[7] conv:{channel}:{account}:{contact}:history   LIST   recent messages, JSON (read only here)
+KEYS[8] conv:{channel}:{account}:{contact}:mode      STRING exists while a human has the conversation (read only here)
 
 ARGV[1] now       unix ms
 ARGV[2] member    agenda member: {channel}:{account}:{contact}
@@ -29,6 +32,7 @@ Reply:
   {0}                      not due (no score, or score in the future): someone else has it
   {1, retry_at_ms}         locked by another worker; rescheduled at the lock's expiry
   {2}                      nothing to answer; removed from the agenda
+  {4}                      paused for a human; removed from the agenda, nothing moved
   {3, batch_id, claims, supersedes, started_ms, due_ms, n_entries, entry × n_entries, history_entry...}
                            claimed: the agenda score that made it due, the
                            in-flight entries, oldest first, then the history,
@@ -38,8 +42,8 @@ Reply:
                            context
 ]]
 local rcall = redis.call
-local agenda, msgs, inflight, lock, state, deadline_key, history =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local agenda, msgs, inflight, lock, state, deadline_key, history, mode_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now, member, token = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local lease, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 -- Redis formats each number handed to redis.call with %.17g, which costs more than
@@ -50,6 +54,12 @@ local now_arg, lease_arg, ttl_arg = ARGV[1], ARGV[4], ARGV[5]
 local score = rcall('ZSCORE', agenda, member)
 if not score or tonumber(score) > now then
   return {0}
+end
+
+-- Paused for a human: no claim. resume.lua puts it back on the agenda.
+if rcall('EXISTS', mode_key) == 1 then
+  rcall('ZREM', agenda, member)
+  return {4}
 end
 
 -- Take the lock first (one call where a check and a set would be two); the rare

@@ -19,21 +19,22 @@ KEYS[4] conv:{channel}:{account}:{contact}:deadline  STRING unix ms the collecti
 KEYS[5] conv:{channel}:{account}:{contact}:lock      STRING claim token
 KEYS[6] conv:{channel}:{account}:{contact}:state     HASH   batch, started, claims, ...
 KEYS[7] conv:deadlines                               ZSET   member = conversation, score = due ms
+KEYS[8] conv:{channel}:{account}:{contact}:mode      STRING exists while a human agent has the conversation
 
 ARGV[1] member  agenda member: {channel}:{account}:{contact}
 
 Reply: {keys_deleted, on_agenda, batch_id}
-  keys_deleted = how many of KEYS[1..6] existed (all are gone now)
+  keys_deleted = how many of KEYS[1..6] and KEYS[8] existed (all are gone now)
   on_agenda    = 1 if the member was on the agenda (removed now), else 0
   batch_id     = the claimed batch's id from state ('' when none): a worker may
                  still be finishing it, and the caller sweeps its rows after
 ]]
 local rcall = redis.call
-local history, msgs, inflight, deadline_key, lock, state, agenda =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local history, msgs, inflight, deadline_key, lock, state, agenda, mode_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local member = ARGV[1]
 
 local batch = rcall('HGET', state, 'batch') or ''
-local deleted = rcall('DEL', history, msgs, inflight, deadline_key, lock, state)
+local deleted = rcall('DEL', history, msgs, inflight, deadline_key, lock, state, mode_key)
 local on_agenda = rcall('ZREM', agenda, member)
 return {deleted, on_agenda, batch}

@@ -137,6 +137,19 @@ impl App {
             self.wake.clone(),
             self.metrics.clone(),
         )
+        .with_handoff(self.handoff())
+    }
+
+    /// Pauses and resumes conversations for human agents (admin, CLI, ingest).
+    pub fn handoff(&self) -> crate::handoff::Handoff {
+        crate::handoff::Handoff::new(
+            self.store.clone(),
+            self.redis_batches.clone(),
+            self.metrics.clone(),
+            self.wake.clone(),
+            self.channels.clone(),
+            self.settings.handoff.clone(),
+        )
     }
 
     /// The batch processor.
@@ -271,6 +284,7 @@ impl App {
         ));
         let claim_loop = tokio::spawn(self.claim_loop().run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler().run(stop.clone()));
+        let idle_resumer = tokio::spawn(crate::handoff::idle::run(self.handoff(), stop.clone()));
         let retention =
             crate::retention::Retention::new(self.store.clone(), self.settings.retention_days)
                 .map(|r| tokio::spawn(r.run(stop.clone())));
@@ -293,6 +307,7 @@ impl App {
         timer.abort();
         let _ = http.await;
         let _ = reconciler.await;
+        let _ = idle_resumer.await;
         if let Some(retention) = retention {
             let _ = retention.await;
         }

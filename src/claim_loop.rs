@@ -197,7 +197,7 @@ impl ClaimLoop {
                     ClaimOutcome::Locked { retry_at_ms } => {
                         tracing::debug!(%member, retry_at_ms, "conversation locked by a live worker");
                     }
-                    ClaimOutcome::NotDue | ClaimOutcome::Empty => {}
+                    ClaimOutcome::NotDue | ClaimOutcome::Empty | ClaimOutcome::Paused => {}
                 }
             }
         }

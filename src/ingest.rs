@@ -8,7 +8,9 @@
 //! Invariant 1 of docs/design.md: a message acknowledged to the platform is in PostgreSQL.
 
 use crate::batch::{AppendMode, AppendOutcome, BatchError, RedisBatches, RedisHealth};
+use crate::channel::Echo;
 use crate::claim_loop::Wake;
+use crate::handoff::Handoff;
 use crate::message::{Conversation, Entry, InboundMessage};
 use crate::metrics::Metrics;
 use crate::store::{InboundRows, Store, StoreError};
@@ -35,6 +37,7 @@ pub struct Ingest {
     redis: Arc<RedisHealth>,
     wake: Arc<Wake>,
     metrics: Arc<Metrics>,
+    handoff: Option<Handoff>,
 }
 
 impl Ingest {
@@ -52,6 +55,33 @@ impl Ingest {
             redis,
             wake,
             metrics,
+            handoff: None,
+        }
+    }
+
+    /// With handoff: echoes of a human agent pause the bot, HANDOFF_KEYWORDS are
+    /// heard, and a hydrate puts a paused conversation's mode back into Redis.
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
+    }
+
+    /// Echoes of our business account's messages (see [`Handoff::agent_messages`]):
+    /// a human agent's is stored and pauses the bot. Fails only when PostgreSQL
+    /// does: the caller answers 503 so the platform retries.
+    pub async fn echoes(&self, echoes: Vec<Echo>) -> Result<usize, StoreError> {
+        let Some(handoff) = &self.handoff else {
+            return Ok(0);
+        };
+        match handoff.agent_messages(echoes).await {
+            Ok(n) => Ok(n),
+            Err(crate::handoff::HandoffError::Store(error)) => Err(error),
+            Err(error) => {
+                // Stored and paused in PostgreSQL: commit-to-send holds the pause;
+                // the next echo or hydrate brings Redis in line.
+                tracing::warn!(%error, "agent message: Redis not updated");
+                Ok(0)
+            }
         }
     }
 
@@ -103,6 +133,11 @@ impl Ingest {
                 continue;
             }
             let mode = AppendMode::for_kind(entry.kind, policy);
+            if mode.answerable() {
+                self.heard_keyword(conversation, &entry)
+                    .instrument(span.clone())
+                    .await;
+            }
             match self
                 .batch(conversation, &entry, mode, false)
                 .instrument(span)
@@ -136,6 +171,38 @@ impl Ingest {
         result
     }
 
+    /// HANDOFF_KEYWORDS: pauses before the message is appended, so that it goes
+    /// to history only.
+    async fn heard_keyword(&self, conversation: &Conversation, entry: &Entry) {
+        let Some(handoff) = &self.handoff else {
+            return;
+        };
+        if !handoff.asks_for_person(&entry.text) {
+            return;
+        }
+        if let Err(error) = handoff.keyword(conversation, entry).await {
+            tracing::warn!(%error, "contact asked for a person; pause failed");
+        }
+    }
+
+    /// After Redis lost its data, a paused conversation's mode comes back from
+    /// PostgreSQL with its history: the message just appended may have started a
+    /// batch, which claim.lua now leaves alone (and commit-to-send refuses in any
+    /// case).
+    async fn restore_mode(&self, conversation: &Conversation, outcome: &AppendOutcome) {
+        let Some(handoff) = &self.handoff else {
+            return;
+        };
+        if outcome.paused {
+            return;
+        }
+        match handoff.restore_mode(conversation).await {
+            Ok(true) => tracing::info!("handoff mode restored from the database"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "handoff mode not restored"),
+        }
+    }
+
     async fn append(
         &self,
         conversation: &Conversation,
@@ -165,13 +232,16 @@ impl Ingest {
                 Ok(rows) => {
                     let added = self.redis_batches.hydrate(conversation, &rows).await?;
                     tracing::info!(rows = rows.len(), added, "new session hydrated");
+                    self.restore_mode(conversation, &outcome).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "history not hydrated; the next message tries again")
                 }
             }
         }
-        if outcome.deadline_ms > 0 {
+        if outcome.paused {
+            tracing::info!("message added to history only: a human agent has the conversation");
+        } else if outcome.deadline_ms > 0 {
             tracing::info!(
                 deadline_ms = outcome.deadline_ms,
                 batch_len = outcome.batch_len,

@@ -16,6 +16,8 @@
 //! - [`responder`]: history + batch → a reply: built-in, OpenAI-compatible, Anthropic
 //!   or a team's own bot (RESPONDER=http, signed requests).
 //! - [`reconcile`]: finds stored messages Redis lost and batches them again.
+//! - [`handoff`]: a conversation paused for a human agent (echoes, operators, keywords,
+//!   the responder) and given back to the bot (operators, idle time).
 //! - [`fd_limit`]: at start, the soft open-files limit is raised to the hard one; the
 //!   listener's MAX_CONNECTIONS default is derived from it.
 //! - [`retention`]: erases texts and payloads older than RETENTION_DAYS; [`forget`]
@@ -37,6 +39,7 @@ pub mod constant_time;
 pub mod fake_platform;
 pub mod fd_limit;
 pub mod forget;
+pub mod handoff;
 pub mod http;
 pub mod ingest;
 pub mod loadtest;

@@ -126,6 +126,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "Replies whose responder asked to hand the conversation to a human.",
     ),
     (
+        "lull_handoffs_total",
+        "counter",
+        "Conversations paused for a human agent, by channel and trigger.",
+    ),
+    (
+        "lull_resumes_total",
+        "counter",
+        "Paused conversations given back to the bot, by channel and trigger.",
+    ),
+    (
+        "lull_conversations_paused",
+        "gauge",
+        "Conversations a human agent has now (as last counted from PostgreSQL).",
+    ),
+    (
         "lull_claim_lag_seconds",
         "histogram",
         "From a batch's due time to its claim.",
@@ -155,6 +170,7 @@ pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
     histograms: Mutex<BTreeMap<&'static str, Histogram>>,
     responder: ResponderHealth,
+    gauges: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 /// `{k="v",...}`, values escaped as the exposition format asks (backslash, quote,
@@ -214,6 +230,21 @@ impl Metrics {
         }
     }
 
+    /// Sets a gauge.
+    pub fn set_gauge(&self, name: &'static str, value: i64) {
+        if let Ok(mut gauges) = self.gauges.lock() {
+            gauges.insert(name, value);
+        }
+    }
+
+    /// A gauge's value (tests, admin); 0 when never set.
+    pub fn gauge(&self, name: &'static str) -> i64 {
+        self.gauges
+            .lock()
+            .map(|g| g.get(name).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// A counter's value (tests, admin).
     pub fn counter(&self, name: &'static str, label_pairs: &[(&str, &str)]) -> u64 {
         self.counters
@@ -226,10 +257,13 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
+        let gauges = self.gauges.lock().map(|g| g.clone()).unwrap_or_default();
         let histograms = self.histograms.lock();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            if *kind == "counter" {
+            if *kind == "gauge" {
+                let _ = writeln!(out, "{name} {}", gauges.get(name).copied().unwrap_or(0));
+            } else if *kind == "counter" {
                 for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
                     let _ = writeln!(out, "{n}{l} {v}");
                 }

@@ -1,7 +1,7 @@
 //! forget.lua's typed wrapper: erase every Redis key of one conversation.
 //!
 //! State touched: all of a conversation's keys (`history`, `msgs`, `inflight`,
-//! `deadline`, `lock`, `state`; see [`super::keys`]) are deleted and its member
+//! `deadline`, `lock`, `state`, `mode`; see [`super::keys`]) are deleted and its member
 //! leaves its shard's agenda ZSET, in one script call (they share one hash tag).
 
 use super::BatchError;
@@ -45,6 +45,7 @@ pub(crate) fn forget_call(keys: &ConversationKeys) -> Call {
             keys.lock.clone(),
             keys.state.clone(),
             keys.agenda.clone(),
+            keys.mode.clone(),
         ],
         args: vec![Value::String(keys.member.clone().into())],
     }
@@ -113,6 +114,7 @@ mod tests {
             &keys.lock,
             &keys.state,
             &keys.agenda,
+            &keys.mode,
         ] {
             assert!(call.keys.contains(key), "{key} not passed");
         }

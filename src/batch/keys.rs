@@ -34,6 +34,9 @@ pub struct ConversationKeys {
     pub lock: String,
     /// HASH: batch id, start times, claim and supersede counts.
     pub state: String,
+    /// STRING: exists while a human agent has the conversation (handoff); holds
+    /// the pause time. Same hash tag as the others, so the scripts read it.
+    pub mode: String,
     /// ZSET: the shard's agenda.
     pub agenda: String,
 }
@@ -99,6 +102,7 @@ impl KeySpace {
             deadline: format!("{base}deadline"),
             lock: format!("{base}lock"),
             state: format!("{base}state"),
+            mode: format!("{base}mode"),
             agenda: self.agenda(shard),
         }
     }
@@ -148,6 +152,7 @@ mod tests {
             &keys.deadline,
             &keys.lock,
             &keys.state,
+            &keys.mode,
             &keys.agenda,
         ] {
             assert!(key.starts_with(&tag), "{key} lacks {tag}");

@@ -3,7 +3,8 @@
 //! State per conversation (names in [`keys`]): `history` (recent messages),
 //! `msgs` (the batch being collected), `deadline` (when it is due), `inflight` (the
 //! claimed batch, kept until acknowledged), `lock` (the claimer's token, with the
-//! lease as its TTL) and `state` (batch id, start times, counters); plus one agenda
+//! lease as its TTL), `state` (batch id, start times, counters) and `mode` (exists
+//! while a human agent has the conversation: see `crate::handoff`); plus one agenda
 //! ZSET per shard, conversation → due time. Every change to that state happens
 //! inside one Lua script (`lua/`), so two lull instances never see it half-changed;
 //! this module only builds the KEYS/ARGV of each call and decodes the reply.
@@ -28,7 +29,7 @@ pub use id::{BatchId, ClaimToken};
 pub use keys::{ConversationKeys, KeySpace};
 pub use ops::{
     AckOutcome, AppendMode, AppendOutcome, Claim, ClaimKind, ClaimOutcome, ExtendOutcome,
-    RequeueMode,
+    RequeueMode, ResumeOutcome,
 };
 pub use policy::Policy;
 pub use redis::{RedisBatches, WaitingConversation};

@@ -57,6 +57,8 @@ pub struct AppendOutcome {
     pub deadline_ms: i64,
     /// Messages in the collecting batch.
     pub batch_len: i64,
+    /// The conversation is paused for a human: the message went to history only.
+    pub paused: bool,
 }
 
 /// What claim.lua did.
@@ -71,6 +73,8 @@ pub enum ClaimOutcome {
     },
     /// Nothing to answer; removed from the agenda.
     Empty,
+    /// Paused for a human: nobody claims it; removed from the agenda.
+    Paused,
     /// Claimed: the batch is ours until ack or requeue.
     Claimed(Claim),
 }
@@ -127,6 +131,8 @@ pub struct ExtendOutcome {
     pub held: bool,
     /// Messages that arrived since the claim.
     pub pending: i64,
+    /// The conversation was paused for a human: drop the batch without sending.
+    pub paused: bool,
 }
 
 /// Why a batch is given back.
@@ -189,6 +195,7 @@ pub(crate) fn append_call(
             keys.lock.clone(),
             keys.inflight.clone(),
             keys.agenda.clone(),
+            keys.mode.clone(),
         ],
         args: vec![
             int(now),
@@ -243,6 +250,7 @@ pub(crate) fn claim_call(
     // The history rides along in the reply: the worker's context needs it at once.
     let mut call_keys = claim_keys(keys);
     call_keys.push(keys.history.clone());
+    call_keys.push(keys.mode.clone());
     Call {
         keys: call_keys,
         args: vec![
@@ -268,6 +276,7 @@ pub(crate) fn extend_call(
             keys.msgs.clone(),
             keys.inflight.clone(),
             keys.state.clone(),
+            keys.mode.clone(),
         ],
         args: vec![
             time(now),
@@ -358,6 +367,61 @@ pub(crate) fn restore_call(
     })
 }
 
+pub(crate) fn pause_call(keys: &ConversationKeys, now: UnixMs) -> Call {
+    Call {
+        keys: vec![keys.mode.clone()],
+        args: vec![time(now)],
+    }
+}
+
+pub(crate) fn resume_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: UnixMs,
+    due: UnixMs,
+    entries: &[Entry],
+) -> Result<Call, BatchError> {
+    let mut args = vec![
+        time(now),
+        text(&keys.member),
+        time(due),
+        int(ms(policy.ttl)),
+    ];
+    push_entries(&mut args, entries)?;
+    Ok(Call {
+        keys: vec![
+            keys.mode.clone(),
+            keys.msgs.clone(),
+            keys.deadline.clone(),
+            keys.state.clone(),
+            keys.lock.clone(),
+            keys.inflight.clone(),
+            keys.agenda.clone(),
+        ],
+        args,
+    })
+}
+
+/// What resume.lua did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeOutcome {
+    /// The mode key existed (Redis knew of the pause).
+    pub was_paused: bool,
+    /// Messages now collecting as the next batch.
+    pub batch_len: i64,
+    /// The agenda score set, unix ms; `None` when nothing was scheduled.
+    pub scheduled_ms: Option<i64>,
+}
+
+pub(crate) fn decode_resume(reply: Vec<Value>) -> Result<ResumeOutcome, BatchError> {
+    let [was_paused, batch_len, scheduled] = ints::<3>("resume.lua", &reply)?;
+    Ok(ResumeOutcome {
+        was_paused: was_paused == 1,
+        batch_len,
+        scheduled_ms: (scheduled > 0).then_some(scheduled),
+    })
+}
+
 fn bad(script: &'static str, detail: impl Into<String>) -> BatchError {
     BatchError::Reply {
         script,
@@ -377,12 +441,13 @@ fn ints<const N: usize>(script: &'static str, reply: &[Value]) -> Result<[i64; N
 }
 
 pub(crate) fn decode_append(reply: Vec<Value>) -> Result<AppendOutcome, BatchError> {
-    let [status, deadline_ms, batch_len] = ints::<3>("append.lua", &reply)?;
+    let [status, deadline_ms, batch_len, paused] = ints::<4>("append.lua", &reply)?;
     Ok(AppendOutcome {
         hydrate: status == 1,
         tracked: status == 2,
         deadline_ms,
         batch_len,
+        paused: paused == 1,
     })
 }
 
@@ -410,6 +475,7 @@ pub(crate) fn decode_claim(
             Ok(ClaimOutcome::Locked { retry_at_ms })
         }
         2 => Ok(ClaimOutcome::Empty),
+        4 => Ok(ClaimOutcome::Paused),
         3 => {
             let batch_id = reply
                 .get(1)
@@ -447,8 +513,9 @@ pub(crate) fn decode_claim(
 pub(crate) fn decode_extend(reply: Vec<Value>) -> Result<ExtendOutcome, BatchError> {
     let [status, pending] = ints::<2>("extend.lua", &reply)?;
     Ok(ExtendOutcome {
-        held: status == 1,
+        held: status == 1 || status == 2,
         pending,
+        paused: status == 2,
     })
 }
 
@@ -540,7 +607,13 @@ mod tests {
         );
         assert_arity(
             &scripts.restore,
-            &restore_call(&keys, &p, now, &"b".into(), now, &[e]).unwrap(),
+            &restore_call(&keys, &p, now, &"b".into(), now, std::slice::from_ref(&e)).unwrap(),
+            true,
+        );
+        assert_arity(&scripts.pause, &pause_call(&keys, now), false);
+        assert_arity(
+            &scripts.resume,
+            &resume_call(&keys, &p, now, now, &[e]).unwrap(),
             true,
         );
     }

@@ -6,6 +6,7 @@ use super::id::{BatchId, ClaimToken};
 use super::keys::{ConversationKeys, KeySpace};
 use super::ops::{
     self, AckOutcome, AppendMode, AppendOutcome, Call, ClaimOutcome, ExtendOutcome, RequeueMode,
+    ResumeOutcome,
 };
 use super::policy::Policy;
 use super::scripts::{LuaScript, Scripts};
@@ -230,6 +231,37 @@ impl RedisBatches {
             .evalsha_with_reload(self.pool.next(), call.keys, call.args)
             .await?;
         Ok(reply.as_i64() == Some(1))
+    }
+
+    /// pause.lua: marks the conversation paused for a human; true when it was not.
+    pub async fn pause(
+        &self,
+        conversation: &Conversation,
+        now: UnixMs,
+    ) -> Result<bool, BatchError> {
+        let keys = self.keys.conversation(conversation);
+        let call = ops::pause_call(&keys, now);
+        let reply: Value = self
+            .scripts
+            .pause
+            .script
+            .evalsha_with_reload(self.pool.next(), call.keys, call.args)
+            .await?;
+        Ok(reply.as_i64() == Some(1))
+    }
+
+    /// resume.lua: gives the conversation back to the bot with `entries` as the
+    /// collecting batch, due at `due`.
+    pub async fn resume(
+        &self,
+        conversation: &Conversation,
+        entries: &[Entry],
+        due: UnixMs,
+        now: UnixMs,
+    ) -> Result<ResumeOutcome, BatchError> {
+        let keys = self.keys.conversation(conversation);
+        let call = ops::resume_call(&keys, &self.policy, now, due, entries)?;
+        ops::decode_resume(self.run(&self.scripts.resume, call).await?)
     }
 
     /// Members of one shard's agenda due by `now`, earliest first.

@@ -43,6 +43,10 @@ pub struct Scripts {
     pub flush: LuaScript,
     /// drop_batch.lua
     pub drop_batch: LuaScript,
+    /// pause.lua
+    pub pause: LuaScript,
+    /// resume.lua
+    pub resume: LuaScript,
 }
 
 fn load(name: &'static str) -> LuaScript {
@@ -73,11 +77,13 @@ impl Scripts {
             forget: load("forget.lua"),
             flush: load("flush.lua"),
             drop_batch: load("drop_batch.lua"),
+            pause: load("pause.lua"),
+            resume: load("resume.lua"),
         }
     }
 
     /// All scripts, for SCRIPT LOAD at start.
-    pub fn all(&self) -> [&LuaScript; 10] {
+    pub fn all(&self) -> [&LuaScript; 12] {
         [
             &self.append,
             &self.hydrate,
@@ -89,6 +95,8 @@ impl Scripts {
             &self.forget,
             &self.flush,
             &self.drop_batch,
+            &self.pause,
+            &self.resume,
         ]
     }
 }

@@ -37,6 +37,21 @@ pub struct ParsedWebhook {
     /// (WhatsApp's `failed` status). Their batches stay `sent`: the count is for
     /// alerting (`lull_deliveries_failed_total`), the reason is in the log.
     pub delivery_failures: usize,
+    /// Messages our own business account sent, seen as echoes (WhatsApp
+    /// `smb_message_echoes`, Instagram `is_echo`): a human agent's, unless they are
+    /// our own replies. See `crate::handoff`. Each also counts in `skipped`: it
+    /// is not a message to batch.
+    pub echoes: Vec<Echo>,
+}
+
+/// A message our business account sent, as the platform echoed it: the
+/// conversation is the contact's, the text is what was sent to them.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    /// The message, with the contact's conversation.
+    pub message: InboundMessage,
+    /// The Meta app that sent it (Instagram's `app_id`), when the echo says.
+    pub app_id: Option<String>,
 }
 
 /// Why a webhook body was refused as a whole.

@@ -289,6 +289,29 @@ pub struct Config {
     /// refuse such replies). 0 turns the check off. Telegram has none.
     #[arg(long, env = "REPLY_WINDOW_HOURS", default_value_t = 24.0)]
     pub reply_window_hours: f64,
+
+    /// Comma-separated phrases with which a contact asks for a person: a whole
+    /// message matching one (ignoring case, accents and punctuation) pauses the
+    /// bot. Empty: off.
+    #[arg(long, env = "HANDOFF_KEYWORDS", default_value = "")]
+    pub handoff_keywords: String,
+    /// Sent once to a contact whose message matched HANDOFF_KEYWORDS.
+    #[arg(
+        long,
+        env = "HANDOFF_REPLY",
+        default_value = "A person will answer you here shortly."
+    )]
+    pub handoff_reply: String,
+    /// A paused conversation goes back to the bot this many minutes after the
+    /// later of the pause and the human agent's last message (fractions allowed);
+    /// 0: only an operator resumes it.
+    #[arg(long, env = "HANDOFF_IDLE_MINUTES", default_value_t = 60.0)]
+    pub handoff_idle_minutes: f64,
+    /// Our Meta app's id: an Instagram echo with another `app_id` is a human
+    /// agent's message and pauses the bot. Unset: echoes of replies lull did not
+    /// record as sent count as an agent's.
+    #[arg(long, env = "INSTAGRAM_APP_ID")]
+    pub instagram_app_id: Option<String>,
 }
 
 /// `Config` alone as a command line: the defaults, and the unit tests' flags.

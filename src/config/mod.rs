@@ -28,6 +28,6 @@ pub use responder::{
 };
 pub use secret::Secret;
 pub use settings::{
-    BatchSettings, ClaimSettings, DatabaseSettings, GenerationSettings, HttpSettings,
-    ReconcileSettings, RedisSettings, SendSettings, Settings,
+    BatchSettings, ClaimSettings, DatabaseSettings, GenerationSettings, HandoffSettings,
+    HttpSettings, ReconcileSettings, RedisSettings, SendSettings, Settings,
 };

@@ -7,8 +7,8 @@ use super::error::{MAX_SECONDS, hours, positive, seconds};
 use super::responder::responder_settings;
 use super::{
     BatchSettings, ChannelsOn, ClaimSettings, Config, ConfigError, DatabaseSettings,
-    GenerationSettings, HttpSettings, InstagramSettings, ReconcileSettings, RedisSettings,
-    SendSettings, Settings, TelegramSettings, WhatsAppSettings, telegram_bot_id,
+    GenerationSettings, HandoffSettings, HttpSettings, InstagramSettings, ReconcileSettings,
+    RedisSettings, SendSettings, Settings, TelegramSettings, WhatsAppSettings, telegram_bot_id,
 };
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ impl Config {
         c.check_urls()?;
         c.check_telegram()?;
         let channels_on = c.channels_on()?;
+        let handoff = c.handoff_settings()?;
         let responder = responder_settings(&c)?;
         if lease < Duration::from_millis(300) {
             return Err(ConfigError {
@@ -151,6 +152,31 @@ impl Config {
             },
             log_format: c.log_format,
             retention_days: c.retention_days,
+            handoff,
+        })
+    }
+
+    /// The handoff settings: keywords split on commas, the idle time checked.
+    fn handoff_settings(&self) -> Result<HandoffSettings, ConfigError> {
+        let minutes = self.handoff_idle_minutes;
+        if !minutes.is_finite() || minutes < 0.0 || minutes * 60.0 > MAX_SECONDS {
+            return Err(ConfigError {
+                var: "HANDOFF_IDLE_MINUTES",
+                reason: "must be a number of minutes, 0 or more (0: never by itself)".into(),
+            });
+        }
+        let keywords = self
+            .handoff_keywords
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(HandoffSettings {
+            keywords,
+            reply: self.handoff_reply.clone(),
+            idle: (minutes > 0.0).then(|| Duration::from_secs_f64(minutes * 60.0)),
+            instagram_app_id: self.instagram_app_id.clone().filter(|id| !id.is_empty()),
         })
     }
 

@@ -38,6 +38,21 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Days texts and payloads are kept (RETENTION_DAYS); 0 keeps them forever.
     pub retention_days: u32,
+    /// Handing conversations to human agents.
+    pub handoff: HandoffSettings,
+}
+
+/// Handing conversations to human agents (issue 17).
+#[derive(Debug, Clone, Default)]
+pub struct HandoffSettings {
+    /// Phrases with which a contact asks for a person (HANDOFF_KEYWORDS); empty: off.
+    pub keywords: Vec<String>,
+    /// Sent once when a keyword pauses the bot (HANDOFF_REPLY).
+    pub reply: String,
+    /// Idle time after which a paused conversation resumes by itself; `None`: never.
+    pub idle: Option<Duration>,
+    /// Our Meta app's id, to tell our Instagram echoes from an agent's.
+    pub instagram_app_id: Option<String>,
 }
 
 /// Redis: connection and key layout.

@@ -430,3 +430,39 @@ fn the_fallback_reply_is_off_by_default_and_responder_attempts_are_their_own() {
         .unwrap_err();
     assert_eq!(error.var, "RESPONDER_MAX_ATTEMPTS");
 }
+
+#[test]
+fn handoff_is_off_by_keyword_and_resumes_after_an_hour_by_default() {
+    let settings = parse(&[]).parse_settings().unwrap();
+    assert!(settings.handoff.keywords.is_empty());
+    assert_eq!(
+        settings.handoff.reply,
+        "A person will answer you here shortly."
+    );
+    assert_eq!(settings.handoff.idle, Some(Duration::from_secs(3600)));
+    assert_eq!(settings.handoff.instagram_app_id, None);
+}
+
+#[test]
+fn handoff_keywords_split_on_commas_and_idle_zero_means_never() {
+    let settings = parse(&[
+        "--handoff-keywords= humano, talk to a person ,,",
+        "--handoff-idle-minutes=0",
+    ])
+    .parse_settings()
+    .unwrap();
+    assert_eq!(settings.handoff.keywords, ["humano", "talk to a person"]);
+    assert_eq!(settings.handoff.idle, None);
+    let fraction = parse(&["--handoff-idle-minutes=0.005"])
+        .parse_settings()
+        .unwrap();
+    assert_eq!(fraction.handoff.idle, Some(Duration::from_millis(300)));
+}
+
+#[test]
+fn a_negative_handoff_idle_time_is_refused() {
+    let error = parse(&["--handoff-idle-minutes=-1"])
+        .parse_settings()
+        .unwrap_err();
+    assert_eq!(error.var, "HANDOFF_IDLE_MINUTES");
+}

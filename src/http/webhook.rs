@@ -126,6 +126,14 @@ pub async fn receive(
             };
             response::json(StatusCode::OK, &body)
         };
+        if !parsed.echoes.is_empty() {
+            // Echoes first: an agent's message pauses the bot before the contact's
+            // messages of the same POST are batched.
+            if let Err(error) = state.ingest.echoes(std::mem::take(&mut parsed.echoes)).await {
+                tracing::error!(%error, "echoes not stored; asking the platform to retry");
+                return response::error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later");
+            }
+        }
         if count == 0 {
             tracing::debug!(statuses, skipped, "webhook without messages acknowledged");
             answer_callbacks(channel, &callbacks).await;

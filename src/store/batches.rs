@@ -293,6 +293,10 @@ pub(super) async fn open_batches(
 /// `sending` already, and owns nothing, so it sends nothing; the first sends the
 /// committed text. Whichever of the two commits first wins, recorded or not.
 ///
+/// While a human agent has the conversation (`conversation_modes`, handoff), the
+/// batch takes none of its messages: it is `dropped` and sends nothing, even when
+/// Redis lost the pause (docs/design.md, invariant 13).
+///
 /// Query shape: the messages' UPDATE also filters on `m.id = ANY($4)`, so it
 /// reads them by primary key; each batch's taken ids are gathered in one GROUP BY
 /// over the group (not a lookup per batch), so the cost stays linear in the group.
@@ -320,6 +324,10 @@ pub(super) async fn commit_batches(
              UPDATE conversation_messages m SET batch_id = w.b
              FROM (SELECT i.b, x.id, x.pos FROM input i, unnest(i.ids) WITH ORDINALITY AS x(id, pos)) w
              WHERE m.id = ANY($4) AND m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
+               AND NOT EXISTS (
+                   SELECT 1 FROM conversation_modes h
+                   WHERE h.channel = m.channel AND h.account_id = m.account_id
+                     AND h.contact_id = m.contact_id AND h.mode = 'human')
              RETURNING w.b, m.id, w.pos
          ), owned AS (
              SELECT b, max(t) AS t, max(ids) AS ids, max(c) AS c, max(a) AS a, max(ct) AS ct,

@@ -45,6 +45,16 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // The handoff record goes too: it names who paused the person's conversation.
+        sqlx::query(
+            "DELETE FROM conversation_modes
+             WHERE channel = $1 AND account_id = $2 AND contact_id = $3",
+        )
+        .bind(conversation.channel.as_str())
+        .bind(&conversation.account)
+        .bind(&conversation.contact)
+        .execute(&mut *tx)
+        .await?;
         let reply_batches = sqlx::query(
             "DELETE FROM reply_batches
              WHERE channel = $1 AND account_id = $2 AND contact_id = $3",

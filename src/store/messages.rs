@@ -180,7 +180,8 @@ impl Store {
     }
 
     /// Answerable inbound messages with no reply, received more than `min_age` ago,
-    /// with an id above `after_id` (keyset pages), oldest id first.
+    /// with an id above `after_id` (keyset pages), oldest id first; none of a
+    /// conversation a human agent has (its resume batches them).
     pub async fn unanswered(
         &self,
         min_age: Duration,
@@ -194,6 +195,11 @@ impl Store {
              WHERE direction = 'in' AND answerable AND batch_id IS NULL
                AND webhook_received_at < now() - make_interval(secs => $1)
                AND id > $2
+               AND NOT EXISTS (
+                   SELECT 1 FROM conversation_modes h
+                   WHERE h.channel = conversation_messages.channel
+                     AND h.account_id = conversation_messages.account_id
+                     AND h.contact_id = conversation_messages.contact_id AND h.mode = 'human')
              ORDER BY id
              LIMIT $3",
         )

@@ -7,6 +7,8 @@
 //!      ├──────────────────▶ failed
 //!      ├──────────────────▶ dropped
 //!      └──────────────────▶ expired
+//!
+//! human: written finished, for messages a human agent handled during a handoff
 //! ```
 
 use std::fmt;
@@ -33,17 +35,21 @@ pub enum BatchStatus {
     /// Its messages are past the channel's reply window (the platform would refuse
     /// the reply): nothing is generated or sent. Its messages count as handled.
     Expired,
+    /// Written by a resume after a handoff: its messages were a human agent's to
+    /// answer. It owns them so the bot never does, and sends nothing.
+    Human,
 }
 
 impl BatchStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [BatchStatus; 6] = [
+    pub const ALL: [BatchStatus; 7] = [
         BatchStatus::Generating,
         BatchStatus::Sending,
         BatchStatus::Sent,
         BatchStatus::Failed,
         BatchStatus::Dropped,
         BatchStatus::Expired,
+        BatchStatus::Human,
     ];
 
     /// The stored text.
@@ -55,6 +61,7 @@ impl BatchStatus {
             BatchStatus::Failed => "failed",
             BatchStatus::Dropped => "dropped",
             BatchStatus::Expired => "expired",
+            BatchStatus::Human => "human",
         }
     }
 
@@ -63,11 +70,16 @@ impl BatchStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
-    /// Nothing more will happen to the batch: sent, failed, dropped or expired.
+    /// Nothing more will happen to the batch: sent, failed, dropped, expired or
+    /// human.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            BatchStatus::Sent | BatchStatus::Failed | BatchStatus::Dropped | BatchStatus::Expired
+            BatchStatus::Sent
+                | BatchStatus::Failed
+                | BatchStatus::Dropped
+                | BatchStatus::Expired
+                | BatchStatus::Human
         )
     }
 }

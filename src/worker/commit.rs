@@ -55,10 +55,20 @@ impl Worker {
             }
         };
         if owned.is_empty() {
+            // Owning none: answered elsewhere, or a human agent has the conversation
+            // (PostgreSQL's guard, which holds even when Redis lost the pause).
+            let paused = matches!(
+                self.store.mode(&batch.conversation).await,
+                Ok(Some(record)) if record.is_human()
+            );
+            self.ack(batch, &[]).await;
+            if paused {
+                tracing::info!("conversation paused for a human agent; reply dropped unsent");
+                return ControlFlow::Break(BatchOutcome::Paused);
+            }
             tracing::warn!(
                 "every message of this batch was answered by another batch; nothing sent"
             );
-            self.ack(batch, &[]).await;
             return ControlFlow::Break(BatchOutcome::AlreadyAnswered);
         }
         if owned.len() == ids.len() {
@@ -108,7 +118,8 @@ impl Worker {
     }
 
     /// Last look before the reply becomes visible: the lease must still be ours,
-    /// and new messages supersede the reply while they may.
+    /// the conversation not paused for a human, and new messages supersede the
+    /// reply while they may.
     async fn last_look(&self, batch: &ClaimedBatch) -> Stage<()> {
         match self
             .redis_batches
@@ -116,6 +127,14 @@ impl Worker {
             .await
         {
             Ok(state) if !state.held => ControlFlow::Break(BatchOutcome::Lost),
+            Ok(state) if state.paused => {
+                // A human agent has the conversation now: the reply is not sent, and
+                // the batch's messages are left to them (a resume decides which the
+                // bot still answers).
+                tracing::info!("conversation paused for a human agent; reply dropped unsent");
+                self.ack(batch, &[]).await;
+                ControlFlow::Break(BatchOutcome::Paused)
+            }
             Ok(state) if state.pending > 0 && self.may_supersede(batch) => {
                 ControlFlow::Break(self.give_back(batch, GiveBack::Superseded).await)
             }

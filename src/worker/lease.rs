@@ -15,6 +15,8 @@ pub struct LeaseState {
     pub held: bool,
     /// Messages waiting since the claim.
     pub pending: i64,
+    /// The conversation was paused for a human: the batch must not be sent.
+    pub paused: bool,
 }
 
 /// A running heartbeat; stops when dropped.
@@ -34,6 +36,7 @@ impl Lease {
         let (tx, state) = watch::channel(LeaseState {
             held: true,
             pending: 0,
+            paused: false,
         });
         // In the batch's span: a failed heartbeat names its conversation.
         let task = tokio::spawn(
@@ -48,6 +51,7 @@ impl Lease {
                             let _ = tx.send(LeaseState {
                                 held: outcome.held,
                                 pending: outcome.pending,
+                                paused: outcome.paused,
                             });
                             if !outcome.held {
                                 return;

@@ -115,6 +115,9 @@ pub enum BatchOutcome {
     Lost,
     /// Its messages were answered already (resumed after the send was recorded).
     AlreadyAnswered,
+    /// A human agent took the conversation before the reply was sent: dropped
+    /// unsent, its messages left to them.
+    Paused,
     /// PostgreSQL or Redis failed; the lease will run out and the batch come back.
     Retry,
     /// Its messages are past the channel's reply window: recorded expired, not sent.

@@ -89,6 +89,7 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
                 tracked: false,
                 deadline_ms: T0 + WINDOW,
                 batch_len: 1,
+                paused: false,
             }
         );
         let added = redis_batches
@@ -164,7 +165,8 @@ async fn every_script_runs_on_every_shard_of_a_cluster() {
             out,
             ExtendOutcome {
                 held: true,
-                pending: 0
+                pending: 0,
+                paused: false,
             }
         );
     }

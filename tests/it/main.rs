@@ -15,6 +15,7 @@ mod console_stats;
 mod fake_platforms;
 mod faults;
 mod group_commit;
+mod handoff;
 mod helpers;
 mod ingest_group;
 mod instagram_flow;

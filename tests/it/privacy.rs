@@ -383,7 +383,8 @@ async fn forget_script_deletes_every_key_of_the_conversation_and_its_agenda_entr
         beat,
         ExtendOutcome {
             held: false,
-            pending: 0
+            pending: 0,
+            paused: false,
         }
     );
     let ack = rig

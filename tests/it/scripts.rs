@@ -9,6 +9,7 @@ mod ack;
 mod append;
 mod claim;
 mod extend;
+mod handoff;
 mod hydrate;
 mod requeue;
 
@@ -400,6 +401,7 @@ impl Drop for Rig {
                     keys.deadline,
                     keys.lock,
                     keys.state,
+                    keys.mode,
                 ];
                 let _: Result<(), _> = client.del(all.to_vec()).await;
                 let _: Result<(), _> = client.zrem(&keys.agenda, keys.member.as_str()).await;

@@ -5,8 +5,9 @@
 //! day and a half):
 //!
 //! - `message`: text, attachments, quick replies, replies to a message (the text is
-//!   kept) become messages; an echo (`is_echo`, our own account's message) and an
-//!   unsent message (`is_deleted`) are skipped; `is_unsupported` is an
+//!   kept) become messages; an echo (`is_echo`, our own account's message) becomes
+//!   an [`Echo`] (a human agent's message pauses the bot: `crate::handoff`); an
+//!   unsent message (`is_deleted`) is skipped; `is_unsupported` is an
 //!   [`MessageKind::Unsupported`] message.
 //! - `message_edit`: a message of its own (`{mid}:edit:{n}`, `[edited] ` text).
 //! - `reaction`: a [`MessageKind::Reaction`], id `{mid}:reaction:{action}:{timestamp}`
@@ -18,7 +19,7 @@
 //! are not conversations and are ignored.
 
 use crate::channel::json::{TimeUnit, array, json_i64, str_at, unix_ms};
-use crate::channel::{ParseError, ParsedWebhook, meta};
+use crate::channel::{Echo, ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -51,6 +52,15 @@ fn parse_event(event: &Value, ours: Option<&str>, parsed: &mut ParsedWebhook) {
         parsed.statuses += 1;
         return;
     }
+    if event
+        .get("message")
+        .and_then(|m| m.get("is_echo"))
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        parse_echo(event, parsed);
+        return;
+    }
     // Only messages mark our own as echoes; a reaction, edit or postback our
     // account made would otherwise be a conversation with ourselves as the contact.
     if ours.is_some() && str_at(event, &["sender", "id"]) == ours {
@@ -77,6 +87,50 @@ fn parse_event(event: &Value, ours: Option<&str>, parsed: &mut ParsedWebhook) {
     }
 }
 
+/// An echo of a message our account sent: read as the contact's message with
+/// sender and recipient swapped, so its conversation is the contact's.
+fn parse_echo(event: &Value, parsed: &mut ParsedWebhook) {
+    let mut swapped = event.clone();
+    if let Some(object) = swapped.as_object_mut() {
+        let sender = object.remove("sender");
+        let recipient = object.remove("recipient");
+        if let Some(recipient) = recipient {
+            object.insert("sender".into(), recipient);
+        }
+        if let Some(sender) = sender {
+            object.insert("recipient".into(), sender);
+        }
+        if let Some(message) = object.get_mut("message").and_then(Value::as_object_mut) {
+            message.remove("is_echo");
+        }
+    }
+    let app_id = event
+        .get("message")
+        .and_then(|m| m.get("app_id"))
+        .and_then(|id| match id {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    match parse_message(&swapped) {
+        Ok(Some(mut message)) => {
+            message.payload = event.clone();
+            // Not a message to batch: counted as skipped, handled as an echo.
+            parsed.skipped += 1;
+            parsed.echoes.push(Echo { message, app_id });
+        }
+        Ok(None) => parsed.skipped += 1,
+        Err(reason) => {
+            tracing::warn!(
+                channel = ChannelKind::Instagram.as_str(),
+                reason,
+                "skipping malformed echo"
+            );
+            parsed.skipped += 1;
+        }
+    }
+}
+
 /// A message-like event; `Ok(None)` when it is skipped on purpose (already logged),
 /// `Err` names what is missing.
 fn parse_message(event: &Value) -> Result<Option<InboundMessage>, &'static str> {
@@ -88,12 +142,6 @@ fn parse_message(event: &Value) -> Result<Option<InboundMessage>, &'static str> 
 
     let (external_id, kind, text) = if let Some(message) = event.get("message") {
         let mid = id_of(message)?;
-        if message.get("is_echo").and_then(Value::as_bool) == Some(true) {
-            // Our own account's message (a reply lull sent, or a human agent's in the
-            // Instagram app): nothing to answer.
-            tracing::debug!(message_id = mid, "skipping echo of our own message");
-            return Ok(None);
-        }
         if message.get("is_deleted").and_then(Value::as_bool) == Some(true) {
             tracing::info!(
                 message_id = mid,
@@ -321,6 +369,24 @@ mod tests {
         let parsed = parse("echo.json");
         assert!(parsed.messages.is_empty());
         assert_eq!((parsed.statuses, parsed.skipped), (0, 1));
+    }
+
+    #[test]
+    fn an_echo_is_kept_as_our_message_to_the_contact() {
+        let parsed = parse("echo.json");
+        let [echo] = parsed.echoes.as_slice() else {
+            panic!("one echo: {:?}", parsed.echoes);
+        };
+        assert_eq!(
+            echo.message.conversation,
+            Conversation::new(
+                ChannelKind::Instagram,
+                "17841400000000001",
+                "5512340000000001"
+            )
+        );
+        assert_eq!(echo.message.text, "Yes! Size M is in stock.");
+        assert_eq!(echo.app_id, None);
     }
 
     #[test]

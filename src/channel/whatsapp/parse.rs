@@ -6,7 +6,7 @@
 //! redeliver, and refuse, all of them for days.
 
 use crate::channel::json::{TimeUnit, array, json_i64, str_at, tagged, unix_ms};
-use crate::channel::{ParseError, ParsedWebhook, meta};
+use crate::channel::{Echo, ParseError, ParsedWebhook, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -26,8 +26,16 @@ pub(super) fn parse_webhook(body: &[u8]) -> Result<ParsedWebhook, ParseError> {
     Ok(parsed)
 }
 
+/// The field of a coexistence number's echoes: what the business sent from the
+/// WhatsApp Business app (a human agent), in `value.message_echoes[]`.
+const ECHOES: &str = "smb_message_echoes";
+
 fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
     let field = str_at(change, &["field"]);
+    if field == Some(ECHOES) {
+        parse_echoes(change, parsed);
+        return;
+    }
     // Other subscriptions (template status, account updates, message echoes...) share
     // the endpoint; they hold nothing to answer.
     if field.is_some_and(|f| f != "messages") {
@@ -131,6 +139,41 @@ fn parse_change(change: &Value, parsed: &mut ParsedWebhook) {
             details,
             "webhook error"
         );
+    }
+}
+
+/// `value.message_echoes[]`: each is read as a message with `from` set to its
+/// `to` (the contact), so its conversation is the contact's.
+fn parse_echoes(change: &Value, parsed: &mut ParsedWebhook) {
+    let Some(value) = change.get("value") else {
+        parsed.skipped += 1;
+        return;
+    };
+    let account = str_at(value, &["metadata", "phone_number_id"]).filter(|a| !a.is_empty());
+    for echo in array(value, "message_echoes") {
+        let mut swapped = echo.clone();
+        if let (Some(object), Some(to)) = (swapped.as_object_mut(), echo.get("to")) {
+            object.insert("from".into(), to.clone());
+        }
+        // Not a message to batch: counted as skipped, handled as an echo.
+        parsed.skipped += 1;
+        match parse_message(&swapped, account, &[]) {
+            Ok(message) => parsed.echoes.push(Echo {
+                message: InboundMessage {
+                    payload: echo.clone(),
+                    ..message
+                },
+                app_id: None,
+            }),
+            Err(reason) => {
+                tracing::warn!(
+                    message_id = str_at(echo, &["id"]).unwrap_or_default(),
+                    channel = ChannelKind::WhatsApp.as_str(),
+                    reason,
+                    "skipping malformed echo"
+                );
+            }
+        }
     }
 }
 
@@ -395,6 +438,37 @@ mod tests {
 
     fn parse(name: &str) -> ParsedWebhook {
         parse_webhook(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn a_coexistence_echo_is_the_business_message_to_the_contact() {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{
+                "field": "smb_message_echoes",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": ACCOUNT},
+                    "message_echoes": [{
+                        "from": "15550001111", "to": MARIA, "id": "wamid.echo",
+                        "timestamp": "1767262205", "type": "text", "text": {"body": "Ana here"}
+                    }]
+                }
+            }]}]
+        });
+        let parsed = parse_webhook(body.to_string().as_bytes()).unwrap();
+        assert!(parsed.messages.is_empty(), "not a message to answer");
+        assert_eq!(parsed.skipped, 1);
+        let [echo] = parsed.echoes.as_slice() else {
+            panic!("one echo: {:?}", parsed.echoes);
+        };
+        assert_eq!(echo.message.external_id, "wamid.echo");
+        assert_eq!(echo.message.text, "Ana here");
+        assert_eq!(echo.message.timestamp_ms, 1_767_262_205_000);
+        assert_eq!(
+            echo.message.conversation,
+            Conversation::new(ChannelKind::WhatsApp, ACCOUNT, MARIA)
+        );
     }
 
     /// The one message of a single-message fixture.

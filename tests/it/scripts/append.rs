@@ -20,6 +20,7 @@ async fn assert_due_at(steps: &[(Entry, AppendMode, i64)], due: i64) {
             tracked: false,
             deadline_ms: due,
             batch_len: steps.len() as i64,
+            paused: false,
         }
     );
     assert_eq!(
@@ -47,6 +48,7 @@ async fn a_first_message_asks_for_hydration_and_is_due_after_the_window() {
             tracked: false,
             deadline_ms: T0 + WINDOW,
             batch_len: 1,
+            paused: false,
         }
     );
     assert_eq!(
@@ -150,6 +152,7 @@ async fn a_history_only_message_touches_history_alone() {
             tracked: false,
             deadline_ms: 0,
             batch_len: 0,
+            paused: false,
         }
     );
     assert_eq!(
@@ -176,6 +179,7 @@ async fn a_history_only_message_does_not_slide_a_collecting_batch() {
             tracked: false,
             deadline_ms: 0,
             batch_len: 1,
+            paused: false,
         }
     );
     assert_eq!(
@@ -240,6 +244,7 @@ async fn a_message_for_a_locked_conversation_is_collected_but_keeps_the_lease_sc
             tracked: false,
             deadline_ms: T0 + WINDOW,
             batch_len: 1,
+            paused: false,
         }
     );
     assert_eq!(
@@ -270,6 +275,7 @@ async fn reconciling_a_message_already_collecting_changes_nothing() {
             tracked: true,
             deadline_ms: 0,
             batch_len: 1,
+            paused: false,
         }
     );
     rig.assert_untouched(&before).await;
@@ -290,6 +296,7 @@ async fn reconciling_a_message_already_in_flight_changes_nothing() {
             tracked: true,
             deadline_ms: 0,
             batch_len: 0,
+            paused: false,
         }
     );
     rig.assert_untouched(&before).await;
@@ -310,6 +317,7 @@ async fn reconciling_a_message_only_history_remembers_batches_it_without_a_dupli
             tracked: false,
             deadline_ms: now + WINDOW,
             batch_len: 1,
+            paused: false,
         }
     );
     assert_eq!(

@@ -30,6 +30,7 @@ async fn extending_with_the_claim_token_renews_the_lease_and_counts_pending_mess
         ExtendOutcome {
             held: true,
             pending: 1,
+            paused: false,
         }
     );
     assert_eq!(
@@ -69,6 +70,7 @@ async fn extending_with_a_stale_token_changes_nothing() {
             ExtendOutcome {
                 held: false,
                 pending,
+                paused: false,
             },
             "taken over: {taken_over}"
         );
