@@ -30,7 +30,7 @@ use crate::claim_loop::Wake;
 use crate::config::HandoffSettings;
 use crate::message::{ChannelKind, Conversation, Entry};
 use crate::metrics::Metrics;
-use crate::store::{ModeRecord, PauseRecord, Store, StoreError};
+use crate::store::{ModeRecord, NewAction, PauseRecord, Store, StoreError};
 use crate::time::UnixMs;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,6 +205,7 @@ impl Handoff {
                 "bot paused for {conversation} ({})",
                 request.trigger
             );
+            self.audit(conversation, "pause", request.trigger).await;
             self.count_paused().await;
         }
         let record = self.store.mode(conversation).await?;
@@ -258,6 +259,7 @@ impl Handoff {
             handled_by_human = resumed.handled_by_human,
             "bot resumed for {conversation} ({trigger})"
         );
+        self.audit(conversation, "resume", trigger).await;
         self.count_paused().await;
         Ok(ResumeOutcome {
             changed: true,
@@ -265,6 +267,29 @@ impl Handoff {
             handled_by_human: resumed.handled_by_human,
             due_ms,
         })
+    }
+
+    /// Puts a pause or resume that no operator made (an agent's echo, a keyword,
+    /// the responder, idle time) in the console's audit, under the trigger's name,
+    /// so that the audit and the handoff stats see every one; an operator's own
+    /// action is recorded by the console. Best effort: the change has happened.
+    async fn audit(&self, conversation: &Conversation, action: &str, trigger: Trigger) {
+        if trigger == Trigger::Operator {
+            return;
+        }
+        let detail = format!("{action}d by {trigger}");
+        let id = conversation.id();
+        let row = NewAction {
+            actor: trigger.as_str(),
+            action,
+            conversation: &id,
+            batch_id: None,
+            done: true,
+            detail: &detail,
+        };
+        if let Err(error) = self.store.record_action(row).await {
+            tracing::warn!(%error, action, "handoff not recorded in the audit");
+        }
     }
 
     /// resume.lua with `entries` as the next batch, due after the window.

@@ -86,7 +86,8 @@ pub enum RetryRefusal {
 type RetryRow = (String, String, String, String, Option<DateTime<Utc>>);
 
 const TRANSCRIPT_COLUMNS: &str = "id, direction,
-    CASE WHEN direction = 'in' THEN 'contact' ELSE 'bot' END AS author,
+    CASE WHEN direction = 'in' THEN 'contact' WHEN author = 'agent' THEN 'agent' ELSE 'bot' END
+        AS author,
     message_type AS kind, text, platform_timestamp AS at, batch_id, answerable,
     external_message_id AS external_id";
 

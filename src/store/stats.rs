@@ -29,7 +29,7 @@ pub struct ChannelStats {
     pub wait_p95_ms: Option<f64>,
     /// Batches failed.
     pub failures: i64,
-    /// Conversations paused from the console.
+    /// Conversations paused for a human agent, by any trigger (the audit's pauses).
     pub handoffs: i64,
 }
 

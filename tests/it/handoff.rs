@@ -664,3 +664,50 @@ async fn a_bad_number_of_minutes_is_refused_and_changes_nothing() {
     assert_eq!(mode(&app).await, "bot");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_transcript_names_the_agents_message_as_the_agents() {
+    let app = spawn_app().await;
+    let ts = now_secs();
+    app.post_whatsapp(&whatsapp_echo("wamid.agent-view", ts, "Ana here"))
+        .await;
+    wait_paused(&app).await;
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.view1", ts + 1, "hi Ana"))
+        .await;
+    let path = format!("/admin/api/conversations/{}", maria().id());
+    let authors = wait_for("both lines in the transcript", PATIENCE, || async {
+        let view = app.get_json(&path).await;
+        let lines = view["view"]["transcript"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let authors: Vec<String> = lines
+            .iter()
+            .map(|l| l["author"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        (authors.len() == 2).then_some(authors)
+    })
+    .await;
+    assert_eq!(authors, ["agent", "contact"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_handoff_by_an_agents_echo_is_in_the_audit_and_the_stats() {
+    let app = spawn_app().await;
+    app.post_whatsapp(&whatsapp_echo("wamid.agent-stats", now_secs(), "Ana here"))
+        .await;
+    wait_paused(&app).await;
+    let stats = app.get_json("/admin/api/stats?since=1h").await;
+    assert_eq!(stats["total"]["handoffs"], 1, "{stats}");
+    let audit = app.get_json("/admin/api/audit").await;
+    let actors: Vec<&str> = audit
+        .as_array()
+        .or_else(|| audit["actions"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["actor"].as_str())
+        .collect();
+    assert_eq!(actors, ["agent"], "{audit}");
+    app.stop().await;
+}
