@@ -164,6 +164,15 @@ impl RedisBatches {
         ops::decode_claim(self.run(&self.scripts.claim, call).await?, token)
     }
 
+    /// Messages collected for the conversation since its batch was claimed (the
+    /// length of `msgs`): a read, polled while a reply is generated so that a new
+    /// message supersedes it within [`crate::worker::SUPERSEDE_POLL`] instead of at
+    /// the next heartbeat. Changes nothing.
+    pub async fn pending(&self, keys: &ConversationKeys) -> Result<i64, BatchError> {
+        use fred::interfaces::ListInterface;
+        Ok(self.pool.next().llen(&keys.msgs).await?)
+    }
+
     /// extend.lua: heartbeat; tells whether the lease is still ours and what is pending.
     pub async fn extend(
         &self,

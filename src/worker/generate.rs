@@ -6,7 +6,7 @@
 use super::ask::Generated;
 use super::claimed::ClaimedBatch;
 use super::finish::GiveBack;
-use super::{BatchOutcome, Lease, Stage, Worker};
+use super::{BatchOutcome, Lease, SUPERSEDE_POLL, Stage, Worker};
 use crate::message::{Direction, Entry};
 use crate::responder::ReplyContext;
 use crate::time::UnixMs;
@@ -103,6 +103,8 @@ impl Worker {
         hand_back: &CancellationToken,
     ) -> Interruption {
         let mut state = lease.current();
+        let mut poll = tokio::time::interval(SUPERSEDE_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !state.held {
                 return Interruption::Lost;
@@ -113,6 +115,17 @@ impl Worker {
             tokio::select! {
                 next = lease.changed() => state = next,
                 _ = hand_back.cancelled() => return Interruption::GiveBack(GiveBack::HandedBack),
+                // Between heartbeats (a third of the lease), a cheap look at the
+                // collecting list: a new message cancels the generation at once.
+                _ = poll.tick(), if self.may_supersede(batch) => {
+                    match self.redis_batches.pending(&batch.keys).await {
+                        Ok(pending) if pending > 0 => {
+                            return Interruption::GiveBack(GiveBack::Superseded);
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::debug!(%error, "pending messages not read"),
+                    }
+                }
             }
         }
     }

@@ -61,6 +61,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// How often a generating batch looks for new messages between heartbeats: a
+/// message that arrives during generation cancels it within this (plus the
+/// responder request's teardown), so an LLM call is not finished and paid for
+/// only to be thrown away.
+pub const SUPERSEDE_POLL: Duration = Duration::from_millis(250);
+
 /// Claims of one batch (resumes, supersedes, outages) before a responder outage
 /// fails it for good.
 pub const MAX_CLAIMS: i64 = 10;

@@ -78,14 +78,17 @@ pub struct FakeBot {
     state: Arc<Mutex<State>>,
     /// Requests whose connection was dropped before the answer.
     cancelled: Arc<AtomicU64>,
+    /// When each of those was dropped.
+    cancelled_at: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 /// Counts a request as cancelled unless it was answered.
-struct Pending(Arc<AtomicU64>, bool);
+struct Pending(Arc<AtomicU64>, Arc<Mutex<Vec<std::time::Instant>>>, bool);
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if !self.1 {
+        if !self.2 {
+            self.1.lock().unwrap().push(std::time::Instant::now());
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -99,6 +102,7 @@ impl FakeBot {
             url: format!("http://{addr}/lull"),
             state: Arc::default(),
             cancelled: Arc::default(),
+            cancelled_at: Arc::default(),
         };
         let shared = bot.clone();
         tokio::spawn(async move {
@@ -130,6 +134,11 @@ impl FakeBot {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// When the first request lull dropped was dropped.
+    pub fn first_cancelled_at(&self) -> Option<std::time::Instant> {
+        self.cancelled_at.lock().unwrap().first().copied()
+    }
+
     /// Waits for `n` requests; returns them all.
     pub async fn requests(&self, n: usize) -> Vec<BotSeen> {
         wait_for(&format!("{n} bot requests"), PATIENCE, || async {
@@ -143,7 +152,7 @@ impl FakeBot {
         self,
         req: Request<hyper::body::Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-        let mut pending = Pending(self.cancelled.clone(), false);
+        let mut pending = Pending(self.cancelled.clone(), self.cancelled_at.clone(), false);
         let header = |name: &str| {
             req.headers()
                 .get(name)
@@ -178,7 +187,7 @@ impl FakeBot {
         if !answer.delay.is_zero() {
             tokio::time::sleep(answer.delay).await;
         }
-        pending.1 = true;
+        pending.2 = true;
         let mut response = Response::new(Full::new(Bytes::from(answer.body)));
         *response.status_mut() = StatusCode::from_u16(answer.status).unwrap();
         response
@@ -456,5 +465,39 @@ async fn a_bots_buttons_and_image_reach_whatsapp_as_interactive_and_media_messag
     assert_eq!(image["image"]["link"], "https://example.com/receipt.png");
     let batch = batch_with_status(&app, "sent").await;
     assert_eq!(batch.platform_message_ids.len(), 2, "each message recorded");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_during_generation_drops_the_bots_request_within_half_a_second() {
+    let bot = FakeBot::start().await;
+    bot.script([BotAnswer {
+        delay: Duration::from_secs(8),
+        ..BotAnswer::reply(json!({"messages": [{"text": "too late"}]}))
+    }]);
+    let app = spawn_app_with(|c| {
+        use_bot(c, &bot);
+        c.batch_supersede = true;
+        // The default lease: its heartbeats come every 6.7 s, too late to notice.
+        c.lock_ttl_seconds = 20.0;
+    })
+    .await;
+    let ts = now_secs() - 60;
+    let first = whatsapp_text(MARIA, "wamid.bot-fast-a", ts, "first thought");
+    assert_eq!(app.post_whatsapp(&first).await.status(), 200);
+    bot.requests(1).await;
+    let second = whatsapp_text(MARIA, "wamid.bot-fast-b", ts + 1, "second thought");
+    let sent_at = std::time::Instant::now();
+    assert_eq!(app.post_whatsapp(&second).await.status(), 200);
+
+    let dropped_at = wait_for("the first request dropped", PATIENCE, || async {
+        bot.first_cancelled_at()
+    })
+    .await;
+    let took = dropped_at.duration_since(sent_at);
+    assert!(took < Duration::from_millis(500), "dropped after {took:?}");
+    let replies = replies_at_least(&app.graph, 1).await;
+    assert_eq!(body(&replies[0]), bot_text(2), "one reply answers both");
+    assert_eq!(bot.seen()[1].body["messages"].as_array().unwrap().len(), 2);
     app.stop().await;
 }
