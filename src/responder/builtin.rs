@@ -64,6 +64,7 @@ mod tests {
     async fn the_builtin_reply_quotes_every_message_of_the_burst_in_order() {
         let context = ReplyContext {
             batch_id: "b".into(),
+            contact_name: None,
             attempt: 1,
             claims: 1,
             conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),

@@ -116,7 +116,7 @@ pub(crate) fn request(context: &ReplyContext) -> BotRequest<'_> {
             account: &c.account,
             contact: &c.contact,
             agenda: c.to_string(),
-            contact_name: None,
+            contact_name: context.contact_name.as_deref(),
         },
         messages: context.batch.iter().map(BotMessage::from).collect(),
         history: context.history.iter().map(BotMessage::from).collect(),
@@ -155,6 +155,11 @@ fn read_answer(status: u16, body: &[u8]) -> Result<Reply, ResponderError> {
 
 #[async_trait]
 impl Responder for HttpResponder {
+    /// The bot gets the contact's profile name with each batch.
+    fn wants_contact_name(&self) -> bool {
+        true
+    }
+
     async fn reply(&self, context: &ReplyContext) -> Result<Reply, ResponderError> {
         let secret = &self.settings.secret;
         let body = serde_json::to_vec(&request(context))
@@ -209,6 +214,7 @@ mod tests {
         earlier.ts = 1_700_000_000_000;
         let context = ReplyContext {
             batch_id: "b-1".into(),
+            contact_name: None,
             attempt: 2,
             claims: 1,
             conversation: Conversation::new(ChannelKind::WhatsApp, "acc", "maria"),

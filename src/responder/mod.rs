@@ -47,6 +47,9 @@ pub struct ReplyContext {
     pub history: Vec<Entry>,
     /// The messages to answer, platform order.
     pub batch: Vec<Entry>,
+    /// The contact's profile name, for the responders that ask for it
+    /// ([`Responder::wants_contact_name`]).
+    pub contact_name: Option<String>,
 }
 
 /// Why no reply could be generated. Messages hold no URL and no secret.
@@ -124,6 +127,12 @@ impl ResponderError {
 #[async_trait]
 pub trait Responder: Send + Sync {
     /// One reply for the whole batch.
+    /// Whether the context should carry the contact's profile name (one more
+    /// PostgreSQL read per batch, so only for a responder that passes it on).
+    fn wants_contact_name(&self) -> bool {
+        false
+    }
+
     async fn reply(&self, context: &ReplyContext) -> Result<Reply, ResponderError>;
 
     /// The responder's name, as `RESPONDER` and the metrics label it.

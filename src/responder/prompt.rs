@@ -128,6 +128,7 @@ mod tests {
     fn context(history: Vec<Entry>, batch: Vec<Entry>) -> ReplyContext {
         ReplyContext {
             batch_id: "b".into(),
+            contact_name: None,
             attempt: 1,
             claims: 1,
             conversation: Conversation::new(ChannelKind::WhatsApp, "1", "2"),

@@ -83,11 +83,11 @@ pub(super) async fn insert_groups(
     let rows: Vec<InsertedRow> = sqlx::query_as(
         "INSERT INTO conversation_messages
              (channel, account_id, contact_id, external_message_id, direction, message_type,
-              text, answerable, platform_timestamp, webhook_payload)
-         SELECT c, a, ct, e, 'in', k, t, ans, ts, p
+              text, answerable, platform_timestamp, webhook_payload, contact_name)
+         SELECT c, a, ct, e, 'in', k, t, ans, ts, p, nm
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::bool[], $8::timestamptz[], $9::jsonb[])
-              WITH ORDINALITY AS u(c, a, ct, e, k, t, ans, ts, p, n)
+                     $7::bool[], $8::timestamptz[], $9::jsonb[], $10::text[])
+              WITH ORDINALITY AS u(c, a, ct, e, k, t, ans, ts, p, nm, n)
          ORDER BY n
          ON CONFLICT (channel, external_message_id) DO NOTHING
          RETURNING channel, id, platform_timestamp, direction, message_type,
@@ -102,6 +102,11 @@ pub(super) async fn insert_groups(
     .bind(&answerable)
     .bind(&ts)
     .bind(&payload)
+    .bind(
+        messages()
+            .map(|m| m.contact_name.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(&pool)
     .await?;
 
@@ -126,6 +131,22 @@ pub(super) async fn insert_groups(
 }
 
 impl Store {
+    /// The contact's newest profile name, as the platform gave it with a message
+    /// (none on Instagram, or before the platform sent one).
+    pub async fn contact_name(&self, c: &Conversation) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT contact_name FROM conversation_messages
+             WHERE channel = $1 AND account_id = $2 AND contact_id = $3
+               AND direction = 'in' AND contact_name IS NOT NULL
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(c.channel.as_str())
+        .bind(&c.account)
+        .bind(&c.contact)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Inserts the messages of one webhook, in one statement with other webhooks
     /// arriving meanwhile; each new one comes back as its entry, a duplicate
     /// (platform retry) as `None`, in input order. Returns once they are committed.

@@ -130,6 +130,21 @@ impl Worker {
         }
     }
 
+    /// The contact's profile name when the responder passes it on; a failed read
+    /// leaves it out (the reply is still worth writing).
+    async fn contact_name(&self, batch: &ClaimedBatch) -> Option<String> {
+        if !self.responder.wants_contact_name() {
+            return None;
+        }
+        match self.store.contact_name(&batch.conversation).await {
+            Ok(name) => name,
+            Err(error) => {
+                tracing::warn!(%error, "contact name not read; the bot gets none");
+                None
+            }
+        }
+    }
+
     /// The context of a reply to `entries` (the batch's messages, or those of
     /// them it still owns): the earlier exchange, then the messages.
     pub(super) async fn context(&self, batch: &ClaimedBatch, entries: &[Entry]) -> ReplyContext {
@@ -172,6 +187,7 @@ impl Worker {
             conversation: batch.conversation.clone(),
             history: newest_within(history, self.settings.history_chars),
             batch: entries.to_vec(),
+            contact_name: self.contact_name(batch).await,
         }
     }
 }

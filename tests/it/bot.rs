@@ -501,3 +501,26 @@ async fn a_message_during_generation_drops_the_bots_request_within_half_a_second
     assert_eq!(bot.seen()[1].body["messages"].as_array().unwrap().len(), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_bot_gets_the_contacts_profile_name_when_the_platform_gives_one() {
+    let bot = FakeBot::start().await;
+    let app = spawn_app_with(|c| use_bot(c, &bot)).await;
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_ID},
+            "contacts": [{"profile": {"name": "Maria Lopez"}, "wa_id": MARIA}],
+            "messages": [{"from": MARIA, "id": "wamid.bot-name", "timestamp": (now_secs() - 60).to_string(),
+                          "type": "text", "text": {"body": "hi"}}]}}]}]
+    });
+    let response = app.post_whatsapp(body.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let requests = bot.requests(1).await;
+    assert_eq!(
+        requests[0].body["conversation"]["contact_name"],
+        "Maria Lopez"
+    );
+    app.stop().await;
+}
