@@ -141,3 +141,25 @@ async fn scripts_print_each_sha1_as_redis_script_load_computes_it() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_shows_each_replys_responder_model_and_tokens() {
+    let app = spawn_app().await;
+    app.post_whatsapp(&whatsapp_text(MARIA, "wamid.usage1", now_secs(), "hi"))
+        .await;
+    batch_with_status(&app, "sent").await;
+    let (code, stdout) = run(lull(&app), &["inspect", &maria_id(), "--json"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    let view: Value = serde_json::from_str(&stdout).unwrap();
+    let reply = &view["replies"][0];
+    assert_eq!(reply["responder"], "builtin", "{reply}");
+    for field in [
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "generation_ms",
+    ] {
+        assert!(reply.get(field).is_some(), "{field} in {reply}");
+    }
+    app.stop().await;
+}
