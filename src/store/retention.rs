@@ -14,7 +14,7 @@ use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 
 impl Store {
-    /// Erases the text and payload of up to `limit` messages received before
+    /// Erases the text, payload and contact name of up to `limit` messages received before
     /// `cutoff`; returns how many.
     pub async fn erase_messages_before(
         &self,
@@ -22,7 +22,7 @@ impl Store {
         limit: i64,
     ) -> Result<u64, StoreError> {
         Ok(sqlx::query(
-            "UPDATE conversation_messages SET text = '', webhook_payload = NULL
+            "UPDATE conversation_messages SET text = '', webhook_payload = NULL, contact_name = NULL
              WHERE id = ANY(ARRAY(
                  SELECT id FROM conversation_messages
                  WHERE webhook_received_at < $1 AND (text <> '' OR webhook_payload IS NOT NULL)
