@@ -184,6 +184,7 @@ impl App {
                 fallback_reply: self.settings.generation.fallback_reply.clone(),
             },
             self.metrics.clone(),
+            self.handoff(),
         ))
     }
 
@@ -234,6 +235,7 @@ impl App {
                 ingest: self.ingest(),
                 store: self.store.clone(),
                 redis_batches: self.redis_batches.clone(),
+                handoff: self.handoff(),
                 redis: self.redis.clone(),
                 metrics: self.metrics.clone(),
                 max_body_bytes: self.settings.http.max_body_bytes,

@@ -5,9 +5,9 @@ use crate::cli::{ConversationArgs, PauseArgs, StatsArgs};
 use anyhow::Context;
 use lull::app::App;
 use lull::batch::scripts::Scripts;
-use lull::console::handoff::{PauseRequest, Trigger};
 use lull::console::{self, ConsoleError, ConversationView};
 use lull::forget::{forget, sweep_claimed_batch};
+use lull::handoff::{PauseRequest, Trigger};
 use lull::message::Conversation;
 use lull::store::Stats;
 
@@ -61,7 +61,7 @@ fn actor() -> String {
 }
 
 /// A console result as a command's outcome: a refusal (unknown, not applicable,
-/// not available) is printed and exits 1; a store failure is an error.
+/// a bad request) is printed and exits 1; a store failure is an error.
 fn console_outcome<T: serde::Serialize>(
     json: bool,
     result: Result<T, ConsoleError>,
@@ -193,17 +193,18 @@ pub async fn run_pause(app: &App, args: &PauseArgs) -> anyhow::Result<Outcome> {
         by: actor(),
         minutes: args.minutes,
         reason: args.reason.clone(),
-        trigger: Trigger::Cli,
+        trigger: Trigger::Operator,
     };
-    let done = console::pause(app.store(), app.redis_batches(), &conversation, request).await;
+    let (store, redis, handoff) = (app.store(), app.redis_batches(), &app.handoff());
+    let done = console::pause(store, redis, handoff, &conversation, request).await;
     console_outcome(args.target.json, done, |o| o.detail.clone())
 }
 
 /// `lull resume <conversation>`.
 pub async fn run_resume(app: &App, args: &ConversationArgs) -> anyhow::Result<Outcome> {
     let conversation = conversation(args)?;
-    let (store, redis) = (app.store(), app.redis_batches());
-    let done = console::resume(store, redis, &conversation, &actor(), Trigger::Cli).await;
+    let (store, redis, handoff) = (app.store(), app.redis_batches(), &app.handoff());
+    let done = console::resume(store, redis, handoff, &conversation, &actor()).await;
     console_outcome(args.json, done, |o| o.detail.clone())
 }
 

@@ -4,10 +4,11 @@
 //! second retry or drop finds nothing left to do and says so.
 
 use super::ConsoleError;
-use super::handoff::{self, PauseRequest, Trigger};
+use super::handoff;
 use super::view::known;
 use crate::batch::flush::FlushOutcome;
 use crate::batch::{AppendMode, RedisBatches};
+use crate::handoff::{Handoff, PauseRequest};
 use crate::message::Conversation;
 use crate::store::{NewAction, RetryRefusal, Store};
 
@@ -22,6 +23,8 @@ pub struct ActionOutcome {
     pub batch_id: Option<String>,
     /// What happened.
     pub detail: String,
+    /// Whether it changed anything: a repeated pause or resume does not.
+    pub changed: bool,
 }
 
 /// Records the action (done or refused) and passes its result on.
@@ -57,6 +60,7 @@ async fn recorded(
         conversation: conversation.to_owned(),
         batch_id: batch_id.map(str::to_owned),
         detail,
+        changed: true,
     })
 }
 
@@ -191,10 +195,12 @@ pub async fn retry(
     .await
 }
 
-/// Pause: the bot stops answering the conversation (the handoff core).
+/// Pause: the bot stops answering the conversation (the handoff core). Pausing
+/// a paused conversation changes nothing (but a new reason or end) and says so.
 pub async fn pause(
     store: &Store,
     redis: &RedisBatches,
+    handoff: &Handoff,
     conversation: &Conversation,
     request: PauseRequest,
 ) -> Result<ActionOutcome, ConsoleError> {
@@ -205,21 +211,45 @@ pub async fn pause(
     }
     known(store, redis, conversation).await?;
     let actor = request.by.clone();
-    handoff::pause(store, redis, conversation, request).await?;
+    let minutes = request.minutes;
+    let paused = handoff::pause(handoff, conversation, request).await?;
+    let detail = match (paused.changed, minutes) {
+        (true, Some(m)) => format!("paused for {m} minutes: the bot does not answer"),
+        (true, None) => "paused: the bot does not answer until resumed".to_owned(),
+        (false, _) => "already paused: nothing changed".to_owned(),
+    };
     let id = conversation.id();
-    recorded(store, &actor, "pause", &id, None, Ok("paused".into())).await
+    let outcome = recorded(store, &actor, "pause", &id, None, Ok(detail)).await?;
+    Ok(ActionOutcome {
+        changed: paused.changed,
+        ..outcome
+    })
 }
 
-/// Resume: the bot answers the conversation again (the handoff core).
+/// Resume: the bot answers the conversation again (the handoff core), starting
+/// with the contact's messages since the human agent's last one. Resuming a
+/// conversation the bot has changes nothing and says so.
 pub async fn resume(
     store: &Store,
     redis: &RedisBatches,
+    handoff: &Handoff,
     conversation: &Conversation,
     actor: &str,
-    trigger: Trigger,
 ) -> Result<ActionOutcome, ConsoleError> {
     known(store, redis, conversation).await?;
-    handoff::resume(store, redis, conversation, actor, trigger).await?;
+    let resumed = handoff::resume(handoff, conversation, actor).await?;
+    let detail = if resumed.changed {
+        format!(
+            "resumed: {} messages to be answered, {} handled by a human",
+            resumed.batched, resumed.handled_by_human
+        )
+    } else {
+        "not paused: nothing changed".to_owned()
+    };
     let id = conversation.id();
-    recorded(store, actor, "resume", &id, None, Ok("resumed".into())).await
+    let outcome = recorded(store, actor, "resume", &id, None, Ok(detail)).await?;
+    Ok(ActionOutcome {
+        changed: resumed.changed,
+        ..outcome
+    })
 }

@@ -19,9 +19,6 @@ pub enum ConsoleError {
     /// The request itself is malformed (a bad conversation name, a bad number).
     #[error("{0}")]
     BadRequest(String),
-    /// Pause and resume need the handoff core, which is not in this build yet.
-    #[error("{0}")]
-    Unavailable(&'static str),
     /// PostgreSQL failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -1,58 +1,36 @@
-//! The boundary to the handoff core (issue 17, branch h17a): `pause` and `resume`
-//! with the conversation's mode kept in PostgreSQL and Redis. Until that core is
-//! merged both answer [`ConsoleError::Unavailable`]: nothing here pretends to
-//! pause a conversation. When it lands, these two functions call
-//! `crate::handoff::{pause, resume}` and nothing else in the console changes.
+//! The console's boundary to the handoff core ([`crate::handoff`]): operator
+//! pauses and resumes go through [`Handoff`], and its errors become console
+//! errors here, so the admin API and the CLI map them like every other action.
 
 use super::ConsoleError;
-use crate::batch::RedisBatches;
+use crate::handoff::{Handoff, HandoffError, PauseOutcome, PauseRequest, ResumeOutcome, Trigger};
 use crate::message::Conversation;
-use crate::store::Store;
 
-/// What the handoff core is waiting on, said to whoever asks.
-pub const NOT_YET: &str = "pause and resume need the handoff core (issue 17, branch h17a), \
-                           which is not in this build yet";
-
-/// Where a pause or resume came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// The admin console or its API.
-    Console,
-    /// The command line.
-    Cli,
+impl From<HandoffError> for ConsoleError {
+    fn from(error: HandoffError) -> Self {
+        match error {
+            HandoffError::Store(error) => ConsoleError::Store(error),
+            // PostgreSQL holds the pause; a retry brings Redis in line (503).
+            HandoffError::Redis(error) => ConsoleError::Redis(error),
+            HandoffError::Minutes => ConsoleError::BadRequest(error.to_string()),
+        }
+    }
 }
 
-/// A pause request, as the handoff core's `pause` takes it.
-#[derive(Debug, Clone)]
-pub struct PauseRequest {
-    /// Who asked.
-    pub by: String,
-    /// For how long; none: until resumed.
-    pub minutes: Option<f64>,
-    /// Why, for the audit and the agent.
-    pub reason: Option<String>,
-    /// Where from.
-    pub trigger: Trigger,
+/// Pauses the bot on the conversation ([`Handoff::pause`]).
+pub(super) async fn pause(
+    handoff: &Handoff,
+    conversation: &Conversation,
+    request: PauseRequest,
+) -> Result<PauseOutcome, ConsoleError> {
+    Ok(handoff.pause(conversation, request).await?)
 }
 
-/// Pauses the bot on the conversation (the handoff core's `pause`).
-pub async fn pause(
-    _store: &Store,
-    _redis: &RedisBatches,
-    _conversation: &Conversation,
-    _request: PauseRequest,
-) -> Result<(), ConsoleError> {
-    Err(ConsoleError::Unavailable(NOT_YET))
-}
-
-/// Gives the conversation back to the bot (the handoff core's `resume`).
-pub async fn resume(
-    _store: &Store,
-    _redis: &RedisBatches,
-    _conversation: &Conversation,
-    _by: &str,
-    _trigger: Trigger,
-) -> Result<(), ConsoleError> {
-    Err(ConsoleError::Unavailable(NOT_YET))
+/// Gives the conversation back to the bot as an operator (`by`, the actor label).
+pub(super) async fn resume(
+    handoff: &Handoff,
+    conversation: &Conversation,
+    by: &str,
+) -> Result<ResumeOutcome, ConsoleError> {
+    Ok(handoff.resume(conversation, by, Trigger::Operator).await?)
 }

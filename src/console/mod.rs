@@ -5,11 +5,11 @@
 
 mod actions;
 mod error;
-pub mod handoff;
+mod handoff;
 mod range;
 mod view;
 
 pub use actions::{ActionOutcome, drop_collecting, flush, pause, resume, retry};
 pub use error::ConsoleError;
 pub use range::{parse_since, stats_range};
-pub use view::{ConversationView, Mode, inspect};
+pub use view::{ConversationView, Mode, inspect, modes_of};

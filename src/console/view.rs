@@ -5,7 +5,8 @@ use super::ConsoleError;
 use crate::batch::RedisBatches;
 use crate::batch::inspect::RedisState;
 use crate::message::Conversation;
-use crate::store::{ActionRow, BatchRow, Store, TranscriptLine};
+use crate::store::{ActionRow, BatchRow, ModeRecord, Store, TranscriptLine};
+use std::collections::HashMap;
 
 /// Messages of the transcript shown.
 const TRANSCRIPT: i64 = 200;
@@ -14,13 +15,46 @@ const REPLIES: i64 = 20;
 /// Actions shown.
 const ACTIONS: i64 = 20;
 
-/// Who answers the conversation. Until the handoff core lands (see
-/// [`super::handoff`]) nothing can pause a conversation, so every one is `bot`.
+/// Who answers the conversation, from its record in `conversation_modes` (none:
+/// the bot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// The bot answers.
     Bot,
+    /// A human agent answers: the bot is paused.
+    Human,
+}
+
+impl Mode {
+    /// The mode a stored record says.
+    fn of(record: Option<&ModeRecord>) -> Self {
+        if record.is_some_and(ModeRecord::is_human) {
+            Mode::Human
+        } else {
+            Mode::Bot
+        }
+    }
+}
+
+/// The mode of each of `conversations` (`{channel}:{account}:{contact}`), in one
+/// query: a list page shows them all.
+pub async fn modes_of(
+    store: &Store,
+    conversations: &[String],
+) -> Result<HashMap<String, Mode>, ConsoleError> {
+    let humans = store.humans_among(conversations).await?;
+    Ok(conversations
+        .iter()
+        .map(|c| {
+            let mode = if humans.contains(c) {
+                Mode::Human
+            } else {
+                Mode::Bot
+            };
+            (c.clone(), mode)
+        })
+        .collect())
 }
 
 /// Everything the console shows of one conversation.
@@ -30,6 +64,9 @@ pub struct ConversationView {
     pub conversation: String,
     /// Who answers it.
     pub mode: Mode,
+    /// Its handoff record (who paused it, when, why, until when); none: never
+    /// paused.
+    pub handoff: Option<ModeRecord>,
     /// Its Redis state.
     pub redis: RedisState,
     /// Its newest messages, oldest first.
@@ -56,13 +93,16 @@ pub async fn inspect(
     if transcript.is_empty() && state.is_empty() {
         return Err(ConsoleError::UnknownConversation(id));
     }
-    let (replies, actions) = tokio::join!(
+    let (replies, actions, record) = tokio::join!(
         store.replies_of(conversation, REPLIES),
-        store.recent_actions(Some(&id), ACTIONS)
+        store.recent_actions(Some(&id), ACTIONS),
+        store.mode(conversation)
     );
+    let record = record?;
     Ok(ConversationView {
         conversation: id,
-        mode: Mode::Bot,
+        mode: Mode::of(record.as_ref()),
+        handoff: record,
         redis: state,
         transcript,
         replies: replies?,

@@ -25,6 +25,7 @@ pub use routes::{Routes, Serves};
 use crate::batch::{RedisBatches, RedisHealth};
 use crate::channel::Channel;
 use crate::config::Secret;
+use crate::handoff::Handoff;
 use crate::ingest::Ingest;
 use crate::message::ChannelKind;
 use crate::metrics::Metrics;
@@ -43,6 +44,8 @@ pub struct HttpState {
     pub store: Store,
     /// Redis (readiness, admin).
     pub redis_batches: RedisBatches,
+    /// Pauses and resumes conversations (the console's actions).
+    pub handoff: Handoff,
     /// Redis outage tracker.
     pub redis: Arc<RedisHealth>,
     /// Metrics.

@@ -91,8 +91,7 @@ impl Worker {
     ///
     /// `handoff`: the responder asked for a human. It is recorded on the batch
     /// (with its commit); the conversation is handed over here, once the reply is
-    /// recorded and acknowledged: the handoff core's function is called at
-    /// [`Worker::hand_to_human`].
+    /// recorded and acknowledged ([`Worker::hand_to_human`]).
     pub(super) async fn finish(
         &self,
         lease: Lease,
@@ -192,15 +191,23 @@ impl Worker {
         }
     }
 
-    /// The responder asked for a human after this batch's reply: the place where
-    /// the conversation is handed over (paused for the bot). Until the handoff
-    /// core provides its function, the request is recorded on the batch
-    /// (`handoff`), counted (`lull_handoffs_requested_total`) and logged here.
+    /// The responder asked for a human after this batch's reply (recorded on the
+    /// batch as `handoff`, counted as `lull_handoffs_requested_total`): the bot
+    /// is paused for the conversation ([`Handoff::pause_for_responder`]). The
+    /// reply is out either way, so a pause that fails is logged, not retried
+    /// here: a PostgreSQL failure leaves the bot answering, a Redis one leaves
+    /// the pause to hold at commit-to-send.
+    ///
+    /// [`Handoff::pause_for_responder`]: crate::handoff::Handoff::pause_for_responder
     pub(super) async fn hand_to_human(&self, batch: &ClaimedBatch) {
+        let conversation = &batch.conversation;
         tracing::info!(
-            conversation = %batch.conversation,
+            conversation = %conversation,
             "the responder asked to hand the conversation to a human"
         );
+        if let Err(error) = self.handoff.pause_for_responder(conversation).await {
+            tracing::error!(%error, conversation = %conversation, "responder's handoff not done");
+        }
     }
 
     /// ack.lua, logging what happened; failures leave the batch to its lease.

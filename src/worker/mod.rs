@@ -49,6 +49,7 @@ pub use send::{RetryPolicy, SendResult, send_with_retries};
 
 use crate::batch::{BatchId, Claim, RedisBatches};
 use crate::channel::Channel;
+use crate::handoff::Handoff;
 use crate::message::{ChannelKind, Conversation};
 use crate::metrics::Metrics;
 use crate::responder::Responder;
@@ -144,6 +145,8 @@ pub struct Worker {
     responder: Arc<dyn Responder>,
     settings: WorkerSettings,
     metrics: Arc<Metrics>,
+    /// Pauses the conversation when the responder asks for a person.
+    handoff: Handoff,
 }
 
 impl Worker {
@@ -155,6 +158,7 @@ impl Worker {
         responder: Arc<dyn Responder>,
         settings: WorkerSettings,
         metrics: Arc<Metrics>,
+        handoff: Handoff,
     ) -> Self {
         Self {
             store,
@@ -163,6 +167,7 @@ impl Worker {
             responder,
             settings,
             metrics,
+            handoff,
         }
     }
 

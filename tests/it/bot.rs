@@ -335,6 +335,35 @@ async fn a_bot_asking_for_a_handoff_has_it_recorded_on_the_batch() {
     let batch = batch_with_status(&app, "sent").await;
     assert!(batch.handoff);
     assert_eq!(app.metrics.counter("lull_handoffs_requested_total", &[]), 1);
+
+    // The conversation is a human's now: the next message is stored, not answered.
+    let counted = || {
+        app.metrics.counter(
+            "lull_handoffs_total",
+            &[("channel", "whatsapp"), ("trigger", "responder")],
+        )
+    };
+    wait_for("the responder's handoff counted", PATIENCE, || async {
+        (counted() == 1).then_some(())
+    })
+    .await;
+    let next = whatsapp_text(MARIA, "wamid.bot-human-2", now_secs(), "hello?");
+    assert_eq!(app.post_whatsapp(&next).await.status(), 200);
+    wait_for("the next message stored", PATIENCE, || async {
+        let stored = app
+            .count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
+            .await;
+        (stored == 2).then_some(())
+    })
+    .await;
+    settle().await;
+    assert_eq!(
+        app.graph.replies().len(),
+        1,
+        "nothing answered after the handoff"
+    );
+    assert_eq!(bot.seen().len(), 1, "the bot was not asked again");
+    assert_eq!(counted(), 1);
     app.stop().await;
 }
 

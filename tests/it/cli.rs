@@ -88,15 +88,43 @@ async fn stats_on_the_command_line_count_the_days_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_and_resume_on_the_command_line_say_they_wait_on_the_handoff_core() {
+async fn pause_on_the_command_line_holds_replies_until_resume() {
     let app = console_app().await;
     maria_says(&app, "wamid.p1", "a human please").await;
     let id = maria_id();
-    for args in [vec!["pause", &id, "--minutes", "5"], vec!["resume", &id]] {
-        let (code, stdout) = run(lull(&app), &args).await;
-        assert_eq!(code, Some(1), "{args:?}");
-        assert!(stdout.contains("handoff core"), "{stdout}");
-    }
+    let (code, stdout) = run(lull(&app), &["pause", &id, "--minutes", "5"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("paused"), "{stdout}");
+    let (code, stdout) = run(lull(&app), &["pause", &id, "--json"]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["changed"],
+        false
+    );
+
+    let next = whatsapp_text(MARIA, "wamid.p2", now_secs(), "anyone?");
+    assert_eq!(app.post_whatsapp(&next).await.status(), 200);
+    wait_for("the next message stored", PATIENCE, || async {
+        let stored = app
+            .count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
+            .await;
+        (stored == 2).then_some(())
+    })
+    .await;
+    run(lull(&app), &["flush", &id]).await;
+    settle().await;
+    assert!(
+        app.graph.replies().is_empty(),
+        "nothing answered while paused"
+    );
+
+    let (code, stdout) = run(lull(&app), &["resume", &id]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("resumed"), "{stdout}");
+    let (code, stdout) = run(lull(&app), &["flush", &id]).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(replies_at_least(&app.graph, 1).await.len(), 1);
+
     let (code, stdout) = run(lull(&app), &["pause", "instagram:1:nobody"]).await;
     assert_eq!(code, Some(1));
     assert!(

@@ -225,34 +225,84 @@ async fn retry_answers_a_failed_batchs_messages_again_in_a_new_batch() {
     app.stop().await;
 }
 
+/// Maria's messages stored in PostgreSQL.
+async fn marias_messages_stored(app: &TestApp) -> i64 {
+    app.count("SELECT count(*) FROM conversation_messages WHERE direction = 'in'")
+        .await
+}
+
 #[tokio::test]
-async fn pause_and_resume_say_they_wait_on_the_handoff_core() {
+async fn a_repeated_pause_or_resume_changes_nothing_and_says_so() {
     let app = console_app().await;
     maria_says(&app, "wamid.p1", "I want a human").await;
     let conversation = format!("conversations/{}", maria_id());
-    for action in ["pause?minutes=30", "resume"] {
+    for (action, changed) in [
+        ("pause?minutes=30", true),
+        ("pause?minutes=30", false),
+        ("resume", true),
+        ("resume", false),
+    ] {
         let (status, body) = admin(&app, "POST", &format!("{conversation}/{action}")).await;
-        assert_eq!(status, 501, "{action}");
-        assert!(body["error"].as_str().unwrap().contains("handoff core"));
+        assert_eq!(status, 200, "{action}: {body}");
+        assert_eq!(body["changed"], changed, "{action}: {body}");
     }
+    let (_, audit) = admin(&app, "GET", "audit").await;
+    let done = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "pause" || a["action"] == "resume")
+        .count();
+    assert_eq!(done, 4, "every pause and resume recorded: {audit}");
     let (status, _) = admin(&app, "POST", &format!("{conversation}/pause?minutes=-1")).await;
     assert_eq!(status, 400);
     app.stop().await;
 }
 
 #[tokio::test]
-#[ignore = "waits on the handoff core (branch h17a): pause is not in this build"]
 async fn a_paused_conversation_gets_no_reply_until_resumed() {
     let app = console_app().await;
     maria_says(&app, "wamid.p2", "I want a human").await;
     let conversation = format!("conversations/{}", maria_id());
-    let (status, _) = admin(&app, "POST", &format!("{conversation}/pause")).await;
-    assert_eq!(status, 200);
+    let (status, body) = admin(&app, "POST", &format!("{conversation}/pause")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = admin(&app, "GET", &conversation).await;
+    assert_eq!(view["view"]["mode"], "human", "{view}");
+    let (_, paused) = admin(&app, "GET", "conversations?state=paused").await;
+    assert_eq!(paused["rows"][0]["conversation"], maria_id(), "{paused}");
+    assert_eq!(paused["rows"][0]["paused_by"], "ops", "{paused}");
+
+    let next = whatsapp_text(MARIA, "wamid.p3", now_secs(), "hello?");
+    assert_eq!(app.post_whatsapp(&next).await.status(), 200);
+    wait_for("the next message stored", PATIENCE, || async {
+        (marias_messages_stored(&app).await == 2).then_some(())
+    })
+    .await;
     admin(&app, "POST", &format!("{conversation}/flush")).await;
     settle().await;
-    assert!(app.graph.replies().is_empty());
-    let (status, _) = admin(&app, "POST", &format!("{conversation}/resume")).await;
-    assert_eq!(status, 200);
+    assert!(
+        app.graph.replies().is_empty(),
+        "nothing answered while paused"
+    );
+
+    let (status, body) = admin(&app, "POST", &format!("{conversation}/resume")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = admin(&app, "GET", &conversation).await;
+    assert_eq!(view["view"]["mode"], "bot", "{view}");
+    let (_, paused) = admin(&app, "GET", "conversations?state=paused").await;
+    assert_eq!(paused["rows"], serde_json::json!([]));
+    let (status, body) = admin(&app, "POST", &format!("{conversation}/flush")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(replies_at_least(&app.graph, 1).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_waiting_list_shows_the_bot_answers_a_conversation_never_paused() {
+    let app = console_app().await;
+    maria_says(&app, "wamid.m1", "hi").await;
+    let (_, page) = admin(&app, "GET", "conversations?state=waiting").await;
+    assert_eq!(page["rows"][0]["mode"], "bot", "{page}");
     app.stop().await;
 }
 

@@ -216,7 +216,7 @@ async fn the_console_lists_opens_and_flushes_a_waiting_conversation() {
         .unwrap();
     }
 
-    // Pause waits on the handoff core: the button says so instead of pretending.
+    // Pause holds the bot back: a flush afterwards sends nothing.
     browser
         .eval("document.querySelector('[data-action=pause]').click(); true")
         .await;
@@ -224,14 +224,34 @@ async fn the_console_lists_opens_and_flushes_a_waiting_conversation() {
         .until(
             "pause's answer",
             "(() => { const t = document.querySelector('#toast').textContent;
-                      return t.includes('handoff core') && t; })()",
+                      return t.includes('paused') && t; })()",
         )
         .await;
+    browser
+        .until(
+            "the human badge",
+            "document.querySelector('#detail .badge.human') !== null",
+        )
+        .await;
+    browser
+        .eval("document.querySelector('[data-action=flush]').click(); true")
+        .await;
+    settle().await;
     assert!(
         app.graph.replies().is_empty(),
-        "nothing sent before the flush"
+        "no reply goes out while paused"
     );
 
+    browser
+        .eval("document.querySelector('[data-action=resume]').click(); true")
+        .await;
+    browser
+        .until(
+            "resume's answer",
+            "(() => { const t = document.querySelector('#toast').textContent;
+                      return t.includes('resumed') && t; })()",
+        )
+        .await;
     browser
         .eval("document.querySelector('[data-action=flush]').click(); true")
         .await;

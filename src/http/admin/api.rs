@@ -4,8 +4,10 @@
 use super::super::HttpState;
 use super::super::response::{self, Body};
 use crate::batch::inspect::{AgendaFilter, AgendaRow};
-use crate::console::{self, ConsoleError, handoff};
+use crate::console::{self, ConsoleError};
+use crate::handoff::{PauseRequest, Trigger};
 use crate::message::Conversation;
+use crate::store::ConversationLine;
 use http::{Response, StatusCode};
 use std::collections::HashMap;
 
@@ -22,7 +24,6 @@ pub(super) fn status_of(error: &ConsoleError) -> (StatusCode, String) {
         }
         ConsoleError::NotApplicable(_) => (StatusCode::CONFLICT, error.to_string()),
         ConsoleError::BadRequest(_) => (StatusCode::BAD_REQUEST, error.to_string()),
-        ConsoleError::Unavailable(_) => (StatusCode::NOT_IMPLEMENTED, error.to_string()),
         ConsoleError::Store(_) | ConsoleError::Redis(_) => {
             tracing::warn!(%error, "admin: store unavailable");
             (
@@ -75,15 +76,35 @@ pub(super) fn conversation(segment: &str) -> Result<Conversation, ConsoleError> 
         })
 }
 
-/// A row of the waiting and in-flight lists.
+/// A row of a list, with who answers its conversation.
 #[derive(serde::Serialize)]
-struct LiveRow {
+struct Row<T> {
     #[serde(flatten)]
-    row: AgendaRow,
+    row: T,
     mode: console::Mode,
 }
 
-/// `GET conversations?state=waiting|in_flight|all|failed|recent&page=&per_page=`.
+/// Rows of `T` with their conversation's mode, read in one query for the page.
+async fn with_modes<T>(
+    state: &HttpState,
+    rows: Vec<T>,
+    conversation: impl Fn(&T) -> &str,
+) -> Result<Vec<Row<T>>, ConsoleError> {
+    let ids: Vec<String> = rows.iter().map(|r| conversation(r).to_owned()).collect();
+    let modes = console::modes_of(&state.store, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mode = modes
+                .get(conversation(&row))
+                .copied()
+                .unwrap_or(console::Mode::Bot);
+            Row { row, mode }
+        })
+        .collect())
+}
+
+/// `GET conversations?state=waiting|in_flight|all|failed|recent|paused&page=&per_page=`.
 pub(super) async fn conversations(state: &HttpState, raw_query: &str) -> Response<Body> {
     answer(list(state, &query(raw_query)).await)
 }
@@ -102,10 +123,10 @@ async fn list(
         "waiting" => Some(AgendaFilter::Waiting),
         "in_flight" => Some(AgendaFilter::InFlight),
         "all" => Some(AgendaFilter::All),
-        "failed" | "recent" => None,
+        "failed" | "recent" | "paused" => None,
         other => {
             return Err(ConsoleError::BadRequest(format!(
-                "state {other:?}: expected waiting, in_flight, all, failed or recent"
+                "state {other:?}: expected waiting, in_flight, all, failed, recent or paused"
             )));
         }
     };
@@ -115,20 +136,29 @@ async fn list(
             .redis_batches
             .agenda_page(filter, offset, per_page)
             .await?;
-        let rows: Vec<LiveRow> = agenda
-            .rows
-            .into_iter()
-            .map(|row| LiveRow {
-                row,
-                mode: console::Mode::Bot,
-            })
-            .collect();
+        let rows = with_modes(state, agenda.rows, |r: &AgendaRow| &r.conversation).await?;
         return Ok(serde_json::json!({
             "state": which, "page": page, "per_page": per_page, "now_ms": now_ms,
             "on_agenda": agenda.on_agenda, "more": agenda.more, "rows": rows,
         }));
     }
     let (offset, limit) = (offset as i64, per_page as i64 + 1);
+    if which == "paused" {
+        let mut rows = state.store.paused_conversations(offset, limit).await?;
+        let more = rows.len() > per_page;
+        rows.truncate(per_page);
+        let rows: Vec<Row<_>> = rows
+            .into_iter()
+            .map(|row| Row {
+                row,
+                mode: console::Mode::Human,
+            })
+            .collect();
+        return Ok(serde_json::json!({
+            "state": which, "page": page, "per_page": per_page, "now_ms": now_ms,
+            "more": more, "rows": rows,
+        }));
+    }
     let mut rows = if which == "failed" {
         state.store.failed_batches(offset, limit).await
     } else {
@@ -137,6 +167,7 @@ async fn list(
     .map_err(ConsoleError::from)?;
     let more = rows.len() > per_page;
     rows.truncate(per_page);
+    let rows = with_modes(state, rows, |r: &ConversationLine| &r.conversation).await?;
     Ok(serde_json::json!({
         "state": which, "page": page, "per_page": per_page, "now_ms": now_ms,
         "more": more, "rows": rows,
@@ -163,7 +194,7 @@ pub(super) async fn action(
     raw_query: &str,
     actor: &str,
 ) -> Response<Body> {
-    let (store, redis) = (&state.store, &state.redis_batches);
+    let (store, redis, handoff) = (&state.store, &state.redis_batches, &state.handoff);
     let q = query(raw_query);
     let result = async {
         match verb {
@@ -171,17 +202,18 @@ pub(super) async fn action(
             "flush" => console::flush(store, redis, &conversation(target)?, actor).await,
             "drop" => console::drop_collecting(store, redis, &conversation(target)?, actor).await,
             "pause" => {
-                let request = handoff::PauseRequest {
+                let request = PauseRequest {
                     by: actor.to_owned(),
                     minutes: number::<f64>(&q, "minutes")?,
                     reason: q.get("reason").cloned(),
-                    trigger: handoff::Trigger::Console,
+                    trigger: Trigger::Operator,
                 };
-                console::pause(store, redis, &conversation(target)?, request).await
+                let c = conversation(target)?;
+                console::pause(store, redis, handoff, &c, request).await
             }
             "resume" => {
                 let c = conversation(target)?;
-                console::resume(store, redis, &c, actor, handoff::Trigger::Console).await
+                console::resume(store, redis, handoff, &c, actor).await
             }
             other => Err(ConsoleError::BadRequest(format!("no action {other:?}"))),
         }
