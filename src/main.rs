@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => Serves::Everything,
     };
-    let listener = tokio::net::TcpListener::bind(&bind)
+    let listener = lull::http::bind(&bind)
         .await
         .with_context(|| format!("binding {bind} (HOST, PORT)"))?;
     app.run(listener, serves, shutdown_signal()).await?;

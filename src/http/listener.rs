@@ -23,6 +23,34 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`).
+/// Beyond MAX_CONNECTIONS new connections wait here; a connect that finds it full
+/// has its SYN dropped and retried a second later, so a short backlog would make a
+/// good webhook wait a second behind a crowd of idle connections.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`) for [`serve`], with a [`LISTEN_BACKLOG`] backlog and
+/// SO_REUSEADDR (a restart does not wait for the old connections' TIME_WAIT).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "no address to bind")))
+}
+
 /// First pause after a failed accept; doubled on each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest pause after a failed accept.

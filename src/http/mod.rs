@@ -19,7 +19,7 @@ mod webhook;
 pub use connection_limit::{
     ConnectionLimitError, ConnectionSettings, HEADER_READ_TIMEOUT, Reserve, default_max_connections,
 };
-pub use listener::serve;
+pub use listener::{LISTEN_BACKLOG, bind, serve};
 pub use routes::{Routes, Serves};
 
 use crate::batch::{RedisBatches, RedisHealth};

@@ -248,7 +248,7 @@ async fn the_bot_gets_a_signed_request_with_the_batch_its_history_and_ids() {
     assert_eq!(
         body["conversation"],
         json!({"channel": "whatsapp", "account": PHONE_ID, "contact": MARIA,
-               "agenda": format!("whatsapp:{PHONE_ID}:{MARIA}"), "contact_name": null})
+               "agenda": format!("whatsapp:{PHONE_ID}:{MARIA}"), "contact_name": "Test User"})
     );
     let messages = body["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1);
