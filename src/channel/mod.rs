@@ -170,6 +170,13 @@ pub enum HandshakeError {
     Refused,
 }
 
+/// The text a menu choice (a tapped button, list row or quick reply) is stored
+/// as on every channel: the id that comes back to the bot, which it needs to know
+/// which option it was, and the title the contact saw.
+pub fn choice_text(id: &str, title: &str) -> String {
+    format!("[choice id={id}] {title}")
+}
+
 /// A platform lull can receive from and reply through.
 #[async_trait]
 pub trait Channel: Send + Sync {

@@ -185,7 +185,8 @@ async fn a_button_reply_is_answered_after_the_grace_not_the_window() {
     );
     let text = body(&replies[0]);
     assert!(
-        position(&text, &quoted("where is it?")) < position(&text, &quoted("Track order")),
+        position(&text, &quoted("where is it?"))
+            < position(&text, &quoted("[choice id=track-order] Track order")),
         "{text}"
     );
     let kinds = app

@@ -12,14 +12,15 @@
 //! - `message_edit`: a message of its own (`{mid}:edit:{n}`, `[edited] ` text).
 //! - `reaction`: a [`MessageKind::Reaction`], id `{mid}:reaction:{action}:{timestamp}`
 //!   (the event has no id of its own; `mid` is the message reacted to).
-//! - `postback` (an ice breaker or button tap): a [`MessageKind::Choice`].
+//! - `postback` (an ice breaker or button tap): a [`MessageKind::Choice`], its
+//!   payload as the choice id (`[choice id=<payload>] <title>`).
 //! - `read` (`messaging_seen`): a status. Anything else is skipped with a log line.
 //!
 //! Comment and mention notifications (`entry[].changes[]`) share the endpoint; they
 //! are not conversations and are ignored.
 
 use crate::channel::json::{TimeUnit, array, json_i64, str_at, unix_ms};
-use crate::channel::{Echo, ParseError, ParsedWebhook, meta};
+use crate::channel::{Echo, ParseError, ParsedWebhook, choice_text, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -183,11 +184,13 @@ fn parse_message(event: &Value) -> Result<Option<InboundMessage>, &'static str> 
         )
     } else if let Some(postback) = event.get("postback") {
         let mid = id_of(postback)?;
+        let payload = str_at(postback, &["payload"]).filter(|s| !s.is_empty());
         let title = str_at(postback, &["title"])
-            .or_else(|| str_at(postback, &["payload"]))
             .filter(|s| !s.is_empty())
+            .or(payload)
             .unwrap_or("[button]");
-        (mid.to_owned(), MessageKind::Choice, title.to_owned())
+        let text = payload.map_or_else(|| title.to_owned(), |id| choice_text(id, title));
+        (mid.to_owned(), MessageKind::Choice, text)
     } else {
         let what = event
             .as_object()
@@ -248,10 +251,10 @@ fn render(message: &Value) -> Result<(MessageKind, String), &'static str> {
     let text = str_at(message, &["text"]).filter(|s| !s.is_empty());
     // A quick reply carries the tapped option's title as its text.
     if message.get("quick_reply").is_some() {
-        let title = text
-            .or_else(|| str_at(message, &["quick_reply", "payload"]))
-            .unwrap_or("[quick reply]");
-        return Ok((MessageKind::Choice, title.to_owned()));
+        let payload = str_at(message, &["quick_reply", "payload"]).filter(|s| !s.is_empty());
+        let title = text.or(payload).unwrap_or("[quick reply]");
+        let text = payload.map_or_else(|| title.to_owned(), |id| choice_text(id, title));
+        return Ok((MessageKind::Choice, text));
     }
     let tags: Vec<String> = array(message, "attachments")
         .iter()
@@ -473,13 +476,13 @@ mod tests {
                 json!({"message": {"mid": "m1", "text": "Track order", "quick_reply": {"payload": "TRACK"}}}),
                 "m1",
                 MessageKind::Choice,
-                "Track order",
+                "[choice id=TRACK] Track order",
             ),
             (
                 json!({"postback": {"mid": "m2", "title": "Talk to us", "payload": "START"}}),
                 "m2",
                 MessageKind::Choice,
-                "Talk to us",
+                "[choice id=START] Talk to us",
             ),
             (
                 json!({"message_edit": {"mid": "m3", "text": "size L", "num_edit": 2}}),

@@ -9,11 +9,7 @@ use crate::channel::json::{json_i64, str_at};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
-/// The text a tap is stored as: the id that comes back to the bot, and the title
-/// the contact saw.
-pub fn choice_text(id: &str, title: &str) -> String {
-    format!("[choice id={id}] {title}")
-}
+pub use crate::channel::choice_text;
 
 /// The choice a `callback_query` holds, if it was made in a chat: one from an
 /// inline-mode message has no chat, and is counted as a status. `Err` names what

@@ -6,7 +6,7 @@
 //! redeliver, and refuse, all of them for days.
 
 use crate::channel::json::{TimeUnit, array, json_i64, str_at, tagged, unix_ms};
-use crate::channel::{Echo, ParseError, ParsedWebhook, meta};
+use crate::channel::{Echo, ParseError, ParsedWebhook, choice_text, meta};
 use crate::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
 use serde_json::Value;
 
@@ -284,8 +284,9 @@ fn render_as(message: &Value, kind: &str) -> Result<(MessageKind, String), &'sta
         "interactive" => interactive(message),
         // A template's quick-reply button.
         "button" => {
-            let title = get(&["button", "text"]).or_else(|| get(&["button", "payload"]));
-            (MessageKind::Choice, title.unwrap_or("[button]").to_owned())
+            let payload = get(&["button", "payload"]);
+            let title = get(&["button", "text"]).or(payload).unwrap_or("[button]");
+            (MessageKind::Choice, choice(payload, title))
         }
         "reaction" => {
             let target = get(&["reaction", "message_id"]).unwrap_or("unknown message");
@@ -318,20 +319,28 @@ fn render_as(message: &Value, kind: &str) -> Result<(MessageKind, String), &'sta
     })
 }
 
+/// A menu choice's text: the tapped id, which the bot needs, and the title the
+/// contact saw (see [`crate::channel::choice_text`]).
+fn choice(id: Option<&str>, title: &str) -> String {
+    id.map_or_else(|| title.to_owned(), |id| choice_text(id, title))
+}
+
 fn interactive(message: &Value) -> (MessageKind, String) {
     let get = |path: &[&str]| str_at(message, path).filter(|s| !s.is_empty());
     match get(&["interactive", "type"]) {
         Some("button_reply") => {
+            let id = get(&["interactive", "button_reply", "id"]);
             let title = get(&["interactive", "button_reply", "title"]).unwrap_or("[button]");
-            (MessageKind::Choice, title.to_owned())
+            (MessageKind::Choice, choice(id, title))
         }
         Some("list_reply") => {
+            let id = get(&["interactive", "list_reply", "id"]);
             let title = get(&["interactive", "list_reply", "title"]).unwrap_or("[list item]");
             let text = match get(&["interactive", "list_reply", "description"]) {
                 Some(description) => format!("{title} ({description})"),
                 None => title.to_owned(),
             };
-            (MessageKind::Choice, text)
+            (MessageKind::Choice, choice(id, &text))
         }
         // A WhatsApp Flow form submitted: its answers are in response_json.
         Some("nfm_reply") => {
@@ -604,31 +613,31 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_button_tap_is_a_choice_with_its_title() {
+    fn a_reply_button_tap_is_a_choice_with_its_id_and_title() {
         assert_message(
             "interactive_button_reply.json",
             MessageKind::Choice,
-            "Track order",
+            "[choice id=track-order] Track order",
             1767262060,
         );
     }
 
     #[test]
-    fn a_list_pick_is_a_choice_with_title_and_description() {
+    fn a_list_pick_is_a_choice_with_its_id_title_and_description() {
         assert_message(
             "interactive_list_reply.json",
             MessageKind::Choice,
-            "Express shipping (1-2 business days)",
+            "[choice id=ship_express] Express shipping (1-2 business days)",
             1767262070,
         );
     }
 
     #[test]
-    fn a_template_quick_reply_is_a_choice_with_its_text() {
+    fn a_template_quick_reply_is_a_choice_with_its_payload_and_text() {
         assert_message(
             "button_template_quick_reply.json",
             MessageKind::Choice,
-            "Stop promotions",
+            "[choice id=STOP_PROMOS] Stop promotions",
             1767262080,
         );
     }
