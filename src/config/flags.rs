@@ -123,7 +123,7 @@ pub struct Config {
     #[arg(long, env = "SCANNER_INTERVAL", default_value_t = 0.5)]
     pub scanner_interval: f64,
     /// Lease of a claimed batch, seconds; heartbeats extend it.
-    #[arg(long, env = "LOCK_TTL_SECONDS", default_value_t = 20.0)]
+    #[arg(long, env = "LOCK_TTL_SECONDS", default_value_t = 10.0)]
     pub lock_ttl_seconds: f64,
     /// Batches generated and sent at once by one process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32)]

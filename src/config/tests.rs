@@ -61,7 +61,7 @@ fn the_defaults_are_the_seeds() {
     assert_eq!(c.cache_ttl_hours, 1.0);
     assert_eq!(c.history_limit, 200);
     assert_eq!(c.scanner_interval, 0.5);
-    assert_eq!(c.lock_ttl_seconds, 20.0);
+    assert_eq!(c.lock_ttl_seconds, 10.0);
     assert_eq!(c.port, 8000);
     assert_eq!(c.redis_key_prefix, "conv:");
     assert!(c.parse_settings().is_ok());

@@ -507,8 +507,8 @@ async fn a_message_during_generation_drops_the_bots_request_within_half_a_second
     let app = spawn_app_with(|c| {
         use_bot(c, &bot);
         c.batch_supersede = true;
-        // The default lease: its heartbeats come every 6.7 s, too late to notice.
-        c.lock_ttl_seconds = 20.0;
+        // The default lease: its heartbeats come every 3.3 s, too late to notice.
+        c.lock_ttl_seconds = 10.0;
     })
     .await;
     let ts = now_secs() - 60;
