@@ -39,12 +39,13 @@ ARGV[9]  grace_ms       delay after a menu choice
 ARGV[10] ttl_ms         lifetime of the conversation's keys
 ARGV[11] history_limit  entries kept in history
 ARGV[12] member         agenda member: {channel}:{account}:{contact}
-ARGV[13] reconcile      1 = skip if the id is already in msgs or inflight (re-batching)
+ARGV[13] reconcile      1 = skip if the id is already in msgs or inflight (re-batching);
+                        0 = skip (mode 1, 2) only if it is already in flight
 
 Reply: {status, deadline_ms, batch_len, paused}
   status 0 = appended; 1 = appended, history was missing or is not hydrated yet:
-         hydrate it from the database (hydrate.lua); 2 = already tracked, nothing
-         changed
+         hydrate it from the database (hydrate.lua); 2 = already tracked (in the
+         batch or in flight in reconcile mode, in flight otherwise), nothing changed
   deadline_ms = when the batch is due (0 in mode 0 or status 2)
   batch_len   = messages in the collecting batch
   paused      = 1 when the conversation is paused for a human (history only), else 0
@@ -95,6 +96,12 @@ local function insert_ordered(key, n)
 end
 
 if reconcile and (contains(msgs) or contains(inflight)) then
+  return {2, 0, rcall('LLEN', msgs), 0}
+end
+-- Appended twice (its webhook and a catch-up after a Redis outage, at the same
+-- moment): an id already in the batch is left alone by insert_ordered, and one
+-- already claimed is not collected again for the next batch.
+if not reconcile and mode ~= 0 and contains(inflight) then
   return {2, 0, rcall('LLEN', msgs), 0}
 end
 

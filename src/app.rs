@@ -62,9 +62,10 @@ impl App {
         // reqwest is built without a default TLS provider; install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let metrics = Arc::<Metrics>::default();
-        let store = Store::connect(
+        let store = Store::connect_with_timeout(
             &settings.database.url,
             settings.database.pool_size,
+            settings.database.timeout,
             metrics.clone(),
         )
         .await?;
@@ -99,8 +100,8 @@ impl App {
         Ok(Self {
             settings,
             store,
+            redis: Arc::new(RedisHealth::new(metrics.clone())),
             redis_batches,
-            redis: Arc::default(),
             wake: Arc::default(),
             metrics,
             channels,
@@ -209,6 +210,7 @@ impl App {
             self.settings.reconcile.min_age,
             self.settings.reconcile.interval,
             self.metrics.clone(),
+            self.redis.clone(),
         )
     }
 
@@ -284,6 +286,17 @@ impl App {
             drain,
             connections,
         ));
+        crate::batch::probe::watch_connections(&self.redis_batches, self.redis.clone());
+        let redis_probe = tokio::spawn(crate::batch::probe::run(
+            self.redis_batches.clone(),
+            self.redis.clone(),
+            stop.clone(),
+        ));
+        let postgres_probe = tokio::spawn(crate::store::health::run(
+            self.store.health().clone(),
+            self.store.pool().clone(),
+            stop.clone(),
+        ));
         let claim_loop = tokio::spawn(self.claim_loop().run(stop.clone(), hand_back.clone()));
         let reconciler = tokio::spawn(self.reconciler().run(stop.clone()));
         let idle_resumer = tokio::spawn(crate::handoff::idle::run(self.handoff(), stop.clone()));
@@ -309,6 +322,8 @@ impl App {
         timer.abort();
         let _ = http.await;
         let _ = reconciler.await;
+        let _ = redis_probe.await;
+        let _ = postgres_probe.await;
         let _ = idle_resumer.await;
         if let Some(retention) = retention {
             let _ = retention.await;

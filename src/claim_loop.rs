@@ -233,11 +233,15 @@ impl ClaimLoop {
             "claim loop started"
         );
         while !stop.is_cancelled() {
+            if self.redis.is_open() {
+                // Redis is down: no claim to pile up behind its timeout. The
+                // catch-up's appends wake the loop once the probe closes the breaker.
+                let wake = now_ms() + self.interval.as_millis() as i64;
+                self.wake.sleep_until(wake, &stop).await;
+                continue;
+            }
             let wake = match self.claim_once(&hand_back).await {
-                Ok(_) => {
-                    self.redis.ok();
-                    self.next_wake().await
-                }
+                Ok(_) => self.next_wake().await,
                 Err(error) => {
                     self.redis.failed(&error);
                     // Not before the interval: a failing Redis is not hammered.

@@ -3,7 +3,9 @@
 //! The platform gets its 200 only once the rows are committed; a duplicate (the
 //! platform retrying) is committed once and batched once, because only a new row
 //! goes on to Redis. A Redis failure does not fail the request: the row is safe and
-//! the reconciler batches it when Redis is back.
+//! the catch-up batches it when Redis is back; while the Redis breaker is open
+//! ([`RedisHealth`]) Redis is not even tried, so the webhook answers at
+//! PostgreSQL's speed.
 //!
 //! Invariant 1 of docs/design.md: a message acknowledged to the platform is in PostgreSQL.
 
@@ -73,6 +75,9 @@ impl Ingest {
         let Some(handoff) = &self.handoff else {
             return Ok(0);
         };
+        if self.store.health().is_open() {
+            return Err(StoreError::Down);
+        }
         match handoff.agent_messages(echoes).await {
             Ok(n) => Ok(n),
             Err(crate::handoff::HandoffError::Store(error)) => Err(error),
@@ -127,9 +132,10 @@ impl Ingest {
                     "message stored"
                 )
             });
-            if redis_failed {
-                // One timeout per request is enough: the platform must get its answer
-                // well within its own timeout, and the reconciler batches the rest.
+            if redis_failed || self.redis.is_open() {
+                // One timeout per request is enough, and none once Redis is known
+                // down: the platform must get its answer well within its own
+                // timeout, and the catch-up batches the rest.
                 continue;
             }
             let mode = AppendMode::for_kind(entry.kind, policy);
@@ -152,7 +158,8 @@ impl Ingest {
 
     /// Appends one stored message to its conversation in Redis, hydrating history
     /// from PostgreSQL when Redis had none. `reconcile` skips messages Redis still
-    /// tracks. Errors are counted and logged once per outage.
+    /// tracks. Fails at once while the Redis breaker is open; an unreachable Redis
+    /// opens it.
     pub async fn batch(
         &self,
         conversation: &Conversation,
@@ -160,13 +167,16 @@ impl Ingest {
         mode: AppendMode,
         reconcile: bool,
     ) -> Result<AppendOutcome, BatchError> {
+        if self.redis.is_open() {
+            // Redis was found down: the row is safe, and the catch-up that starts
+            // when the probe sees Redis again batches it. Waiting would only hold
+            // the webhook for a timeout.
+            return Err(BatchError::BreakerOpen);
+        }
         let result = self.append(conversation, entry, mode, reconcile).await;
-        match &result {
-            Ok(_) => self.redis.ok(),
-            Err(error) => {
-                self.metrics.inc("lull_redis_errors_total", &[]);
-                self.redis.failed(error);
-            }
+        if let Err(error) = &result {
+            self.metrics.inc("lull_redis_errors_total", &[]);
+            self.redis.failed(error);
         }
         result
     }

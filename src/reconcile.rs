@@ -5,9 +5,16 @@
 //! and `begin_sending` keeps a message from being answered twice, so running this
 //! on every instance at once is safe.
 //!
+//! When the Redis breaker closes after an outage, a catch-up pass runs at once,
+//! without the min age: the messages stored meanwhile are young, and waiting for
+//! the next scheduled pass would delay their replies by up to an interval. A
+//! message whose webhook is appending it at the same moment is not batched twice:
+//! append.lua skips an id already in the batch, in flight or (reconcile mode) in
+//! history.
+//!
 //! Invariant 10 of docs/design.md: Redis can be rebuilt from PostgreSQL.
 
-use crate::batch::{AppendMode, RedisBatches};
+use crate::batch::{AppendMode, RedisBatches, RedisHealth};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Unanswered};
@@ -31,10 +38,12 @@ pub struct Reconciler {
     min_age: Duration,
     interval: Duration,
     metrics: Arc<Metrics>,
+    redis: Arc<RedisHealth>,
 }
 
 impl Reconciler {
-    /// Messages younger than `min_age` are left to the normal flow.
+    /// Messages younger than `min_age` are left to the normal flow; `redis`'s
+    /// closing starts a catch-up pass.
     pub fn new(
         store: Store,
         redis_batches: RedisBatches,
@@ -42,6 +51,7 @@ impl Reconciler {
         min_age: Duration,
         interval: Duration,
         metrics: Arc<Metrics>,
+        redis: Arc<RedisHealth>,
     ) -> Self {
         Self {
             store,
@@ -50,6 +60,7 @@ impl Reconciler {
             min_age,
             interval,
             metrics,
+            redis,
         }
     }
 
@@ -61,15 +72,25 @@ impl Reconciler {
     /// its hydrate would leave the history partial). What is left waits for the
     /// next pass, on this instance or another.
     pub async fn reconcile_once(&self, go_on: &GoOn<'_>) -> Result<usize, StoreError> {
+        self.pass(self.min_age, go_on).await
+    }
+
+    /// The pass that follows a Redis outage: every unanswered message, however
+    /// young (see the module doc).
+    pub async fn catch_up(&self, go_on: &GoOn<'_>) -> Result<usize, StoreError> {
+        self.pass(Duration::ZERO, go_on).await
+    }
+
+    async fn pass(&self, min_age: Duration, go_on: &GoOn<'_>) -> Result<usize, StoreError> {
         let mut rebatched = 0;
-        let mut after_id = 0;
+        let mut after = None;
         loop {
             if !go_on() {
                 break;
             }
-            let page = self.store.unanswered(self.min_age, after_id, PAGE).await?;
+            let page = self.store.unanswered(min_age, after.as_ref(), PAGE).await?;
             let full = page.len() as i64 == PAGE;
-            after_id = page.last().map_or(after_id, |m| m.entry.id);
+            after = page.last().cloned().or(after);
             let Some(n) = self.rebatch(page, go_on).await else {
                 break;
             };
@@ -82,6 +103,8 @@ impl Reconciler {
             self.metrics
                 .add("lull_messages_reconciled_total", &[], rebatched as u64);
         }
+        // Batches keep the min age even in a catch-up: one younger may be a live
+        // worker's, sending right now.
         Ok(rebatched + self.restore_owners(go_on).await?)
     }
 
@@ -178,14 +201,29 @@ impl Reconciler {
         Some(rebatched)
     }
 
-    /// Runs a pass at start and every interval until `stop`.
+    /// Runs a pass at start and every interval until `stop`, and a catch-up pass
+    /// as soon as the Redis breaker closes. No pass runs while it is open.
     pub async fn run(self, stop: CancellationToken) {
+        let mut catching_up = false;
         loop {
-            if let Err(error) = self.reconcile_once(&|| !stop.is_cancelled()).await {
-                tracing::warn!(%error, "reconcile pass failed");
+            if !self.redis.is_open() {
+                let go_on = || !stop.is_cancelled();
+                let result = if catching_up {
+                    self.catch_up(&go_on).await
+                } else {
+                    self.reconcile_once(&go_on).await
+                };
+                match result {
+                    Ok(n) if catching_up => {
+                        tracing::info!(batched = n, "caught up after the Redis outage")
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "reconcile pass failed"),
+                }
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
+                _ = tokio::time::sleep(self.interval) => catching_up = false,
+                _ = self.redis.recovered() => catching_up = true,
                 _ = stop.cancelled() => return,
             }
         }

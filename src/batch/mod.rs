@@ -18,6 +18,7 @@ pub mod health;
 pub mod id;
 pub mod inspect;
 pub mod keys;
+pub mod probe;
 pub mod scripts;
 
 mod ops;
@@ -48,6 +49,10 @@ pub enum BatchError {
         /// What was wrong.
         detail: String,
     },
+    /// Not tried: the breaker is open (Redis was found down and has not answered
+    /// the probe since).
+    #[error("redis is down (breaker open)")]
+    BreakerOpen,
     /// An entry could not be encoded or decoded.
     #[error("entry JSON: {0}")]
     Json(#[from] serde_json::Error),

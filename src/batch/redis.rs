@@ -59,8 +59,15 @@ impl RedisBatches {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
                 c.max_command_attempts = 2;
+                // A connection that stops answering (a partition: no reset ever
+                // comes) is closed and reconnected after the command timeout, which
+                // also reports it on the error channel the breaker watches.
+                c.unresponsive.max_timeout = Some(timeout);
+                c.unresponsive.interval = (timeout / 4).max(Duration::from_millis(10));
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            // Retried forever, at most every 250 ms: a refused connection costs
+            // nothing, and the breaker's probe waits for every client to be back.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 250, 2))
             .build_pool(pool_size)?;
         pool.connect();
         if tokio::time::timeout(timeout, pool.wait_for_connect())
@@ -103,6 +110,26 @@ impl RedisBatches {
     pub async fn ping(&self) -> Result<(), BatchError> {
         self.pool.next().ping::<()>(None).await?;
         Ok(())
+    }
+
+    /// PING on every client of the pool, each failing at once if its connection
+    /// is not up (fred would otherwise queue it until reconnected) and within
+    /// `timeout`: true when all answered (the breaker's probe).
+    pub async fn ping_every_client(&self, timeout: Duration) -> bool {
+        let options = fred::types::config::Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(timeout),
+            ..Default::default()
+        };
+        let pings = self.pool.clients().iter().map(|client| {
+            let client = client.with_options(&options);
+            async move { client.ping::<()>(None).await.is_ok() }
+        });
+        futures::future::join_all(pings)
+            .await
+            .into_iter()
+            .all(|ok| ok)
     }
 
     async fn run(&self, script: &LuaScript, call: Call) -> Result<Vec<Value>, BatchError> {

@@ -80,6 +80,11 @@ pub struct Config {
     /// Connections in the PostgreSQL pool.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
     pub database_pool_size: u32,
+    /// Longest a webhook waits for PostgreSQL (and a grouped write or a pool
+    /// acquire runs) before its 503, seconds; then a fresh connection checks
+    /// whether PostgreSQL is down.
+    #[arg(long, env = "DATABASE_TIMEOUT_SECONDS", default_value_t = 5.0)]
+    pub database_timeout_seconds: f64,
 
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]

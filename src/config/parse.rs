@@ -28,6 +28,7 @@ impl Config {
         let shutdown_drain = seconds("SHUTDOWN_DRAIN_SECONDS", c.shutdown_drain_seconds)?;
         let send_timeout = seconds("SEND_TIMEOUT_SECONDS", c.send_timeout_seconds)?;
         let redis_timeout = seconds("REDIS_TIMEOUT_SECONDS", c.redis_timeout_seconds)?;
+        let database_timeout = seconds("DATABASE_TIMEOUT_SECONDS", c.database_timeout_seconds)?;
         let reconcile_min_age = c.reconcile_min_age()?;
         let reply_window = if c.reply_window_hours == 0.0 {
             None
@@ -82,6 +83,7 @@ impl Config {
             database: DatabaseSettings {
                 url: c.database_url,
                 pool_size: c.database_pool_size,
+                timeout: database_timeout,
             },
             http: HttpSettings {
                 host: c.host,

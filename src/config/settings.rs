@@ -77,6 +77,9 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Connections in the pool, at least 1.
     pub pool_size: u32,
+    /// Longest a webhook waits for its statement, a grouped write runs and a pool
+    /// acquire waits.
+    pub timeout: Duration,
 }
 
 /// The HTTP listener.

@@ -77,16 +77,16 @@ impl Routes {
         }
     }
 
-    /// 200 when webhooks can be stored (PostgreSQL answers); "degraded" when Redis
-    /// does not (messages are kept and batched later), or when the responder fails
-    /// as a whole (a refused key, an unknown model: `"responder": "failing"` with its
-    /// status; batches keep their messages until it works); 503 without PostgreSQL.
+    /// 200 when webhooks can be stored (PostgreSQL's breaker is closed);
+    /// "degraded" when Redis's is open (messages are kept and batched later), or
+    /// when the responder fails as a whole (a refused key, an unknown model:
+    /// `"responder": "failing"` with its status; batches keep their messages until
+    /// it works); 503 while PostgreSQL's breaker is open. The breakers' probes keep
+    /// them current, so this asks neither server and answers at once, even when one
+    /// of them hangs.
     async fn ready(&self) -> Response<Body> {
-        let postgres = self.state.store.ping().await.is_ok();
-        let redis = self.state.redis_batches.ping().await.is_ok();
-        if redis {
-            self.state.redis.ok();
-        }
+        let postgres = !self.state.store.health().is_open();
+        let redis = !self.state.redis.is_open();
         let responder = self.state.metrics.responder_health().current();
         let status = match (postgres, redis && responder.is_none()) {
             (true, true) => "ok",

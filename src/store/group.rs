@@ -41,6 +41,9 @@ pub struct GroupLimits {
     pub max_requests: usize,
     /// Statements of this kind running at once (database connections it may hold).
     pub flushers: usize,
+    /// Longest a statement may run: past it, its callers get
+    /// [`StoreError::TimedOut`] and the flusher is free for the next group.
+    pub timeout: std::time::Duration,
 }
 
 /// A queue of writes of one kind, flushed in groups. Cloning shares the queue.
@@ -115,7 +118,7 @@ async fn run<Req, Resp>(
         }
         let (flush, metrics) = (flush.clone(), metrics.clone());
         tokio::spawn(async move {
-            flush_group(name, &flush, &metrics, group).await;
+            flush_group(name, &flush, limits.timeout, &metrics, group).await;
             drop(slot);
         });
     }
@@ -124,9 +127,19 @@ async fn run<Req, Resp>(
 async fn flush_group<Req: Clone + Sync, Resp>(
     name: &'static str,
     flush: &Flush<Req, Resp>,
+    timeout: std::time::Duration,
     metrics: &Metrics,
     group: Vec<(Req, Reply<Resp>)>,
 ) {
+    // A statement whose connection hangs (a partition) is given up: it may still
+    // commit, but its callers are told it failed (a webhook's 503 makes the
+    // platform retry, and the retry finds the row stored).
+    let flush = |requests: Arc<[Req]>| async move {
+        match tokio::time::timeout(timeout, flush(requests)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(StoreError::TimedOut(timeout)),
+        }
+    };
     let (batch, replies): (Vec<Req>, Vec<Reply<Resp>>) = group.into_iter().unzip();
     let size = batch.len();
     let kind = [("kind", name)];
@@ -200,6 +213,7 @@ mod tests {
             GroupLimits {
                 max_requests: 50,
                 flushers: 1,
+                timeout: Duration::from_secs(5),
             },
             metrics,
             move |group: Arc<[i64]>| {
@@ -275,6 +289,7 @@ mod tests {
             GroupLimits {
                 max_requests: 50,
                 flushers: 1,
+                timeout: Duration::from_secs(5),
             },
             Arc::default(),
             move |group: Arc<[i64]>| {

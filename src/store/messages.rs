@@ -149,12 +149,31 @@ impl Store {
 
     /// Inserts the messages of one webhook, in one statement with other webhooks
     /// arriving meanwhile; each new one comes back as its entry, a duplicate
-    /// (platform retry) as `None`, in input order. Returns once they are committed.
+    /// (platform retry) as `None`, in input order. Returns once they are committed;
+    /// fails at once while the PostgreSQL breaker is open, and after the timeout
+    /// when PostgreSQL does not answer (the breaker decides then whether it is down).
     pub async fn insert_inbound(
         &self,
         messages: impl Into<super::InboundRows>,
     ) -> Result<Vec<Option<Entry>>, StoreError> {
-        self.inbound.submit(messages.into()).await
+        let health = &self.health;
+        if health.is_open() {
+            return Err(StoreError::Down);
+        }
+        let error = match tokio::time::timeout(health.timeout, self.inbound.submit(messages.into()))
+            .await
+        {
+            Ok(Ok(entries)) => return Ok(entries),
+            Ok(Err(error)) if error.is_refusal() || matches!(error, StoreError::Closed) => {
+                return Err(error);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => StoreError::TimedOut(health.timeout),
+        };
+        // No answer from PostgreSQL: is it down, or only this connection? The
+        // webhook's 503 waits for the answer, so the next one is answered at once.
+        health.confirm(&error.to_string()).await;
+        Err(error)
     }
 
     /// The last `limit` messages of a conversation, both directions, oldest first;
@@ -201,12 +220,15 @@ impl Store {
     }
 
     /// Answerable inbound messages with no reply, received more than `min_age` ago,
-    /// with an id above `after_id` (keyset pages), oldest id first; none of a
-    /// conversation a human agent has (its resume batches them).
+    /// after `after` (keyset pages), conversation by conversation and each in
+    /// platform order (timestamp, then id): appended in that order, a
+    /// conversation's messages follow each other, so a burst stored while Redis
+    /// was down becomes one batch. None of a conversation a human agent has (its
+    /// resume batches them).
     pub async fn unanswered(
         &self,
         min_age: Duration,
-        after_id: i64,
+        after: Option<&Unanswered>,
         limit: i64,
     ) -> Result<Vec<Unanswered>, StoreError> {
         let rows: Vec<UnansweredRow> = sqlx::query_as(
@@ -215,17 +237,23 @@ impl Store {
              FROM conversation_messages
              WHERE direction = 'in' AND answerable AND batch_id IS NULL
                AND webhook_received_at < now() - make_interval(secs => $1)
-               AND id > $2
+               AND ($2::text IS NULL
+                    OR (channel, account_id, contact_id, platform_timestamp, id)
+                       > ($2, $3, $4, $5, $6))
                AND NOT EXISTS (
                    SELECT 1 FROM conversation_modes h
                    WHERE h.channel = conversation_messages.channel
                      AND h.account_id = conversation_messages.account_id
                      AND h.contact_id = conversation_messages.contact_id AND h.mode = 'human')
-             ORDER BY id
-             LIMIT $3",
+             ORDER BY channel, account_id, contact_id, platform_timestamp, id
+             LIMIT $7",
         )
         .bind(min_age.as_secs_f64())
-        .bind(after_id)
+        .bind(after.map(|m| m.conversation.channel.as_str()))
+        .bind(after.map(|m| m.conversation.account.as_str()))
+        .bind(after.map(|m| m.conversation.contact.as_str()))
+        .bind(after.map(|m| timestamp(m.entry.ts)))
+        .bind(after.map(|m| m.entry.id))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -15,6 +15,7 @@ mod batches;
 mod console;
 mod forget;
 mod group;
+pub mod health;
 mod messages;
 mod modes;
 mod paused;
@@ -28,6 +29,7 @@ pub use batches::{BatchRecord, BatchRow, Generation, NewBatch, StaleOwner};
 pub use console::{ConversationLine, RetryRefusal, TranscriptLine};
 pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
+use health::PostgresHealth;
 pub use messages::Unanswered;
 pub use modes::{ModeRecord, PauseRecord, Resumed};
 pub use paused::PausedLine;
@@ -54,6 +56,13 @@ pub enum StoreError {
     /// The grouped statement holding this request failed for a reason not its own.
     #[error("database: {0}")]
     Unavailable(String),
+    /// Not tried: the PostgreSQL breaker is open (PostgreSQL was found down and
+    /// has not answered the probe since).
+    #[error("database down (breaker open)")]
+    Down,
+    /// No answer within DATABASE_TIMEOUT_SECONDS.
+    #[error("database: no answer within {0:?}")]
+    TimedOut(Duration),
     /// Two requests of one group write the same row (the same batch twice): the
     /// group is refused before it runs, and each request is written alone.
     #[error("one row written twice in a group: {0}")]
@@ -71,6 +80,9 @@ impl StoreError {
     }
 }
 
+/// The default DATABASE_TIMEOUT_SECONDS.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One webhook's messages to insert: each with whether it needs a reply. Shared, so
 /// the caller keeps reading them while the group writes them.
 pub type InboundRows = std::sync::Arc<[(crate::message::InboundMessage, bool)]>;
@@ -81,6 +93,8 @@ pub struct Store {
     pool: PgPool,
     /// Concurrent webhooks' inserts, one statement per group.
     inbound: Group<InboundRows, Vec<Option<crate::message::Entry>>>,
+    /// Whether PostgreSQL is believed reachable.
+    health: Arc<PostgresHealth>,
     /// Claims recorded.
     opening: Group<NewBatch, BatchRecord>,
     /// Replies taking their messages before the send.
@@ -90,11 +104,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, creating the database first if it does not exist. The group
-    /// writers count their statements in `metrics`.
+    /// Connects, creating the database first if it does not exist, with the
+    /// default timeout ([`DEFAULT_TIMEOUT`]). The group writers count their
+    /// statements in `metrics`.
     pub async fn connect(
         url: &str,
         max_connections: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        Self::connect_with_timeout(url, max_connections, DEFAULT_TIMEOUT, metrics).await
+    }
+
+    /// Connects as [`Store::connect`] does; `timeout` bounds a pool acquire, a
+    /// grouped write and a webhook's wait for its statement (DATABASE_TIMEOUT_SECONDS).
+    pub async fn connect_with_timeout(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         if !sqlx::Postgres::database_exists(url).await.unwrap_or(true) {
@@ -110,7 +136,7 @@ impl Store {
         }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(timeout)
             // No ping before each use: it is a round trip per query (webhooks/s fell
             // from about 7,000 to 5,900 with it). After a PostgreSQL restart each
             // pooled connection fails its next statement instead, and is dropped:
@@ -119,7 +145,13 @@ impl Store {
             .test_before_acquire(false)
             .connect(url)
             .await?;
-        Ok(Self::from_pool(pool, metrics))
+        Ok(Self::from_pool_with_timeout(pool, timeout, metrics))
+    }
+
+    /// Wraps an existing pool and starts the group writers, with the default
+    /// timeout.
+    pub fn from_pool(pool: PgPool, metrics: Arc<Metrics>) -> Self {
+        Self::from_pool_with_timeout(pool, DEFAULT_TIMEOUT, metrics)
     }
 
     /// Wraps an existing pool and starts the group writers. Each of the four may
@@ -127,20 +159,30 @@ impl Store {
     /// the rest to the reads. Few flushers make groups bigger (fewer statements and
     /// commits) under load, where a statement costs more than the rows in it: with
     /// one flusher per kind instead of two, PostgreSQL spent about 14 % less CPU per
-    /// reply and 25 % less per webhook (`cargo bench`, side by side).
-    pub fn from_pool(pool: PgPool, metrics: Arc<Metrics>) -> Self {
+    /// reply and 25 % less per webhook (`cargo bench`, side by side). A flush that
+    /// runs past `timeout` is given up, so a hung connection (a network partition)
+    /// does not hold the flusher and every request queued behind it.
+    pub fn from_pool_with_timeout(pool: PgPool, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         let flushers = (pool.options().get_max_connections() as usize / 16).max(1);
         let limits = GroupLimits {
             max_requests: 256,
             flushers,
+            timeout,
         };
+        let options = (*pool.connect_options()).clone();
         Self {
             inbound: writer(&pool, "inbound", limits, &metrics, messages::insert_groups),
             opening: writer(&pool, "opening", limits, &metrics, batches::open_batches),
             sending: writer(&pool, "sending", limits, &metrics, batches::commit_batches),
             sent: writer(&pool, "sent", limits, &metrics, batches::record_replies),
+            health: Arc::new(PostgresHealth::new(options, timeout, metrics)),
             pool,
         }
+    }
+
+    /// The PostgreSQL breaker.
+    pub fn health(&self) -> &Arc<PostgresHealth> {
+        &self.health
     }
 
     /// The pool (tests, admin).

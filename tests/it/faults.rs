@@ -768,7 +768,7 @@ async fn with_redis_down_webhooks_are_stored_readyz_is_degraded_and_the_reconcil
             .await
             .unwrap();
     assert_eq!(stored, 4);
-    let outage = "Redis batching error, message kept in DB; further errors are logged at debug until Redis is back";
+    let outage = "Redis is down: webhooks store in the database only, claims pause until the probe sees it again";
     let errors = lull.logged(outage);
     assert_eq!(errors.len(), 1, "logged once per outage: {}", lull.log());
     assert_eq!(errors[0]["level"], "ERROR");

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod bot;
+mod breaker;
 mod claim_loop;
 mod cli;
 mod cluster;
