@@ -126,7 +126,10 @@ async fn the_ingest_load_test_reports_lost_replies_and_fails_when_none_reach_it(
         ..ingest_args(&app, 1.0)
     };
     let report = ingest::run(&args, &graph).await.unwrap();
-    assert_eq!((report.bursts, report.replies, report.lost_bursts), (3, 0, 3));
+    assert_eq!(
+        (report.bursts, report.replies, report.lost_bursts),
+        (3, 0, 3)
+    );
     assert_eq!(report.verdict, Verdict::Fail);
     assert!(
         report.violations[0].starts_with("3 bursts lost"),
