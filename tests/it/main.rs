@@ -21,6 +21,7 @@ mod ingest_group;
 mod instagram_flow;
 mod llm;
 mod loadtest;
+mod loadtest_chaos;
 mod loadtest_verdicts;
 mod operations;
 mod pg_proxy;

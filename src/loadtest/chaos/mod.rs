@@ -43,7 +43,7 @@ pub struct ChaosArgs {
     /// Mean time between two faults, seconds (each wait is 0.5-1.5 times it).
     #[arg(long, default_value_t = 5.0)]
     pub chaos_every_seconds: f64,
-    /// Which faults to inject, in turn from a random one.
+    /// Which faults to inject, in turn, in this order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = FaultKind::ALL)]
     pub faults: Vec<FaultKind>,
     /// How long a killed child stays down before it is started again, seconds.
@@ -177,6 +177,11 @@ impl Cluster {
         if args.instances == 0 {
             return Err(ChaosError::Invalid("--instances must be at least 1".into()));
         }
+        if !(args.chaos_every_seconds > 0.0 && args.chaos_every_seconds.is_finite()) {
+            return Err(ChaosError::Invalid(
+                "--chaos-every-seconds must be a positive number".into(),
+            ));
+        }
         let database_url = args
             .database_url
             .clone()
@@ -252,14 +257,13 @@ impl Cluster {
             Duration::try_from_secs_f64(args.chaos_every_seconds).unwrap_or(Duration::from_secs(5));
         let restart_after =
             Duration::try_from_secs_f64(args.restart_after_seconds).unwrap_or_default();
-        let first = rand::random_range(0..kinds.len());
         for n in 0.. {
             let wait = every.mul_f64(rand::random_range(0.5..1.5));
             tokio::select! {
                 _ = done.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
             }
-            let kind = kinds[(first + n) % kinds.len()];
+            let kind = kinds[n % kinds.len()];
             faults.push(self.inject_one(kind, restart_after).await);
         }
         faults
@@ -391,6 +395,10 @@ pub struct ChaosReport {
     pub redis_commands_per_reply: f64,
     /// The five most called commands, per reply.
     pub top_commands_per_reply: Vec<(String, f64)>,
+    /// The children's base URLs (stopped at the end of the run).
+    pub instance_urls: Vec<String>,
+    /// The run's own Redis (killed at the end of the run).
+    pub redis_url: String,
     /// Where the children's and Redis's logs are.
     pub logs: String,
 }
@@ -425,6 +433,8 @@ impl ChaosReport {
                 .take(5)
                 .map(|(c, n)| (c.clone(), per_reply(*n)))
                 .collect(),
+            instance_urls: cluster.urls(),
+            redis_url: cluster.redis.url(),
             logs: cluster.logs.display().to_string(),
         }
     }

@@ -71,7 +71,8 @@ impl OwnRedis {
         self.child = Some(child);
         let start = Instant::now();
         while start.elapsed() < START_TIMEOUT {
-            if self.admin().await.is_ok() {
+            if let Ok(client) = self.admin().await {
+                let _ = client.quit().await;
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
