@@ -60,6 +60,14 @@ impl Api for Graph {
         call.body["to"].as_str().map(Cow::Borrowed)
     }
 
+    /// A text's body, or an interactive message's body text.
+    fn shown_text(&self, call: &Call) -> String {
+        let body = call.body;
+        let text = body["text"]["body"].as_str();
+        let text = text.or_else(|| body["interactive"]["body"]["text"].as_str());
+        text.unwrap_or_default().to_owned()
+    }
+
     fn answer(&self, call: &Call, scripted: Option<Answer>, n: u64) -> Answer {
         if call.method != Method::POST || !self.is_messages(call.path) {
             let message = format!("Unsupported {} request to {}", call.method, call.path);

@@ -67,9 +67,24 @@ pub trait Api: Send + Sync + 'static {
         None
     }
 
+    /// The text a send shows its recipient, kept in [`FakePlatform::deliveries`];
+    /// empty by default.
+    fn shown_text(&self, _call: &Call) -> String {
+        String::new()
+    }
+
     /// The answer to `call`, the `n`-th request, given the next scripted answer for
     /// its kind (send or other), if any is left.
     fn answer(&self, call: &Call, scripted: Option<Answer>, n: u64) -> Answer;
+}
+
+/// One accepted send, as its recipient's inbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// When the fake accepted it.
+    pub at: Instant,
+    /// What it shows (a text's body, an interactive message's body text).
+    pub text: String,
 }
 
 /// What a fake keeps of each request besides its counters.
@@ -103,8 +118,8 @@ struct Shared {
     api: Box<dyn Api>,
     record: Record,
     log: Mutex<Log>,
-    /// Each recipient's accepted reply times, in order, watched by those waiting.
-    inboxes: Mutex<HashMap<String, watch::Sender<Vec<Instant>>>>,
+    /// Each recipient's accepted replies, in order, watched by those waiting.
+    inboxes: Mutex<HashMap<String, watch::Sender<Vec<Delivery>>>>,
     accepted: AtomicU64,
     refused: AtomicU64,
 }
@@ -192,14 +207,34 @@ impl FakePlatform {
         self.shared
             .inboxes()
             .iter()
-            .map(|(to, times)| (to.clone(), times.borrow().clone()))
+            .map(|(to, inbox)| (to.clone(), inbox.borrow().iter().map(|d| d.at).collect()))
+            .collect()
+    }
+
+    /// Every recipient with its accepted replies, in the order they were accepted.
+    pub fn deliveries(&self) -> HashMap<String, Vec<Delivery>> {
+        self.shared
+            .inboxes()
+            .iter()
+            .map(|(to, inbox)| (to.clone(), inbox.borrow().clone()))
             .collect()
     }
 
     /// Waits until `to` has had `n` replies accepted; false after `timeout`.
     pub async fn wait_for_reply(&self, to: &str, n: usize, timeout: Duration) -> bool {
-        let mut times = self.shared.inbox(to).subscribe();
-        let reached = tokio::time::timeout(timeout, times.wait_for(|t| t.len() >= n)).await;
+        self.wait_for_deliveries(to, timeout, |d| d.len() >= n)
+            .await
+    }
+
+    /// Waits until `to`'s accepted replies satisfy `done`; false after `timeout`.
+    pub async fn wait_for_deliveries(
+        &self,
+        to: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[Delivery]) -> bool,
+    ) -> bool {
+        let mut inbox = self.shared.inbox(to).subscribe();
+        let reached = tokio::time::timeout(timeout, inbox.wait_for(|d| done(d))).await;
         matches!(reached, Ok(Ok(_)))
     }
 }
@@ -210,12 +245,12 @@ impl Shared {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn inboxes(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<Vec<Instant>>>> {
+    fn inboxes(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<Vec<Delivery>>>> {
         self.inboxes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `to`'s inbox, created empty on first use.
-    fn inbox(&self, to: &str) -> watch::Sender<Vec<Instant>> {
+    fn inbox(&self, to: &str) -> watch::Sender<Vec<Delivery>> {
         let mut inboxes = self.inboxes();
         if let Some(inbox) = inboxes.get(to) {
             return inbox.clone();
@@ -251,8 +286,11 @@ impl Shared {
         }
         self.accepted.fetch_add(1, Ordering::Relaxed);
         if let Some(to) = self.api.recipient(call) {
-            self.inbox(&to)
-                .send_modify(|times| times.push(Instant::now()));
+            let delivery = Delivery {
+                at: Instant::now(),
+                text: self.api.shown_text(call),
+            };
+            self.inbox(&to).send_modify(|inbox| inbox.push(delivery));
         }
     }
 }
@@ -370,6 +408,7 @@ mod tests {
         assert!(fake.wait_for_reply("777", 1, Duration::from_secs(5)).await);
         let times = fake.reply_times();
         assert_eq!((times["555"].len(), times["777"].len()), (1, 1));
+        assert_eq!(fake.deliveries()["777"][0].text, "hi");
         assert_eq!(fake.accepted_replies(), 2);
     }
 }

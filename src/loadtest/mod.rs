@@ -1,8 +1,10 @@
 //! `lull loadtest`: load generators that check lull's promises under load.
 //!
 //! - [`ingest`]: signed WhatsApp webhooks against a running lull, whose replies reach
-//!   a recording fake Graph API ([`crate::fake_platform`]): one reply per burst,
-//!   retries reported as duplicates, nothing answered twice.
+//!   a recording fake Graph API ([`crate::fake_platform`]): every burst answered by
+//!   one reply, whole and once ([`bursts`]), retries reported as duplicates, refused
+//!   webhooks redelivered as Meta does ([`retry`]); with `--chaos`, against its own
+//!   lull children while it kills them and wipes their Redis ([`chaos`]).
 //! - [`claims`]: the Lua scripts alone, many concurrent claimers that die at random:
 //!   every message acknowledged exactly once.
 //! - [`report`]: the summary both print (a table or one JSON object) and the
@@ -13,18 +15,23 @@
 //! dispatches here before building the app. The library functions return typed
 //! reports, so tests assert on them; only [`run`] binds a socket, for the CLI.
 
+pub mod bursts;
+pub mod chaos;
 pub mod claims;
 pub mod ingest;
 pub mod report;
+pub mod retry;
 pub mod webhook;
 
 use crate::batch::BatchError;
 use crate::config::Secret;
 use crate::fake_platform::{FakePlatform, Graph, Record};
+use chaos::{ChaosArgs, ChaosError, Cluster, Wiring};
 use claims::ClaimsReport;
 use clap::{Args, Subcommand};
 use ingest::IngestReport;
 use report::Summary;
+use retry::RetryArgs;
 use std::time::Duration;
 
 /// `lull loadtest <ingest|claims>`.
@@ -40,7 +47,7 @@ pub struct LoadtestArgs {
 pub enum LoadtestCommand {
     /// Drive a running lull with signed WhatsApp webhooks and check that every burst
     /// gets exactly one reply (through this command's own fake Graph API).
-    Ingest(IngestArgs),
+    Ingest(Box<IngestArgs>),
     /// Run the Redis Lua scripts alone under concurrent claimers that die at random,
     /// and check that every message is acknowledged exactly once.
     Claims(ClaimsArgs),
@@ -90,6 +97,12 @@ pub struct IngestArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// How refused webhooks are redelivered.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+    /// The chaos run.
+    #[command(flatten)]
+    pub chaos: ChaosArgs,
 }
 
 /// Settings of `lull loadtest claims`.
@@ -154,6 +167,12 @@ pub enum LoadtestError {
     /// Redis failed while seeding or cleaning up.
     #[error(transparent)]
     Redis(#[from] BatchError),
+    /// The chaos run's own lull or Redis could not be started.
+    #[error(transparent)]
+    Chaos(#[from] ChaosError),
+    /// Ctrl-C or SIGTERM: the run stopped, everything it started is stopped.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// Either load test's report.
@@ -193,10 +212,32 @@ impl LoadtestCommand {
     }
 }
 
-/// Runs the load test the command names, with progress on stderr.
+/// Runs the load test the command names, with progress on stderr, until it ends
+/// or Ctrl-C / SIGTERM; either way everything it started is stopped.
 pub async fn run(command: LoadtestCommand) -> Result<Report, LoadtestError> {
+    tokio::select! {
+        report = run_to_end(command) => report,
+        () = interrupted() => Err(LoadtestError::Interrupted),
+    }
+}
+
+/// Ctrl-C or SIGTERM (never, if neither can be watched).
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run_to_end(command: LoadtestCommand) -> Result<Report, LoadtestError> {
     match command {
-        LoadtestCommand::Ingest(args) => {
+        LoadtestCommand::Ingest(mut args) => {
             let listen = |source| LoadtestError::Listen {
                 addr: args.graph_listen.clone(),
                 source,
@@ -207,7 +248,34 @@ pub async fn run(command: LoadtestCommand) -> Result<Report, LoadtestError> {
             let api = Graph::new(&args.phone_number_id, args.graph_token.clone());
             let graph = FakePlatform::start(listener, api, Record::CountsOnly).map_err(listen)?;
             eprintln!("fake Graph API at {} (lull's GRAPH_API_BASE)", graph.base);
-            Ok(Report::Ingest(ingest::run(&args, &graph).await?))
+            if !args.chaos.chaos {
+                return Ok(Report::Ingest(ingest::run(&args, &graph).await?));
+            }
+            // The children are ours: sign with a secret they know.
+            let app_secret = args
+                .app_secret
+                .get_or_insert_with(|| Secret::new(format!("chaos{}", rand::random::<u64>())))
+                .clone();
+            let graph_token = args
+                .graph_token
+                .clone()
+                .unwrap_or_else(|| Secret::new("loadtest-graph-token"));
+            let wiring = Wiring {
+                graph_api_base: &graph.base,
+                app_secret: app_secret.expose(),
+                graph_token: graph_token.expose(),
+                run: rand::random::<u32>() % 10_000_000,
+            };
+            let mut cluster = Cluster::start(&args.chaos, wiring).await?;
+            eprintln!(
+                "chaos: {} lull children and a redis-server started; logs in {}",
+                args.chaos.instances,
+                cluster.logs.display()
+            );
+            let urls = cluster.urls();
+            let report = ingest::run_against(&args, &graph, urls, Some(&mut cluster)).await;
+            cluster.stop().await;
+            Ok(Report::Ingest(report?))
         }
         LoadtestCommand::Claims(args) => Ok(Report::Claims(claims::run(&args).await?)),
     }

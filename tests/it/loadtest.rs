@@ -44,6 +44,8 @@ fn ingest_args(app: &TestApp, settle_seconds: f64) -> IngestArgs {
         graph_listen: "unused: the test binds the fake".into(),
         settle_seconds,
         json: false,
+        retry: Default::default(),
+        chaos: Default::default(),
     }
 }
 
@@ -124,10 +126,13 @@ async fn the_ingest_load_test_reports_lost_replies_and_fails_when_none_reach_it(
         ..ingest_args(&app, 1.0)
     };
     let report = ingest::run(&args, &graph).await.unwrap();
-    assert_eq!((report.bursts, report.replies, report.lost), (3, 0, 3));
+    assert_eq!(
+        (report.bursts, report.replies, report.lost_bursts),
+        (3, 0, 3)
+    );
     assert_eq!(report.verdict, Verdict::Fail);
     assert!(
-        report.violations[0].starts_with("3 bursts got no reply"),
+        report.violations[0].starts_with("3 bursts lost"),
         "{:?}",
         report.violations
     );

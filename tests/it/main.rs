@@ -22,6 +22,8 @@ mod ingest_group;
 mod instagram_flow;
 mod llm;
 mod loadtest;
+mod loadtest_chaos;
+mod loadtest_verdicts;
 mod operations;
 mod pg_proxy;
 mod policy;
