@@ -12,6 +12,11 @@
 //! append.lua skips an id already in the batch, in flight or (reconcile mode) in
 //! history.
 //!
+//! A conversation that gets a new message does not wait for this: its next batch
+//! takes the older unowned messages at commit-to-send and answers them first
+//! (invariant 14, "Order after a fault" in docs/design.md). What is left here are
+//! the conversations that got no new message since the loss.
+//!
 //! Invariant 10 of docs/design.md: Redis can be rebuilt from PostgreSQL.
 
 use crate::batch::{AppendMode, RedisBatches, RedisHealth};

@@ -41,7 +41,8 @@ pub struct NewBatch {
 #[derive(Debug, Clone)]
 pub(super) struct Commit {
     /// The claim, written as the batch's row if no claim was recorded before;
-    /// its `message_ids` are the ones to take.
+    /// its `message_ids` are the ones to take, in platform order (the last one is
+    /// the newest: older unowned messages are taken up to it).
     pub batch: NewBatch,
     pub text: String,
     /// The reply's messages as JSON, when it is more than one text message.
@@ -232,7 +233,10 @@ fn distinct_batches<'a>(mut ids: impl Iterator<Item = &'a BatchId>) -> Result<()
 
 /// Records claims (the opening group's flush): a new batch, or a resumed or
 /// superseded one under the same id. A batch already sending, sent or failed keeps
-/// its messages; its status tells the worker not to generate again.
+/// its messages; its status tells the worker not to generate again. A batch still
+/// generating keeps, besides the claim's ids, those its row had and owns: a
+/// commit may have taken older messages for it (see [`commit_batches`]) that its
+/// Redis entries lack, and its next commit must find them among its own.
 pub(super) async fn open_batches(
     pool: PgPool,
     batches: std::sync::Arc<[NewBatch]>,
@@ -249,7 +253,13 @@ pub(super) async fn open_batches(
               AS u(id, c, a, ct, m, cl, su, f, d, at)
          ON CONFLICT (id) DO UPDATE SET
              message_ids = CASE WHEN reply_batches.status IN ('sending', 'sent', 'failed', 'dropped')
-                                THEN reply_batches.message_ids ELSE EXCLUDED.message_ids END,
+                                THEN reply_batches.message_ids
+                                ELSE EXCLUDED.message_ids || ARRAY(
+                                    SELECT m.id FROM conversation_messages m
+                                    WHERE m.id = ANY(reply_batches.message_ids)
+                                      AND m.batch_id = reply_batches.id
+                                      AND m.id <> ALL(EXCLUDED.message_ids)
+                                    ORDER BY m.platform_timestamp, m.id) END,
              claims = EXCLUDED.claims,
              supersedes = EXCLUDED.supersedes,
              due_at = EXCLUDED.due_at,
@@ -280,11 +290,21 @@ pub(super) async fn open_batches(
 }
 
 /// Makes each batch the answer of its messages, unless another batch already is
-/// (the sending group's flush), in one statement. Only a batch that owns all its
-/// messages becomes `sending` with its text: a text that quotes a message answered
-/// elsewhere must never be resumed. Owning some, it stays `generating` with those
-/// (the caller generates again); owning none, it is `dropped`. Two batches of one
-/// group wanting the same message: the UPDATE gives it to one of them only.
+/// (the sending group's flush), in one statement. Only a batch that owns exactly
+/// the messages it was committed for becomes `sending` with its text: a text that
+/// quotes a message answered elsewhere, or that leaves out one the batch took,
+/// must never be resumed. Otherwise it stays `generating` with what it owns (the
+/// caller generates again for those); owning none, it is `dropped`. Two batches of
+/// one group wanting the same message: the UPDATE gives it to one of them only.
+///
+/// A batch also takes its conversation's older messages that nobody owns
+/// (inbound, answerable, no `batch_id`, before its newest message in platform
+/// order, `(platform_timestamp, id)`): messages Redis lost (a restart without
+/// persistence, a FLUSHALL) or never got (a crash between a webhook's commit and
+/// its append). Left to the reconciler they would get a reply of their own after
+/// this one, answering the later messages first (docs/design.md, invariant 14).
+/// And it keeps what its row already owns (a batch that took older messages and
+/// was resumed before it committed again claims only its Redis entries).
 ///
 /// A batch whose claim was not recorded (a first claim answered fast: see the
 /// worker) gets its row here, claim and commit in one write. A recorded batch is
@@ -297,10 +317,15 @@ pub(super) async fn open_batches(
 /// batch takes none of its messages: it is `dropped` and sends nothing, even when
 /// Redis lost the pause (docs/design.md, invariant 13).
 ///
-/// Query shape: the messages' UPDATE also filters on `m.id = ANY($4)`, so it
-/// reads them by primary key; each batch's taken ids are gathered in one GROUP BY
-/// over the group (not a lookup per batch), so the cost stays linear in the group.
-/// Only the batches written come back; one that is not owns nothing.
+/// Query shape, linear in the group: each batch's newest message (its last id:
+/// the ids come in platform order) is read by primary key, its older unowned ones by the partial index
+/// `conversation_messages_unowned` (migration 0041; it holds only messages no
+/// batch owns, so the common case, none older, reads only the batch's own), its
+/// row by primary key. The messages' UPDATE filters on `m.id = ANY(ARRAY(..))` of
+/// the wanted ids, so it reads them by primary key; each batch's taken ids are
+/// gathered in one GROUP BY over the group (not a lookup per batch). Only the
+/// batches written come back; one that is not owns nothing. The ids it owns come
+/// back in platform order.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
@@ -316,28 +341,48 @@ pub(super) async fn commit_batches(
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
              SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at, rm::jsonb AS rm
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $5::text[], $6::text[], $7::text[],
-                         $8::int[], $9::int[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[],
-                         $13::text[])
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::int[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
+                         $12::text[])
                   AS u(b, t, m, c, a, ct, cl, su, f, d, at, rm)
+         ), newest AS MATERIALIZED (
+             SELECT i.b, i.c, i.a, i.ct, m.platform_timestamp AS ts, m.id
+             FROM input i JOIN conversation_messages m ON m.id = i.ids[cardinality(i.ids)]
+         ), wanted AS (
+             SELECT i.b, x.id FROM input i, unnest(i.ids) AS x(id)
+             UNION
+             SELECT i.b, x.id
+             FROM input i CROSS JOIN LATERAL (
+                      SELECT r.message_ids FROM reply_batches r
+                      WHERE r.id = i.b AND r.status = 'generating' OFFSET 0) r,
+                  unnest(r.message_ids) AS x(id)
+             UNION
+             SELECT n.b, o.id FROM newest n CROSS JOIN LATERAL (
+                 SELECT m.id FROM conversation_messages m
+                 WHERE m.channel = n.c AND m.account_id = n.a AND m.contact_id = n.ct
+                   AND m.direction = 'in' AND m.answerable AND m.batch_id IS NULL
+                   AND (m.platform_timestamp, m.id) < (n.ts, n.id)
+                 OFFSET 0) o
          ), taken AS (
              UPDATE conversation_messages m SET batch_id = w.b
-             FROM (SELECT i.b, x.id, x.pos FROM input i, unnest(i.ids) WITH ORDINALITY AS x(id, pos)) w
-             WHERE m.id = ANY($4) AND m.id = w.id AND (m.batch_id IS NULL OR m.batch_id = w.b)
+             FROM wanted w
+             WHERE m.id = ANY(ARRAY(SELECT id FROM wanted)) AND m.id = w.id
+               AND (m.batch_id IS NULL OR m.batch_id = w.b)
                AND NOT EXISTS (
                    SELECT 1 FROM conversation_modes h
                    WHERE h.channel = m.channel AND h.account_id = m.account_id
                      AND h.contact_id = m.contact_id AND h.mode = 'human')
-             RETURNING w.b, m.id, w.pos
+             RETURNING w.b, m.id, m.platform_timestamp AS ts
          ), owned AS (
              SELECT b, max(t) AS t, max(ids) AS ids, max(c) AS c, max(a) AS a, max(ct) AS ct,
                     max(cl) AS cl, max(su) AS su, max(f) AS f, max(d) AS d, max(at) AS at,
                     (array_agg(rm) FILTER (WHERE rm IS NOT NULL))[1] AS rm,
-                    coalesce(array_agg(id ORDER BY pos) FILTER (WHERE id IS NOT NULL), '{}') AS got
-             FROM (SELECT b, t, ids, c, a, ct, cl, su, f, d, at, rm, NULL::bigint AS id, NULL::bigint AS pos
+                    coalesce(array_agg(id ORDER BY ts, id) FILTER (WHERE id IS NOT NULL), '{}') AS got
+             FROM (SELECT b, t, ids, c, a, ct, cl, su, f, d, at, rm, NULL::bigint AS id,
+                          NULL::timestamptz AS ts
                    FROM input
                    UNION ALL
-                   SELECT b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id, pos
+                   SELECT b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id, ts
                    FROM taken) x
              GROUP BY b
          )
@@ -348,7 +393,7 @@ pub(super) async fn commit_batches(
                 CASE WHEN cardinality(got) = 0 THEN 'dropped' WHEN whole THEN 'sending' ELSE 'generating' END,
                 got, CASE WHEN whole THEN t END, cl, su, f, d, at, CASE WHEN whole THEN now() END,
                 CASE WHEN whole THEN rm END
-         FROM (SELECT *, cardinality(got) = cardinality(ids) AS whole FROM owned) o
+         FROM (SELECT *, cardinality(got) = cardinality(ids) AND got <@ ids AS whole FROM owned) o
          ON CONFLICT (id) DO UPDATE SET
              status = EXCLUDED.status,
              message_ids = EXCLUDED.message_ids,
@@ -363,7 +408,6 @@ pub(super) async fn commit_batches(
     .bind(column(|c| c.batch.id.as_str()))
     .bind(column(|c| &c.text))
     .bind(commits.iter().map(|c| id_list(&c.batch.message_ids)).collect::<Vec<_>>())
-    .bind(commits.iter().flat_map(|c| c.batch.message_ids.iter().copied()).collect::<Vec<_>>())
     .bind(column(|c| c.batch.conversation.channel.as_str()))
     .bind(column(|c| &c.batch.conversation.account))
     .bind(column(|c| &c.batch.conversation.contact))

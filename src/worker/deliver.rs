@@ -7,10 +7,11 @@
 //! part that went out is not sent twice.
 
 use super::claimed::ClaimedBatch;
-use super::finish::{Failure, GiveBack, Progress};
+use super::finish::{Answered, Failure, GiveBack, Progress};
 use super::{BatchOutcome, Lease, MAX_CLAIMS, SendResult, Worker, send_with_retries};
 use crate::channel::render::describe;
 use crate::channel::{Channel, SendError};
+use crate::message::Entry;
 use crate::responder::reply::ReplyMessage;
 use crate::time::UnixMs;
 use std::time::Duration;
@@ -27,15 +28,19 @@ pub(super) struct Committed {
     pub sent: Vec<String>,
     /// The responder asked to hand the conversation to a human after it.
     pub handoff: bool,
+    /// Messages it answers that the claim did not carry (older ones taken at
+    /// commit): they join history with the reply.
+    pub taken: Vec<Entry>,
 }
 
 impl Committed {
     /// Messages just committed: nothing of them sent yet.
-    pub fn new(messages: Vec<ReplyMessage>, handoff: bool) -> Self {
+    pub fn new(messages: Vec<ReplyMessage>, handoff: bool, taken: Vec<Entry>) -> Self {
         Self {
             messages,
             sent: Vec::new(),
             handoff,
+            taken,
         }
     }
 
@@ -120,7 +125,12 @@ impl Worker {
         // The lease stays ours until the reply is recorded: while PostgreSQL is
         // unreachable, no other worker may resume the batch and send it again.
         let texts: Vec<String> = parts.iter().map(describe).collect();
-        self.finish(lease, batch, &texts, progress, reply.handoff, hand_back)
+        let answered = Answered {
+            parts: &texts,
+            handoff: reply.handoff,
+            taken: &reply.taken,
+        };
+        self.finish(lease, batch, answered, progress, hand_back)
             .await
     }
 

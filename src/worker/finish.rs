@@ -51,6 +51,18 @@ pub(super) struct Progress {
     pub attempts: u32,
 }
 
+/// What a sent reply was: its parts, as readable text, whether the responder asked
+/// for a human after it, and the messages it answers that the claim did not carry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Answered<'a> {
+    /// Each part sent, as text.
+    pub parts: &'a [String],
+    /// The responder asked to hand the conversation to a human.
+    pub handoff: bool,
+    /// Older messages the batch took at commit (see `commit.rs`).
+    pub taken: &'a [Entry],
+}
+
 impl Worker {
     /// Requeues the batch; a lease that passed to another worker meanwhile gives
     /// nothing back (`Lost`).
@@ -92,15 +104,24 @@ impl Worker {
     /// `handoff`: the responder asked for a human. It is recorded on the batch
     /// (with its commit); the conversation is handed over here, once the reply is
     /// recorded and acknowledged ([`Worker::hand_to_human`]).
+    ///
+    /// `taken`: older messages the batch took at commit. Redis may hold them in
+    /// the batch collecting behind this one (the reconciler put them back): they
+    /// leave it, so it is not claimed only to own nothing, and they go into
+    /// history with the reply (a message stored while Redis was away is not there).
     pub(super) async fn finish(
         &self,
         lease: Lease,
         batch: &ClaimedBatch,
-        parts: &[String],
+        answered: Answered<'_>,
         sent: Progress,
-        handoff: bool,
         hand_back: &CancellationToken,
     ) -> BatchOutcome {
+        let Answered {
+            parts,
+            handoff,
+            taken,
+        } = answered;
         let now = UnixMs::now();
         let Progress {
             platform_ids,
@@ -135,7 +156,11 @@ impl Worker {
             }
         };
         drop(lease);
-        self.ack(batch, &reply_entries).await;
+        if !taken.is_empty() {
+            self.leave_collecting(batch, taken).await;
+        }
+        let history: Vec<Entry> = taken.iter().chain(&reply_entries).cloned().collect();
+        self.ack(batch, &history).await;
         if handoff {
             self.hand_to_human(batch).await;
         }
@@ -207,6 +232,25 @@ impl Worker {
         );
         if let Err(error) = self.handoff.pause_for_responder(conversation).await {
             tracing::error!(%error, conversation = %conversation, "responder's handoff not done");
+        }
+    }
+
+    /// drop_batch.lua for messages this batch answers: they leave the batch
+    /// collecting behind it (still locked by this worker, so it is not claimed
+    /// meanwhile). A failure is logged: that batch then owns nothing at its commit.
+    async fn leave_collecting(&self, batch: &ClaimedBatch, taken: &[Entry]) {
+        let ids: Vec<i64> = taken.iter().map(|e| e.id).collect();
+        match self
+            .redis_batches
+            .drop_collecting(&batch.conversation, &ids)
+            .await
+        {
+            Ok(dropped) if dropped.removed > 0 => tracing::info!(
+                removed = dropped.removed,
+                "older messages answered by this batch left the next one"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "older messages not taken out of the next batch"),
         }
     }
 

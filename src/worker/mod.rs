@@ -256,11 +256,12 @@ impl Worker {
         let generated = self
             .generate(batch, &mut lease, recorded, hand_back)
             .await?;
-        let generated = self.commit(batch, generated, hand_back).await?;
+        let committed = self.commit(batch, generated, hand_back).await?;
         if let Some(typing) = typing {
             typing::answered(typing).await;
         }
-        let reply = deliver::Committed::new(generated.reply.messages, generated.reply.handoff);
+        let reply = committed.generated.reply;
+        let reply = deliver::Committed::new(reply.messages, reply.handoff, committed.taken);
         ControlFlow::Continue(self.deliver(lease, batch, reply, hand_back).await)
     }
 

@@ -6,6 +6,7 @@ use super::claimed::ClaimedBatch;
 use super::deliver::Committed;
 use super::{BatchOutcome, Worker};
 use crate::batch::{AppendMode, ClaimKind};
+use crate::message::Entry;
 use crate::store::BatchStatus;
 use crate::time::now_ms;
 
@@ -62,14 +63,35 @@ impl Worker {
             parts_sent = record.platform_message_ids.len(),
             "resuming a reply that was being sent"
         );
+        let taken = self.taken_entries(batch, &record.message_ids).await;
         Resume::Sending {
             reply: Committed {
                 messages,
                 sent: record.platform_message_ids,
                 handoff: record.handoff,
+                taken,
             },
             answered: record.message_ids,
         }
+    }
+
+    /// The entries of the messages a committed batch answers that its claim did
+    /// not carry (older ones it took at commit, when Redis still had its batch),
+    /// for history. Unread (logged), history goes without them.
+    async fn taken_entries(&self, batch: &ClaimedBatch, answered: &[i64]) -> Vec<Entry> {
+        let claimed: Vec<i64> = batch.message_ids();
+        let taken: Vec<i64> = answered
+            .iter()
+            .copied()
+            .filter(|id| !claimed.contains(id))
+            .collect();
+        if taken.is_empty() {
+            return Vec::new();
+        }
+        self.store.entries(&taken).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "older messages of the reply not read; history goes without them");
+            Vec::new()
+        })
     }
 
     /// After a resumed batch whose messages were fixed before the crash: any newer

@@ -160,9 +160,11 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
     })
     .await;
     let ts = now_secs() - 60;
+    // The one answered elsewhere is the older: a batch answering the newer would
+    // take the older too (invariant 14).
     for (id, text) in [
-        ("wamid.kept", "is my order late?"),
         ("wamid.taken", "hello?"),
+        ("wamid.kept", "is my order late?"),
     ] {
         let body = whatsapp_text(MARIA, id, ts, text);
         assert_eq!(app.post_whatsapp(&body).await.status(), 200);
@@ -173,7 +175,7 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
     .fetch_all(app.store.pool())
     .await
     .unwrap();
-    let (kept, taken) = (ids[0], ids[1]);
+    let (taken, kept) = (ids[0], ids[1]);
     let maria =
         lull::message::Conversation::new(lull::message::ChannelKind::WhatsApp, PHONE_ID, MARIA);
     let batch = |id: &str, message_ids: Vec<i64>| {
@@ -206,13 +208,13 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
         )
         .await
         .unwrap();
-    let partial = batch("batch-partial", vec![kept, taken]);
+    let partial = batch("batch-partial", vec![taken, kept]);
     let owned = app
         .store
-        .begin_sending(&partial, &[kept, taken], "your order and hello")
+        .begin_sending(&partial, &[taken, kept], "hello and your order")
         .await
         .unwrap();
-    assert_eq!(owned, [kept], "it owns only the first");
+    assert_eq!(owned, [kept], "it owns only the second");
     // Redis restarts without persistence.
     lull::batch::cleanup::delete_keys_at(&redis_url(), &app.prefix)
         .await
