@@ -318,14 +318,14 @@ pub(super) async fn open_batches(
 /// Redis lost the pause (docs/design.md, invariant 13).
 ///
 /// Query shape, linear in the group: each batch's newest message (its last id:
-/// the ids come in platform order) is read by primary key, its older unowned ones by the partial index
-/// `conversation_messages_unowned` (migration 0041; it holds only messages no
-/// batch owns, so the common case, none older, reads only the batch's own), its
-/// row by primary key. The messages' UPDATE filters on `m.id = ANY(ARRAY(..))` of
-/// the wanted ids, so it reads them by primary key; each batch's taken ids are
-/// gathered in one GROUP BY over the group (not a lookup per batch). Only the
-/// batches written come back; one that is not owns nothing. The ids it owns come
-/// back in platform order.
+/// the ids come in platform order) is read by primary key, its older unowned ones
+/// by the partial index `conversation_messages_unowned` (migration 0041: it holds
+/// only messages no batch owns, so the common case, none older, reads only the
+/// batch's own), its row by primary key. The messages'
+/// UPDATE filters on `m.id = ANY(ARRAY(..))` of the wanted ids, so it reads them
+/// by primary key; each batch's taken ids are gathered in one GROUP BY over the
+/// group (not a lookup per batch). Only the batches written come back; one that
+/// is not owns nothing. The ids it owns come back in platform order.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
@@ -351,11 +351,13 @@ pub(super) async fn commit_batches(
          ), wanted AS (
              SELECT i.b, x.id FROM input i, unnest(i.ids) AS x(id)
              UNION
+             -- One primary-key read per batch (the status is tested in the CASE, not
+             -- the WHERE, so no other index fits, whatever the statistics say).
              SELECT i.b, x.id
              FROM input i CROSS JOIN LATERAL (
-                      SELECT r.message_ids FROM reply_batches r
-                      WHERE r.id = i.b AND r.status = 'generating' OFFSET 0) r,
-                  unnest(r.message_ids) AS x(id)
+                      SELECT CASE WHEN r.status = 'generating' THEN r.message_ids END AS ids
+                      FROM reply_batches r WHERE r.id = i.b OFFSET 0) r,
+                  unnest(r.ids) AS x(id)
              UNION
              SELECT n.b, o.id FROM newest n CROSS JOIN LATERAL (
                  SELECT m.id FROM conversation_messages m
