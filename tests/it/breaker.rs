@@ -5,7 +5,7 @@
 
 use crate::helpers::*;
 use crate::pg_proxy::PgProxy;
-use crate::redis_server::OwnRedis;
+use crate::redis_server::{OwnRedis, blocking};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,13 +28,6 @@ async fn timed_readyz(app: &TestApp) -> (u16, Duration, serde_json::Value) {
     let status = response.status().as_u16();
     let body = response.json().await.unwrap();
     (status, asked.elapsed(), body)
-}
-
-async fn blocking(redis: &Arc<OwnRedis>, op: fn(&OwnRedis)) {
-    let redis = redis.clone();
-    tokio::task::spawn_blocking(move || op(&redis))
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use crate::fake_platforms::{Answer, FakeGraph, Received, fake_graph};
 use crate::helpers::*;
 use crate::pg_proxy::PgProxy;
 use crate::process::{LullProcess, Spec, message};
-use crate::redis_server::OwnRedis;
+use crate::redis_server::{OwnRedis, blocking};
 use fred::interfaces::SortedSetsInterface;
 use lull::batch::AppendMode;
 use lull::message::{ChannelKind, Conversation};
@@ -788,14 +788,6 @@ async fn with_redis_down_webhooks_are_stored_readyz_is_degraded_and_the_reconcil
         .collect();
     let all: BTreeSet<String> = (0..4).map(|i| format!("wamid.down{i}")).collect();
     assert_eq!(rebatched, all, "the reconciler batched each message");
-}
-
-/// Runs a blocking OwnRedis operation off the runtime's threads.
-async fn blocking(redis: &Arc<OwnRedis>, op: fn(&OwnRedis)) {
-    let redis = redis.clone();
-    tokio::task::spawn_blocking(move || op(&redis))
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,3 +162,11 @@ impl Drop for OwnCluster {
         }
     }
 }
+
+/// Runs a blocking [`OwnRedis`] operation (kill, restart) off the runtime's threads.
+pub async fn blocking(redis: &std::sync::Arc<OwnRedis>, op: fn(&OwnRedis)) {
+    let redis = redis.clone();
+    tokio::task::spawn_blocking(move || op(&redis))
+        .await
+        .unwrap();
+}
