@@ -10,7 +10,8 @@
 //!
 //! For each lease in `RECOVERY_LEASES` (seconds, default `20,10,6,4`): a Redis of its
 //! own (so that INFO commandstats counts only this run), a database of its own, and
-//! two real `lull serve` processes. Instance A takes `RECOVERY_BATCHES` (default 50)
+//! two real `lull serve` processes, both started as `lull loadtest ingest --chaos`
+//! starts its own (`lull::loadtest::chaos`); their logs go to a temp dir. Instance A takes `RECOVERY_BATCHES` (default 50)
 //! conversations' batches and generates for ever (RESPONDER_DELAY_MS); instance B
 //! starts, and after two leases and a random part of a heartbeat A is SIGKILLed. Recovery is
 //! each batch's `sent_at` (B sent it) minus the kill. Redis commands per in-flight
@@ -22,83 +23,41 @@
 mod common;
 
 use common::{APP_SECRET, Bench, TOKEN, row, wait_until};
+use lull::loadtest::chaos::children::LullChild;
+use lull::loadtest::chaos::free_port;
+use lull::loadtest::chaos::redis::OwnRedis;
 use rand::Rng;
 use sqlx::Connection;
-use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `lull serve` (named `name`) with `env`; waits for `/healthz`.
+async fn start_lull(name: &str, env: BTreeMap<String, String>, logs: &Path) -> LullChild {
+    let program = PathBuf::from(env!("CARGO_BIN_EXE_lull"));
+    let port = free_port().expect("a free port");
+    LullChild::start(
+        program,
+        name.into(),
+        port,
+        env,
+        logs,
+        reqwest::Client::new(),
+    )
+    .await
+    .expect("lull serve starts")
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Calls per command name, from INFO commandstats.
-fn command_calls(port: u16) -> HashMap<String, u64> {
-    redis_cli(port, &["INFO", "commandstats"])
-        .lines()
-        .filter_map(|line| {
-            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect()
-}
-
-async fn start_redis() -> (Child, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    wait_until("redis-server", Duration::from_secs(10), || async move {
-        redis_cli(port, &["PING"]).trim() == "PONG"
-    })
-    .await;
-    (Child(child), port)
-}
-
-/// Starts `lull serve` with `env` on a free port; waits for `/healthz`.
-async fn start_lull(env: &[(&str, String)]) -> (Child, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_lull"))
-        .arg("serve")
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("lull starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let health = format!("{base}/healthz");
-    wait_until("lull /healthz", Duration::from_secs(60), || {
-        let health = health.clone();
-        async move { matches!(reqwest::get(&health).await, Ok(r) if r.status().is_success()) }
-    })
-    .await;
-    (Child(child), base)
+/// Batches `lull serve` at `base` has claimed, from its /metrics.
+async fn claimed(base: &str) -> u64 {
+    let Ok(response) = reqwest::get(format!("{base}/metrics")).await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("lull_batches_claimed_total"))
+        .filter_map(|rest| rest.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 fn unix_ms(t: SystemTime) -> f64 {
@@ -117,11 +76,15 @@ async fn run(lease_s: f64, batches: usize) {
     let bench = Bench::new();
     let graph = common::fake_graph().await;
     let config = bench.config(&graph.base);
-    let (_redis, redis_port) = start_redis().await;
-    let env = |delay_ms: u64| {
-        vec![
+    let logs = std::env::temp_dir().join(format!("lull-recovery-{}", bench.db_name));
+    std::fs::create_dir_all(&logs).expect("a log dir");
+    let mut redis = OwnRedis::start("redis-server", free_port().expect("a free port"), &logs)
+        .await
+        .expect("redis-server starts");
+    let env = |delay_ms: u64| -> BTreeMap<String, String> {
+        [
             ("DATABASE_URL", config.database_url.clone()),
-            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            ("REDIS_URL", redis.url()),
             ("REDIS_KEY_PREFIX", bench.prefix.clone()),
             ("GRAPH_API_BASE", graph.base.clone()),
             ("WHATSAPP_TOKEN", TOKEN.to_owned()),
@@ -141,40 +104,41 @@ async fn run(lease_s: f64, batches: usize) {
             ("RECONCILE_INTERVAL_SECONDS", "3600".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
         ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     };
-    let (mut a, a_url) = start_lull(&env(3_600_000)).await;
+    let mut a = start_lull("lull-a", env(3_600_000), &logs).await;
     let http = reqwest::Client::new();
-    let webhook = format!("{a_url}/api/whatsapp/webhook");
+    let webhook = format!("{}/api/whatsapp/webhook", a.base_url());
     let ts = lull::time::now_ms() / 1000;
     for n in 0..batches {
         let contact = format!("49170{n:07}");
         let message = common::signed_text(&contact, &format!("wamid.rec{n}"), ts, "hello");
         common::post(&http, &webhook, message).await;
     }
+    let a_url = a.base_url();
     wait_until(
         "A's claims",
         Duration::from_secs_f64(30.0 + lease_s),
-        || async {
-            redis_cli(redis_port, &["--scan", "--pattern", "*:lock"])
-                .lines()
-                .count()
-                == batches
-        },
+        || async { claimed(&a_url).await == batches as u64 },
     )
     .await;
-    let (_b, _) = start_lull(&env(0)).await;
-    let before = command_calls(redis_port);
+    let mut b = start_lull("lull-b", env(0), &logs).await;
+    redis.mark_baseline().await.expect("INFO commandstats");
     let measured = Instant::now();
     // Two leases (six heartbeats) of calls, then a random point between two
     // heartbeats for the kill: recovery is between two thirds of a lease and all of it.
     tokio::time::sleep(Duration::from_secs_f64(2.0 * lease_s)).await;
-    let after = command_calls(redis_port);
+    let calls = redis
+        .commands_since_baseline()
+        .await
+        .expect("INFO commandstats");
     let batch_seconds = measured.elapsed().as_secs_f64() * batches as f64;
     let phase = rand::rng().random_range(0.0..lease_s / 3.0);
     tokio::time::sleep(Duration::from_secs_f64(phase)).await;
-    a.0.kill().expect("SIGKILL A");
+    a.kill().await;
     let killed = unix_ms(SystemTime::now());
-
     let mut db = sqlx::PgConnection::connect(&config.database_url)
         .await
         .expect("the bench database");
@@ -199,10 +163,8 @@ async fn run(lease_s: f64, batches: usize) {
     };
     let mut recovery: Vec<f64> = sent.iter().map(|t| (t - killed) / 1000.0).collect();
     recovery.sort_by(f64::total_cmp);
-    let per = |name: &str| {
-        after.get(name).copied().unwrap_or(0) as f64 - before.get(name).copied().unwrap_or(0) as f64
-    };
-    let all: f64 = after.keys().map(|name| per(name)).sum();
+    let per = |name: &str| calls.get(name).copied().unwrap_or(0) as f64;
+    let all = calls.values().sum::<u64>() as f64;
     println!(
         "lease {lease_s} s (heartbeat every {:.2} s):",
         lease_s / 3.0
@@ -229,6 +191,8 @@ async fn run(lease_s: f64, batches: usize) {
         format!("{:.2}", inside / batch_seconds),
     );
     drop(db);
+    b.stop().await;
+    redis.kill().await;
     drop(graph);
     bench.cleanup().await;
 }

@@ -1,5 +1,5 @@
-//! The chaos run's `lull serve` children: the current executable, each on a port of
-//! its own, all sharing one Redis, one PostgreSQL database and one key prefix. A
+//! The chaos run's `lull serve` children (also `benches/recovery.rs`'s): a lull
+//! executable, each on a port of its own, all sharing one Redis, one PostgreSQL database and one key prefix. A
 //! child is killed with SIGKILL and started again on the same port; at the end each
 //! gets SIGTERM (a drain), then SIGKILL. A child still running when its handle is
 //! dropped is killed, so an error or Ctrl-C leaves none behind.
@@ -20,6 +20,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct LullChild {
     /// `lull-1`, `lull-2`, ...
     pub name: String,
+    program: PathBuf,
     port: u16,
     env: BTreeMap<String, String>,
     log: PathBuf,
@@ -28,9 +29,10 @@ pub struct LullChild {
 }
 
 impl LullChild {
-    /// Starts `lull serve` with exactly `env` (plus `PORT`) and waits until its
+    /// Starts `program serve` with exactly `env` (plus `PORT`) and waits until its
     /// `/healthz` answers; its output goes to `<dir>/<name>.log`.
     pub async fn start(
+        program: PathBuf,
         name: String,
         port: u16,
         env: BTreeMap<String, String>,
@@ -40,6 +42,7 @@ impl LullChild {
         let log = dir.join(format!("{name}.log"));
         let mut child = Self {
             name,
+            program,
             port,
             env,
             log,
@@ -56,8 +59,6 @@ impl LullChild {
     }
 
     async fn spawn(&mut self) -> Result<(), ChaosError> {
-        let program =
-            std::env::current_exe().map_err(|e| ChaosError::io("finding lull's path", e))?;
         // Appended: a restarted child's log follows the killed one's.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -67,7 +68,7 @@ impl LullChild {
         let err = log
             .try_clone()
             .map_err(|e| ChaosError::io("opening a child's log", e))?;
-        let child = Command::new(program)
+        let child = Command::new(&self.program)
             .arg("serve")
             .env_clear()
             .envs(&self.env)

@@ -9,8 +9,8 @@
 //! was answered. Redis's `INFO commandstats` before and after (added up across
 //! restarts) gives the Redis commands per reply.
 
-mod children;
-mod redis;
+pub mod children;
+pub mod redis;
 
 pub use redis::{CommandCounts, parse_commandstats};
 
@@ -224,8 +224,11 @@ impl Cluster {
             logs: logs.clone(),
             child_env: args.child_env.clone(),
         };
+        let program =
+            std::env::current_exe().map_err(|e| ChaosError::io("finding lull's path", e))?;
         for i in 1..=args.instances {
             let child = LullChild::start(
+                program.clone(),
                 format!("lull-{i}"),
                 free_port()?,
                 env.clone(),
@@ -306,7 +309,7 @@ impl Cluster {
 }
 
 /// A free TCP port on loopback (bound, then released).
-fn free_port() -> Result<u16, ChaosError> {
+pub fn free_port() -> Result<u16, ChaosError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
