@@ -145,13 +145,7 @@ impl Store {
             .test_before_acquire(false)
             .connect(url)
             .await?;
-        Ok(Self::from_pool_with_timeout(pool, timeout, metrics))
-    }
-
-    /// Wraps an existing pool and starts the group writers, with the default
-    /// timeout.
-    pub fn from_pool(pool: PgPool, metrics: Arc<Metrics>) -> Self {
-        Self::from_pool_with_timeout(pool, DEFAULT_TIMEOUT, metrics)
+        Ok(Self::from_pool(pool, timeout, metrics))
     }
 
     /// Wraps an existing pool and starts the group writers. Each of the four may
@@ -162,7 +156,7 @@ impl Store {
     /// reply and 25 % less per webhook (`cargo bench`, side by side). A flush that
     /// runs past `timeout` is given up, so a hung connection (a network partition)
     /// does not hold the flusher and every request queued behind it.
-    pub fn from_pool_with_timeout(pool: PgPool, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn from_pool(pool: PgPool, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         let flushers = (pool.options().get_max_connections() as usize / 16).max(1);
         let limits = GroupLimits {
             max_requests: 256,
