@@ -66,7 +66,11 @@ def psql(db: str, sql: str) -> str:
 
 
 INSERT_TYPES = "text[],text[],text[],text[],text[],text[],bool[],timestamptz[],jsonb[]"
-COMMIT_TYPES = "text[],text[],text[],bigint[],text[],text[],text[],int[],int[],timestamptz[],timestamptz[],timestamptz[]"
+# The commit statement's parameters by name: the flat id list `f` ($4) went with the
+# older-message lookup (issue 19), and the reply's messages `rm` came last in 0040.
+COMMIT_TYPES = {"b": "text[]", "t": "text[]", "m": "text[]", "f": "bigint[]", "c": "text[]",
+                "a": "text[]", "ct": "text[]", "cl": "int[]", "su": "int[]", "ff": "timestamptz[]",
+                "d": "timestamptz[]", "at": "timestamptz[]", "rm": "text[]"}
 RECORD_TYPES = "text[],text[],text[],int[],text[],text[],text[],timestamptz[],text[],int[]"
 
 
@@ -77,7 +81,13 @@ class Version:
         self.db = f"{DB}_{name}"
         batches = read(rev, "src/store/batches.rs")
         self.insert = statement(read(rev, "src/store/messages.rs"), "INSERT INTO conversation_messages")
+        # The contact's name ($10) came with the bot protocol (issue 18).
+        self.names = "$10" in self.insert
         self.commit = statement(batches, "WITH input AS")
+        params = max(int(n) for n in re.findall(r"\$(\d+)", self.commit))
+        self.commit_args = ["b", "t", "m"] + (["f"] if "ANY($4)" in self.commit else []) + \
+            ["c", "a", "ct", "cl", "su", "ff", "d", "at"]
+        self.commit_args += ["rm"] * (params - len(self.commit_args))
         self.record = statement(batches, "WITH parts AS")
         # The sent record takes each batch's platform ids as JSON ($11) since ed9f9ce.
         self.json = "$11" in self.record
@@ -98,22 +108,23 @@ class Version:
         json_type, json_arg = (",text", ",:'j'") if self.json else ("", "")
         last = first + size - 1
         script = f"""SET plan_cache_mode = force_custom_plan;
-            PREPARE s_insert({INSERT_TYPES}) AS {self.insert};
-            PREPARE s_commit({COMMIT_TYPES}) AS {self.commit};
+            PREPARE s_insert({INSERT_TYPES}{",text[]" if self.names else ""}) AS {self.insert};
+            PREPARE s_commit({",".join(COMMIT_TYPES[a] for a in self.commit_args)}) AS {self.commit};
             PREPARE s_record({RECORD_TYPES}{json_type}) AS {self.record};
             SELECT array_agg('whatsapp'::text) c, array_agg('PHONE'::text) a, array_agg('1556' || g) ct,
                 array_agg('wamid.{tag}.' || g) e, array_agg('text'::text) k, array_agg('hello'::text) t,
-                array_agg(true) ans, array_agg(now()) ts, array_agg('{{"id": 1}}'::jsonb) p
+                array_agg(true) ans, array_agg(now()) ts, array_agg('{{"id": 1}}'::jsonb) p,
+                array_agg(NULL::text) nm
                 FROM generate_series({first}, {last}) g \\gset
             \\echo insert
-            EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) EXECUTE s_insert(:'c',:'a',:'ct',:'e',:'k',:'t',:'ans',:'ts',:'p');
+            EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) EXECUTE s_insert(:'c',:'a',:'ct',:'e',:'k',:'t',:'ans',:'ts',:'p'{",:'nm'" if self.names else ""});
             SELECT array_agg('{tag}_' || g) b, array_agg('reply ' || g) t,
                 array_agg('{{' || g || '}}') m, array_agg(g::bigint) f, array_agg('whatsapp'::text) c,
                 array_agg('PHONE'::text) a, array_agg('1556' || g) ct, array_agg(1) cl, array_agg(0) su,
-                array_agg(now()) ff, array_agg(now()) d, array_agg(now()) at
+                array_agg(now()) ff, array_agg(now()) d, array_agg(now()) at, array_agg(NULL::text) rm
                 FROM generate_series({first}, {last}) g \\gset
             \\echo commit
-            EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) EXECUTE s_commit(:'b',:'t',:'m',:'f',:'c',:'a',:'ct',:'cl',:'su',:'ff',:'d',:'at');
+            EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) EXECUTE s_commit({",".join(f":'{a}'" for a in self.commit_args)});
             SELECT array_agg(id) b, array_agg('wamid.out.' || id) e, array_agg('reply'::text) t,
                 array_agg(0) n, array_agg(channel) c, array_agg(account_id) a, array_agg(contact_id) ct,
                 array_agg(now()) ts, array_agg(1) att, array_agg('["wamid.out.' || id || '"]') j
