@@ -183,6 +183,7 @@ impl App {
                     max_delay: Duration::from_secs(30),
                 },
                 fallback_reply: self.settings.generation.fallback_reply.clone(),
+                stale_after: self.settings.reconcile.min_age,
             },
             self.metrics.clone(),
             self.handoff(),

@@ -86,6 +86,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Batches owning messages (being sent, or generated again) when Redis lost its data, put back to be resumed.",
     ),
     (
+        "lull_batches_behind_total",
+        "counter",
+        "Batches put back unsent behind an older batch of their conversation, unfinished when Redis lost its data, so that replies go out in order.",
+    ),
+    (
         "lull_messages_reconciled_total",
         "counter",
         "Stored messages Redis had lost, batched again.",

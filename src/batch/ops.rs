@@ -367,6 +367,37 @@ pub(crate) fn restore_call(
     })
 }
 
+pub(crate) fn behind_call(
+    keys: &ConversationKeys,
+    policy: &Policy,
+    now: UnixMs,
+    token: &ClaimToken,
+    older: &BatchId,
+    started: UnixMs,
+    entries: &[Entry],
+) -> Result<Call, BatchError> {
+    let mut args = vec![
+        time(now),
+        text(&keys.member),
+        text(token.as_str()),
+        text(older.as_str()),
+        time(started),
+        int(ms(policy.ttl)),
+    ];
+    push_entries(&mut args, entries)?;
+    Ok(Call {
+        keys: vec![
+            keys.agenda.clone(),
+            keys.msgs.clone(),
+            keys.inflight.clone(),
+            keys.lock.clone(),
+            keys.state.clone(),
+            keys.deadline.clone(),
+        ],
+        args,
+    })
+}
+
 pub(crate) fn pause_call(keys: &ConversationKeys, now: UnixMs) -> Call {
     Call {
         keys: vec![keys.mode.clone()],

@@ -269,6 +269,23 @@ impl RedisBatches {
         Ok(reply.as_i64() == Some(1))
     }
 
+    /// behind.lua: the claim holder puts its batch back behind `older`, an
+    /// unfinished batch of the conversation that Redis lost, which becomes the
+    /// in-flight batch, due now; false when the lease was lost (nothing changed).
+    pub async fn put_behind(
+        &self,
+        keys: &ConversationKeys,
+        token: &ClaimToken,
+        older: &BatchId,
+        started: UnixMs,
+        entries: &[Entry],
+        now: UnixMs,
+    ) -> Result<bool, BatchError> {
+        let call = ops::behind_call(keys, &self.policy, now, token, older, started, entries)?;
+        let reply = self.run(&self.scripts.behind, call).await?;
+        Ok(reply.first().and_then(Value::as_i64) == Some(1))
+    }
+
     /// pause.lua: marks the conversation paused for a human; true when it was not.
     pub async fn pause(
         &self,

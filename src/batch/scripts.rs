@@ -37,6 +37,8 @@ pub struct Scripts {
     pub ack: LuaScript,
     /// restore.lua
     pub restore: LuaScript,
+    /// behind.lua
+    pub behind: LuaScript,
     /// forget.lua
     pub forget: LuaScript,
     /// flush.lua
@@ -74,6 +76,7 @@ impl Scripts {
             requeue: load("requeue.lua"),
             ack: load("ack.lua"),
             restore: load("restore.lua"),
+            behind: load("behind.lua"),
             forget: load("forget.lua"),
             flush: load("flush.lua"),
             drop_batch: load("drop_batch.lua"),
@@ -83,7 +86,7 @@ impl Scripts {
     }
 
     /// All scripts, for SCRIPT LOAD at start.
-    pub fn all(&self) -> [&LuaScript; 12] {
+    pub fn all(&self) -> [&LuaScript; 13] {
         [
             &self.append,
             &self.hydrate,
@@ -92,6 +95,7 @@ impl Scripts {
             &self.requeue,
             &self.ack,
             &self.restore,
+            &self.behind,
             &self.forget,
             &self.flush,
             &self.drop_batch,

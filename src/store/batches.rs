@@ -103,6 +103,28 @@ struct OpenedRow {
 struct OwnedRow {
     batch_id: BatchId,
     owned: Vec<i64>,
+    behind: Option<BatchId>,
+}
+
+/// What commit-to-send did with one batch (see [`commit_batches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// It answers these messages, in platform order; none: they were answered
+    /// elsewhere, or a human agent has the conversation.
+    Owns(Vec<i64>),
+    /// Another batch of its conversation is unfinished and goes first (Redis
+    /// lost it while it was being sent): nothing was taken or written.
+    Behind(BatchId),
+}
+
+impl CommitOutcome {
+    /// The messages it answers; none when it is behind another batch.
+    pub fn owned(self) -> Vec<i64> {
+        match self {
+            CommitOutcome::Owns(ids) => ids,
+            CommitOutcome::Behind(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -175,6 +197,8 @@ pub struct BatchRow {
     pub generated_at: Option<DateTime<Utc>>,
     /// Reply sent.
     pub sent_at: Option<DateTime<Utc>>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
     /// The responder that wrote the reply (`openai`, `http`...).
     pub responder: Option<String>,
     /// The model, as the API named it.
@@ -326,10 +350,18 @@ pub(super) async fn open_batches(
 /// by primary key; each batch's taken ids are gathered in one GROUP BY over the
 /// group (not a lookup per batch). Only the batches written come back; one that
 /// is not owns nothing. The ids it owns come back in platform order.
+///
+/// A batch whose conversation has another batch unfinished that must be
+/// answered first (`sending`, or `generating` and owning messages: Redis lost it
+/// while it was being sent, or between its two commits, and its worker died)
+/// takes and writes nothing and comes back [`CommitOutcome::Behind`] it: sent
+/// now, it would answer later messages before earlier ones (invariant 5). That
+/// lookup reads the partial index `reply_batches_unfinished` (migration 0042),
+/// which holds only batches in flight.
 pub(super) async fn commit_batches(
     pool: PgPool,
     commits: std::sync::Arc<[Commit]>,
-) -> Result<Vec<Vec<i64>>, StoreError> {
+) -> Result<Vec<CommitOutcome>, StoreError> {
     distinct_batches(commits.iter().map(|c| &c.batch.id))?;
     let column = |f: fn(&Commit) -> &str| commits.iter().map(f).collect::<Vec<_>>();
     let times = |f: fn(&NewBatch) -> UnixMs| {
@@ -345,16 +377,28 @@ pub(super) async fn commit_batches(
                          $7::int[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
                          $12::text[])
                   AS u(b, t, m, c, a, ct, cl, su, f, d, at, rm)
+         ), behind AS MATERIALIZED (
+             SELECT i.b, o.id AS older
+             FROM input i CROSS JOIN LATERAL (
+                 SELECT r.id FROM reply_batches r
+                 WHERE r.channel = i.c AND r.account_id = i.a AND r.contact_id = i.ct
+                   AND r.status IN ('generating', 'sending') AND r.id <> i.b
+                   AND (r.status = 'sending' OR EXISTS (
+                       SELECT 1 FROM conversation_messages m
+                       WHERE m.id = ANY(r.message_ids) AND m.batch_id = r.id))
+                 ORDER BY r.claimed_at LIMIT 1) o
+         ), free AS MATERIALIZED (
+             SELECT * FROM input WHERE b NOT IN (SELECT b FROM behind)
          ), newest AS MATERIALIZED (
              SELECT i.b, i.c, i.a, i.ct, m.platform_timestamp AS ts, m.id
-             FROM input i JOIN conversation_messages m ON m.id = i.ids[cardinality(i.ids)]
+             FROM free i JOIN conversation_messages m ON m.id = i.ids[cardinality(i.ids)]
          ), wanted AS (
-             SELECT i.b, x.id FROM input i, unnest(i.ids) AS x(id)
+             SELECT i.b, x.id FROM free i, unnest(i.ids) AS x(id)
              UNION
              -- One primary-key read per batch (the status is tested in the CASE, not
              -- the WHERE, so no other index fits, whatever the statistics say).
              SELECT i.b, x.id
-             FROM input i CROSS JOIN LATERAL (
+             FROM free i CROSS JOIN LATERAL (
                       SELECT CASE WHEN r.status = 'generating' THEN r.message_ids END AS ids
                       FROM reply_batches r WHERE r.id = i.b OFFSET 0) r,
                   unnest(r.ids) AS x(id)
@@ -382,12 +426,12 @@ pub(super) async fn commit_batches(
                     coalesce(array_agg(id ORDER BY ts, id) FILTER (WHERE id IS NOT NULL), '{}') AS got
              FROM (SELECT b, t, ids, c, a, ct, cl, su, f, d, at, rm, NULL::bigint AS id,
                           NULL::timestamptz AS ts
-                   FROM input
+                   FROM free
                    UNION ALL
                    SELECT b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, id, ts
                    FROM taken) x
              GROUP BY b
-         )
+         ), written AS (
          INSERT INTO reply_batches AS r
              (id, channel, account_id, contact_id, status, message_ids, reply_text, claims,
               supersedes, first_message_at, due_at, claimed_at, generated_at, reply_messages)
@@ -405,7 +449,10 @@ pub(super) async fn commit_batches(
              generated_at = coalesce(EXCLUDED.generated_at, r.generated_at),
              updated_at = now()
          WHERE r.status = 'generating'
-         RETURNING r.id AS batch_id, r.message_ids AS owned",
+         RETURNING r.id AS batch_id, r.message_ids AS owned, NULL::text AS behind
+         ) SELECT * FROM written
+           UNION ALL
+           SELECT b, '{}'::bigint[], older FROM behind",
     )
     .bind(column(|c| c.batch.id.as_str()))
     .bind(column(|c| &c.text))
@@ -423,13 +470,25 @@ pub(super) async fn commit_batches(
     .persistent(false)
     .fetch_all(&pool)
     .await?;
-    let mut by_id: HashMap<BatchId, Vec<i64>> =
-        rows.into_iter().map(|r| (r.batch_id, r.owned)).collect();
+    let mut by_id: HashMap<BatchId, CommitOutcome> = rows
+        .into_iter()
+        .map(|r| {
+            let outcome = match r.behind {
+                Some(older) => CommitOutcome::Behind(older),
+                None => CommitOutcome::Owns(r.owned),
+            };
+            (r.batch_id, outcome)
+        })
+        .collect();
     // A batch not written was recorded already and is past `generating`: another
     // worker committed it first, so this one owns nothing.
     Ok(commits
         .iter()
-        .map(|c| by_id.remove(&c.batch.id).unwrap_or_default())
+        .map(|c| {
+            by_id
+                .remove(&c.batch.id)
+                .unwrap_or(CommitOutcome::Owns(Vec::new()))
+        })
         .collect())
 }
 
@@ -527,13 +586,13 @@ impl Store {
     /// Makes the batch the answer of `message_ids` unless another batch already is
     /// (see [`commit_batches`]), grouped with concurrent batches; writes its claim
     /// too if [`Store::open_batch`] did not. Returns the ids it owns, in the
-    /// batch's order.
+    /// batch's order, or the older batch it must wait behind.
     pub async fn begin_sending(
         &self,
         batch: &NewBatch,
         message_ids: &[i64],
         reply_text: &str,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<CommitOutcome, StoreError> {
         let batch = NewBatch {
             message_ids: message_ids.to_vec(),
             ..batch.clone()
@@ -556,7 +615,7 @@ impl Store {
         batch: &NewBatch,
         message_ids: &[i64],
         reply: &Reply,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<CommitOutcome, StoreError> {
         let text: Vec<String> = reply.messages.iter().map(describe).collect();
         let messages = match reply.messages.as_slice() {
             [] | [ReplyMessage::Text { .. }] => None,

@@ -25,7 +25,7 @@ mod status;
 
 use crate::metrics::Metrics;
 pub use audit::{ActionRow, NewAction};
-pub use batches::{BatchRecord, BatchRow, Generation, NewBatch, StaleOwner};
+pub use batches::{BatchRecord, BatchRow, CommitOutcome, Generation, NewBatch, StaleOwner};
 pub use console::{ConversationLine, RetryRefusal, TranscriptLine};
 pub use forget::DeletedRows;
 use group::{Group, GroupLimits};
@@ -98,7 +98,7 @@ pub struct Store {
     /// Claims recorded.
     opening: Group<NewBatch, BatchRecord>,
     /// Replies taking their messages before the send.
-    sending: Group<batches::Commit, Vec<i64>>,
+    sending: Group<batches::Commit, CommitOutcome>,
     /// Replies recorded as sent.
     sent: Group<batches::SentReply, Vec<crate::message::Entry>>,
 }

@@ -7,12 +7,15 @@
 //! and committed again, a bounded number of rounds (docs/design.md, invariant 14).
 //! A reply of no messages is committed as an empty text: its messages are
 //! answered, and nothing is sent. What generating it took is recorded with it.
+//! A batch with an older one of its conversation unfinished commits nothing and
+//! waits behind it (`behind.rs`).
 
 use super::ask::Generated;
 use super::claimed::ClaimedBatch;
 use super::finish::GiveBack;
 use super::{BatchOutcome, Stage, Worker};
 use crate::message::Entry;
+use crate::store::CommitOutcome;
 use crate::time::UnixMs;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -76,7 +79,15 @@ impl Worker {
                 .begin_sending_reply(&record, &ids, &generated.reply)
                 .await
             {
-                Ok(owned) => owned,
+                Ok(CommitOutcome::Owns(owned)) => owned,
+                Ok(CommitOutcome::Behind(older)) => {
+                    // Answered first, or finished meanwhile: then commit again.
+                    self.behind(batch, &older).await?;
+                    if round == COMMIT_ROUNDS {
+                        return ControlFlow::Break(BatchOutcome::Retry);
+                    }
+                    continue;
+                }
                 Err(error) => {
                     tracing::error!(%error, "database unavailable before sending; batch kept for a later claim");
                     return ControlFlow::Break(BatchOutcome::Retry);

@@ -22,6 +22,8 @@
 //!   reply's usage counted.
 //! - `commit.rs`: last look, then `begin_sending_reply` makes the reply's messages
 //!   the answer; the reply's usage recorded.
+//! - `behind.rs`: an older batch of the conversation, unfinished when Redis lost
+//!   it, is answered first; this one waits behind it.
 //! - `deliver.rs`: the committed messages' parts, with retries.
 //! - `finish.rs`: record and ack (sent, failed, given back).
 //! - `fallback.rs`: FALLBACK_REPLY for a batch whose responder failed for good.
@@ -30,6 +32,7 @@
 //! - `expire.rs`: a batch past the channel's reply window, closed unanswered.
 
 mod ask;
+mod behind;
 mod claimed;
 mod commit;
 mod deliver;
@@ -99,6 +102,10 @@ pub struct WorkerSettings {
     pub responder_retry: RetryPolicy,
     /// Sent once when a batch fails for good (FALLBACK_REPLY); `None`: off.
     pub fallback_reply: Option<String>,
+    /// An unfinished batch whose row has not changed for this long has no live
+    /// worker left (the reconciler's min age): a newer batch of its conversation
+    /// puts it back in flight and waits behind it (`behind.rs`).
+    pub stale_after: Duration,
 }
 
 /// How a batch ended, for the caller and the tests.
@@ -127,6 +134,9 @@ pub enum BatchOutcome {
     Paused,
     /// PostgreSQL or Redis failed; the lease will run out and the batch come back.
     Retry,
+    /// An older batch of its conversation, unfinished when Redis lost it, goes
+    /// first: this one was put back unsent, to be answered after it.
+    Behind,
     /// Its messages are past the channel's reply window: recorded expired, not sent.
     Expired {
         /// Batch id.

@@ -79,7 +79,10 @@ async fn commit(
     text: &str,
 ) -> Result<Vec<i64>, lull::store::StoreError> {
     let batch = new_batch(id, message_ids, 1);
-    store.begin_sending(&batch, message_ids, text).await
+    store
+        .begin_sending(&batch, message_ids, text)
+        .await
+        .map(lull::store::CommitOutcome::owned)
 }
 
 async fn row(store: &Store, id: &str) -> BatchRow {
@@ -473,7 +476,7 @@ async fn a_new_batch_committed_without_a_recorded_claim_gets_its_row_with_the_cl
         commit(&store, "recorded", &recorded, "recorded text"),
     );
 
-    assert_eq!(unrecorded.unwrap(), ids);
+    assert_eq!(unrecorded.unwrap().owned(), ids);
     assert_eq!(other.unwrap(), recorded);
     let row = row(&store, "unrecorded").await;
     assert_eq!(

@@ -3,6 +3,7 @@
 //! links once.
 
 mod bad_input;
+mod behind;
 mod bot;
 mod breaker;
 mod claim_loop;

@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use lull::message::{ChannelKind, Conversation, InboundMessage, MessageKind};
-use lull::store::{NewBatch, Store};
+use lull::store::{CommitOutcome, NewBatch, Store};
 use lull::time::UnixMs;
 
 /// A WhatsApp conversation with `contact`.
@@ -37,8 +37,13 @@ async fn stored_as(
     rows.unwrap().remove(0).expect("a new row").id
 }
 
-/// Commits batch `id` of `contact` for `ids` (platform order).
+/// Commits batch `id` of `contact` for `ids` (platform order); the ids it owns.
 async fn commit(store: &Store, id: &str, contact: &str, ids: &[i64]) -> Vec<i64> {
+    commit_outcome(store, id, contact, ids).await.owned()
+}
+
+/// Commits batch `id` of `contact` for `ids` (platform order).
+async fn commit_outcome(store: &Store, id: &str, contact: &str, ids: &[i64]) -> CommitOutcome {
     let now = UnixMs::now();
     let batch = NewBatch {
         id: id.into(),
@@ -51,6 +56,15 @@ async fn commit(store: &Store, id: &str, contact: &str, ids: &[i64]) -> Vec<i64>
         claimed_ms: now,
     };
     store.begin_sending(&batch, ids, "reply").await.unwrap()
+}
+
+/// Records batch `id` of `contact` as sent, in one part.
+async fn sent(store: &Store, id: &str, contact: &str) {
+    let parts = [(format!("wamid.reply-{id}"), "reply".to_owned())];
+    store
+        .record_sent(&conversation(contact), &id.into(), 1, &parts, UnixMs::now())
+        .await
+        .unwrap();
 }
 
 async fn owner(store: &Store, id: i64) -> Option<String> {
@@ -170,6 +184,7 @@ async fn a_batch_does_not_take_messages_another_batch_owns() {
     let store = store(&db, 1).await;
     let m1 = stored(&store, "ana", "m1", T).await;
     commit(&store, "earlier", "ana", &[m1]).await;
+    sent(&store, "earlier", "ana").await;
     let m2 = stored(&store, "ana", "m2", T + 1_000).await;
 
     let owned = commit(&store, "b", "ana", &[m2]).await;
@@ -177,6 +192,70 @@ async fn a_batch_does_not_take_messages_another_batch_owns() {
     assert_eq!(owned, [m2]);
     assert_eq!(status(&store, "b").await, "sending");
     assert_eq!(owner(&store, m1).await.as_deref(), Some("earlier"));
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_batch_waits_behind_an_unfinished_batch_of_its_conversation() {
+    let db = TestDb::new();
+    let store = store(&db, 1).await;
+    let m1 = stored(&store, "ana", "m1", T).await;
+    commit(&store, "earlier", "ana", &[m1]).await;
+    let m2 = stored(&store, "ana", "m2", T + 1_000).await;
+
+    let outcome = commit_outcome(&store, "b", "ana", &[m2]).await;
+
+    assert_eq!(outcome, CommitOutcome::Behind("earlier".into()));
+    assert_eq!(owner(&store, m2).await, None, "it took nothing");
+    assert!(
+        store.batch("b").await.unwrap().is_none(),
+        "nor wrote its row"
+    );
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_not_behind_a_generating_batch_that_owns_nothing() {
+    let db = TestDb::new();
+    let store = store(&db, 1).await;
+    let m1 = stored(&store, "ana", "m1", T).await;
+    let now = UnixMs::now();
+    store
+        .open_batch(NewBatch {
+            id: "claimed".into(),
+            conversation: conversation("ana"),
+            message_ids: vec![m1],
+            claims: 2,
+            supersedes: 0,
+            started_ms: now,
+            due_ms: now,
+            claimed_ms: now,
+        })
+        .await
+        .unwrap();
+    let m2 = stored(&store, "ana", "m2", T + 1_000).await;
+
+    let owned = commit(&store, "b", "ana", &[m2]).await;
+
+    assert_eq!(
+        owned,
+        [m1, m2],
+        "it answers the claimed batch's message too"
+    );
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_not_behind_another_conversations_unfinished_batch() {
+    let db = TestDb::new();
+    let store = store(&db, 1).await;
+    let bob1 = stored(&store, "bob", "bob1", T).await;
+    commit(&store, "bobs", "bob", &[bob1]).await;
+    let ana1 = stored(&store, "ana", "ana1", T + 1_000).await;
+
+    let owned = commit(&store, "b", "ana", &[ana1]).await;
+
+    assert_eq!(owned, [ana1]);
     store.pool().close().await;
 }
 

@@ -258,7 +258,8 @@ async fn a_batch_that_took_older_messages_is_restored_with_them_after_redis_lost
         .store
         .begin_sending(&batch, &[ids[2]], "answers r3 alone")
         .await
-        .unwrap();
+        .unwrap()
+        .owned();
     assert_eq!(owned, ids, "it took r1 and r2");
 
     let reply = the_only_reply(&app).await;

@@ -213,7 +213,8 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
         .store
         .begin_sending(&partial, &[taken, kept], "hello and your order")
         .await
-        .unwrap();
+        .unwrap()
+        .owned();
     assert_eq!(owned, [kept], "it owns only the second");
     // Redis restarts without persistence.
     lull::batch::cleanup::delete_keys_at(&redis_url(), &app.prefix)

@@ -125,7 +125,8 @@ async fn commit_in_flight(
         .store
         .begin_sending_reply(&batch, &[id], reply)
         .await
-        .unwrap();
+        .unwrap()
+        .owned();
     assert_eq!(owned, [id], "the batch answers its message");
     let sent: Vec<String> = sent.iter().map(|s| (*s).to_owned()).collect();
     app.store

@@ -7,6 +7,7 @@
 
 mod ack;
 mod append;
+mod behind;
 mod claim;
 mod extend;
 mod handoff;
