@@ -219,12 +219,16 @@ impl Store {
         Ok(rows.into_iter().map(Entry::from).collect())
     }
 
-    /// Answerable inbound messages with no reply, received more than `min_age` ago,
-    /// after `after` (keyset pages), conversation by conversation and each in
-    /// platform order (timestamp, then id): appended in that order, a
-    /// conversation's messages follow each other, so a burst stored while Redis
-    /// was down becomes one batch. None of a conversation a human agent has (its
-    /// resume batches them).
+    /// Answerable inbound messages with no reply, of conversations that have one
+    /// received more than `min_age` ago, after `after` (keyset pages),
+    /// conversation by conversation and each in platform order (timestamp, then
+    /// id): appended in that order, a conversation's messages follow each other,
+    /// so a burst stored while Redis was down becomes one batch. The age is the
+    /// conversation's, not each message's: a cut by age through a burst would
+    /// batch its older part alone, due before the next pass brings the rest (a
+    /// chaos run split bursts so). A younger message whose webhook is appending
+    /// it right now is appended once (append.lua leaves an id already there
+    /// alone). None of a conversation a human agent has (its resume batches them).
     pub async fn unanswered(
         &self,
         min_age: Duration,
@@ -236,7 +240,13 @@ impl Store {
                     external_message_id, text
              FROM conversation_messages
              WHERE direction = 'in' AND answerable AND batch_id IS NULL
-               AND webhook_received_at < now() - make_interval(secs => $1)
+               AND EXISTS (
+                   SELECT 1 FROM conversation_messages o
+                   WHERE o.channel = conversation_messages.channel
+                     AND o.account_id = conversation_messages.account_id
+                     AND o.contact_id = conversation_messages.contact_id
+                     AND o.direction = 'in' AND o.answerable AND o.batch_id IS NULL
+                     AND o.webhook_received_at < now() - make_interval(secs => $1))
                AND ($2::text IS NULL
                     OR (channel, account_id, contact_id, platform_timestamp, id)
                        > ($2, $3, $4, $5, $6))

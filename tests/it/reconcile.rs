@@ -66,3 +66,55 @@ async fn a_reconcile_pass_told_to_stop_ends_before_the_next_message() {
     app.redis_batches().quit().await;
     app.store().pool().close().await;
 }
+
+#[tokio::test]
+async fn a_conversation_old_enough_is_batched_again_with_its_younger_messages() {
+    let (db, prefix) = (TestDb::new(), TestPrefix::new("test:"));
+    let graph = crate::fake_platforms::fake_graph().await;
+    let mut config = test_config(&db, &graph, &prefix);
+    config.reconcile_min_age_seconds = 5.0;
+    let app = App::build(config.parse_settings().unwrap()).await.unwrap();
+    let message = |contact: &str, n: i64| InboundMessage {
+        conversation: Conversation::new(ChannelKind::WhatsApp, PHONE_ID, contact),
+        external_id: format!("wamid.{contact}.{n}"),
+        kind: MessageKind::Text,
+        text: format!("message {n}"),
+        timestamp_ms: lull::time::now_ms() + n,
+        contact_name: None,
+        payload: serde_json::json!({}),
+    };
+    let rows: InboundRows = vec![
+        (message("15550009100", 1), true),
+        (message("15550009100", 2), true),
+        (message("15550009101", 1), true),
+    ]
+    .into();
+    let stored = app.store().insert_inbound(rows).await.unwrap();
+    let first = stored[0].as_ref().unwrap().id;
+    // The burst's first message is old; its second, and the other person's
+    // message, are younger than the min age.
+    sqlx::query(
+        "UPDATE conversation_messages SET webhook_received_at = now() - interval '10 s'
+         WHERE id = $1",
+    )
+    .bind(first)
+    .execute(app.store().pool())
+    .await
+    .unwrap();
+
+    let rebatched = app.reconciler().reconcile_once(&|| true).await.unwrap();
+
+    assert_eq!(rebatched, 2, "the whole burst, not the other conversation");
+    let keys = app.redis_batches().keys().conversation(&Conversation::new(
+        ChannelKind::WhatsApp,
+        PHONE_ID,
+        "15550009100",
+    ));
+    let collecting: i64 =
+        fred::interfaces::ListInterface::llen(app.redis_batches().pool().next(), &keys.msgs)
+            .await
+            .unwrap();
+    assert_eq!(collecting, 2, "one batch collects both");
+    app.redis_batches().quit().await;
+    app.store().pool().close().await;
+}
