@@ -27,6 +27,10 @@ pub struct BurstOutcome {
     pub later_first: Option<(usize, usize, (usize, usize), usize)>,
     /// Its messages quoted by more than one reply: (position, how many replies).
     pub answered_again: Vec<(usize, usize)>,
+    /// Per message in typing order, the number of the reply that first answered it
+    /// (`None`: none did). Where two differ the burst was split there
+    /// ([`super::split`]).
+    pub first_replies: Vec<Option<usize>>,
 }
 
 impl BurstOutcome {
@@ -114,6 +118,7 @@ pub fn attribute(bursts: &[Vec<String>], replies: &[Delivery]) -> Attribution {
         let mut outcome = BurstOutcome::default();
         let mut firsts = Vec::new();
         for (m, by) in burst.iter().enumerate() {
+            outcome.first_replies.push(by.first().map(|r| r + 1));
             let Some(&first) = by.first() else {
                 outcome.unanswered.push(m);
                 continue;
@@ -194,6 +199,14 @@ mod tests {
         assert_eq!(a.bursts[0].first_answers, 2);
         assert_eq!(a.bursts[0].later_first, None);
         assert!(!a.bursts[0].passed());
+    }
+
+    #[test]
+    fn each_message_names_the_reply_that_first_answered_it() {
+        let replies = [reply(&["a1"]), reply(&["a1", "a2"]), reply(&["b1"])];
+        let a = attribute(&two_bursts(), &replies);
+        assert_eq!(a.bursts[0].first_replies, [Some(1), Some(2)]);
+        assert_eq!(a.bursts[1].first_replies, [Some(3), None]);
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn ingest_args(app: &TestApp, settle_seconds: f64) -> IngestArgs {
         duplicate_every: 5,
         graph_listen: "unused: the test binds the fake".into(),
         settle_seconds,
+        window_seconds: WINDOW.as_secs_f64(),
         json: false,
         retry: Default::default(),
         chaos: Default::default(),

@@ -65,6 +65,9 @@ fn a_chaos_run_kills_a_child_and_wipes_redis_and_reports_every_fault() {
     );
     assert_eq!(report["bursts"], 16 * 12);
     assert_eq!(report["lost_bursts"], 0, "{}", report["violations"]);
+    // Splits are judged by the children's window, not the flag's default.
+    assert_eq!(report["window_seconds"], 0.2);
+    assert!(report["split_at_long_gaps"].is_u64(), "{report}");
     // Every child stopped, and the run's redis-server killed.
     let urls = chaos["instance_urls"].as_array().unwrap();
     assert_eq!(urls.len(), 2);

@@ -1,5 +1,6 @@
 //! `lull loadtest ingest` judges what it is shown: a fake lull (a small HTTP server
-//! standing where lull would be) that answers bursts wrongly on purpose, and a front
+//! standing where lull would be) that answers bursts wrongly on purpose, one that
+//! splits a burst where it took longer than the window to store a message, and a front
 //! before a real lull that refuses webhooks at first, as a restarting instance or a
 //! load balancer would.
 
@@ -22,7 +23,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The window the load test is told lull has; the fakes answer within it unless
+/// they pause on purpose.
+const TOLD_WINDOW: Duration = Duration::from_millis(300);
 
 /// `conversations` × 1 burst × 3 messages against `url`, no duplicates.
 fn args(url: String, conversations: u32, settle_seconds: f64) -> IngestArgs {
@@ -38,6 +44,7 @@ fn args(url: String, conversations: u32, settle_seconds: f64) -> IngestArgs {
         duplicate_every: 0,
         graph_listen: "unused: the test binds the fake".into(),
         settle_seconds,
+        window_seconds: TOLD_WINDOW.as_secs_f64(),
         json: false,
         retry: RetryArgs {
             retry_base_ms: 20,
@@ -179,9 +186,10 @@ async fn the_load_test_names_each_split_resent_lost_and_later_part_first_burst()
     );
     let split = violation(&report, "bursts split");
     assert!(
-        split.contains("0000000 burst 1: answered by 2 replies"),
+        split.contains("0000000 burst 1: answered by 2 replies, message 3 stored"),
         "{split}"
     );
+    assert_eq!(report.split_at_long_gaps, 0);
     assert!(split.contains("0000003 burst 1"), "{split}");
     let later = violation(&report, "later part first");
     assert!(
@@ -193,6 +201,72 @@ async fn the_load_test_names_each_split_resent_lost_and_later_part_first_burst()
         resent.contains("0000001 burst 1: message 1 answered 2 times"),
         "{resent}"
     );
+}
+
+/// A fake lull that answers every contact's burst in two replies, its first message
+/// alone, then the other two; it answers its webhook 200 at once, except that of
+/// message 2 + the conversation index, which it holds for twice the window it was
+/// told. So conversation 0's message 2 is stored well past the window after message
+/// 1 was POSTed (the split is the window at work) and conversation 1's is not.
+async fn pausing_lull(graph: FakePlatform) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bursts: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    serve(listener, move |body| {
+        let (graph, bursts) = (graph.clone(), bursts.clone());
+        async move {
+            let webhook: Value = serde_json::from_slice(&body).unwrap();
+            let message = &webhook["entry"][0]["changes"][0]["value"]["messages"][0];
+            let from = message["from"].as_str().unwrap().to_owned();
+            let text = message["text"]["body"].as_str().unwrap().to_owned();
+            let burst = {
+                let mut bursts = bursts.lock().unwrap();
+                let burst = bursts.entry(from.clone()).or_default();
+                burst.push(text);
+                burst.clone()
+            };
+            if burst.len() == 3 {
+                reply(&graph, &from, &burst[..1]).await;
+                reply(&graph, &from, &burst[1..]).await;
+            }
+            let index: usize = from[from.len() - 7..].parse().unwrap();
+            if burst.len() == 2 + index {
+                tokio::time::sleep(TOLD_WINDOW * 2).await;
+            }
+            (200, json!({"stored": 1, "duplicates": 0}).to_string())
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_split_where_its_next_message_was_stored_past_the_window_is_no_violation() {
+    let graph = graph().await;
+    let url = pausing_lull(graph.clone()).await;
+    let report = ingest::run(&args(url, 1, 1.0), &graph).await.unwrap();
+    assert_eq!(report.split_at_long_gaps, 1, "{report:?}");
+    assert_eq!(report.split_bursts, 0);
+    assert_eq!(report.bursts_passed, 0);
+    assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.violations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_before_a_message_stored_within_the_window_stays_a_violation_after_a_pause() {
+    let graph = graph().await;
+    let url = pausing_lull(graph.clone()).await;
+    let report = ingest::run(&args(url, 2, 1.0), &graph).await.unwrap();
+    assert_eq!(
+        (report.split_at_long_gaps, report.split_bursts),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.verdict, Verdict::Fail);
+    let split = violation(&report, "bursts split");
+    assert!(
+        split.contains("0000001 burst 1: answered by 2 replies, message 2 stored"),
+        "{split}"
+    );
+    assert!(split.contains("ms after message 1 was POSTed"), "{split}");
 }
 
 /// A front before `app`'s webhook: each POST is forwarded, and `answer(n, forwarded)`

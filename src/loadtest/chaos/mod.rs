@@ -92,10 +92,13 @@ impl FaultKind {
     ];
 }
 
+/// The children's batch window before `--child-env`, seconds.
+const CHILD_WINDOW: &str = "0.2";
+
 /// The children's settings before `--child-env`: short windows so a run is quick,
 /// a reconciler that finds what a flushed Redis lost within seconds.
 const CHILD_DEFAULTS: [(&str, &str); 6] = [
-    ("BATCH_WINDOW_SECONDS", "0.2"),
+    ("BATCH_WINDOW_SECONDS", CHILD_WINDOW),
     ("RECONCILE_INTERVAL_SECONDS", "2"),
     ("TYPING_INDICATOR", "false"),
     ("LOG_FORMAT", "json"),
@@ -154,6 +157,8 @@ pub struct Cluster {
     pub logs: PathBuf,
     /// `--child-env` as given (the defaults and wiring not repeated).
     pub child_env: Vec<String>,
+    /// The children's batch window (their BATCH_WINDOW_SECONDS).
+    pub window: Duration,
 }
 
 /// One fault as it was injected.
@@ -193,6 +198,7 @@ impl Cluster {
             })?;
             overrides.insert(key.to_owned(), value.to_owned());
         }
+        let window = child_window(&overrides)?;
         let logs = std::env::temp_dir().join(format!("lull-chaos-{}", wiring.run));
         std::fs::create_dir_all(&logs).map_err(|e| ChaosError::io("creating the log dir", e))?;
         let redis = OwnRedis::start(&args.redis_server, free_port()?, &logs).await?;
@@ -223,6 +229,7 @@ impl Cluster {
             children: Vec::new(),
             logs: logs.clone(),
             child_env: args.child_env.clone(),
+            window,
         };
         let program =
             std::env::current_exe().map_err(|e| ChaosError::io("finding lull's path", e))?;
@@ -306,6 +313,23 @@ impl Cluster {
         futures::future::join_all(stops).await;
         self.redis.kill().await;
     }
+}
+
+/// The batch window the children get: BATCH_WINDOW_SECONDS from `overrides`
+/// (`--child-env`), else the default.
+fn child_window(overrides: &BTreeMap<String, String>) -> Result<Duration, ChaosError> {
+    const VAR: &str = "BATCH_WINDOW_SECONDS";
+    let value = overrides.get(VAR).map_or(CHILD_WINDOW, String::as_str);
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ChaosError::Invalid(format!(
+                "--child-env {VAR}={value}: not a positive number of seconds"
+            ))
+        })
 }
 
 /// A free TCP port on loopback (bound, then released).
@@ -446,6 +470,23 @@ impl ChaosReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_children_window_is_the_default_unless_child_env_sets_it() {
+        let mut overrides = BTreeMap::new();
+        assert_eq!(
+            child_window(&overrides).unwrap(),
+            Duration::from_millis(200)
+        );
+        overrides.insert("BATCH_WINDOW_SECONDS".to_owned(), "1.5".to_owned());
+        assert_eq!(
+            child_window(&overrides).unwrap(),
+            Duration::from_millis(1500)
+        );
+        overrides.insert("BATCH_WINDOW_SECONDS".to_owned(), "soon".to_owned());
+        let error = child_window(&overrides).unwrap_err().to_string();
+        assert!(error.contains("BATCH_WINDOW_SECONDS=soon"), "{error}");
+    }
 
     #[test]
     fn recovery_runs_from_the_fault_to_the_last_burst_in_flight_answered() {

@@ -9,8 +9,10 @@
 //! 200: lull must report it as a duplicate and not answer it again. A webhook
 //! refused with a 5xx or not delivered is redelivered with backoff ([`post`]). After
 //! the last burst the fake is watched a while longer for replies that should not
-//! come. With `--chaos` the load runs against the command's own lull children while
-//! faults are injected ([`super::chaos`]).
+//! come. Each message's first POST and its answer as stored are timed, so a burst
+//! split where its messages reached lull more than a window apart is told from one
+//! lull split ([`super::split`]). With `--chaos` the load runs against the command's
+//! own lull children while faults are injected ([`super::chaos`]).
 
 mod post;
 mod tally;
@@ -21,6 +23,7 @@ use super::bursts::answers_all;
 use super::chaos::{ChaosReport, Cluster, FaultRecord};
 use super::report::{Examples, Progress};
 use super::retry::Backoff;
+use super::split::MessageTimes;
 use super::webhook::whatsapp_text;
 use super::{IngestArgs, LoadtestError, at_least_one, duration};
 use crate::fake_platform::FakePlatform;
@@ -51,6 +54,11 @@ pub async fn run_against(
     at_least_one("concurrency", args.concurrency as u64)?;
     at_least_one("instances", urls.len() as u64)?;
     let settle = duration("settle-seconds", args.settle_seconds)?;
+    // The chaos run's children have a window of their own, whatever the flag says.
+    let window = match chaos.as_deref() {
+        Some(cluster) => cluster.window,
+        None => duration("window-seconds", args.window_seconds)?,
+    };
     let mut webhook_urls = Vec::with_capacity(urls.len());
     for base in urls {
         let url = format!("{}/api/whatsapp/webhook", base.trim_end_matches('/'));
@@ -75,6 +83,7 @@ pub async fn run_against(
         burst_size: args.burst_size,
         duplicate_every: args.duplicate_every,
         settle,
+        window,
         posts: Semaphore::new(args.concurrency),
         first_posts: AtomicU64::new(0),
     });
@@ -166,6 +175,8 @@ struct Shared {
     burst_size: u32,
     duplicate_every: u64,
     settle: Duration,
+    /// lull's batch window: a split at a longer gap is not a violation.
+    window: Duration,
     /// Bounds the POSTs in flight: a burst holds one slot.
     posts: Semaphore,
     /// First POSTs so far, to pick every Nth for a retry.
@@ -181,6 +192,8 @@ struct Outcome {
     burst_starts: Vec<Instant>,
     /// Per burst, when its last webhook was answered 200.
     burst_ends: Vec<Option<Instant>>,
+    /// Per burst, when each of its messages was first POSTed and stored.
+    message_times: Vec<Vec<MessageTimes>>,
     latencies: Vec<Duration>,
     /// Between two messages of a burst being answered as stored.
     gaps: Vec<Duration>,
@@ -219,6 +232,7 @@ async fn conversation(shared: Arc<Shared>, graph: FakePlatform, index: u32) -> O
         texts: Vec::new(),
         burst_starts: Vec::new(),
         burst_ends: Vec::new(),
+        message_times: Vec::new(),
         latencies: Vec::new(),
         gaps: Vec::new(),
         last_answer: None,
@@ -262,6 +276,7 @@ async fn send_burst(
     outcome.burst_starts.push(Instant::now());
     let lane = index as usize;
     let mut end = None;
+    let mut times = Vec::with_capacity(shared.burst_size as usize);
     for message in 0..shared.burst_size {
         let wamid = format!("wamid.loadtest{}.{index}.{burst}.{message}", shared.run);
         let text = message_text(burst, message);
@@ -273,6 +288,10 @@ async fn send_burst(
             now,
             &text,
         );
+        let mut timed = MessageTimes {
+            posted: Instant::now(),
+            stored: None,
+        };
         match shared.poster.deliver(lane, &body).await {
             Delivered::Accepted {
                 answer,
@@ -290,6 +309,7 @@ async fn send_burst(
                         outcome.gaps.push(now - previous);
                     }
                     end = Some(now);
+                    timed.stored = Some(now);
                 } else {
                     outcome.error(|| format!("{wamid}: new, but answered {answer}"));
                 }
@@ -300,6 +320,7 @@ async fn send_burst(
                 outcome.error(|| format!("{wamid}: given up after {retries} retries: {reason}"));
             }
         }
+        times.push(timed);
         if shared.retry_this_one() {
             outcome.duplicates_sent += 1;
             match shared.poster.deliver(lane, &body).await {
@@ -326,6 +347,7 @@ async fn send_burst(
         }
         outcome.last_answer = Some(Instant::now());
     }
+    outcome.message_times.push(times);
     end
 }
 

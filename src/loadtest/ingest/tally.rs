@@ -7,6 +7,7 @@ use crate::loadtest::IngestArgs;
 use crate::loadtest::bursts::attribute;
 use crate::loadtest::chaos::ChaosReport;
 use crate::loadtest::report::{self, Cell, Examples, Latency, Summary, Verdict};
+use crate::loadtest::split::{Split, classify};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -43,8 +44,16 @@ pub struct IngestReport {
     pub bursts_passed: u64,
     /// Bursts with a message no reply answered.
     pub lost_bursts: u64,
-    /// Bursts whose messages were answered by two or more replies.
+    /// Bursts whose messages were answered by two or more replies, split where the
+    /// next message reached lull within the window: a violation.
     pub split_bursts: u64,
+    /// Bursts answered by two or more replies, split only where the next message
+    /// was stored more than the window after the previous one was POSTed (a pause,
+    /// a slow redelivery): lull kept its contract, not a violation.
+    pub split_at_long_gaps: u64,
+    /// The batch window those splits were judged by, seconds (`--window-seconds`,
+    /// or the chaos children's).
+    pub window_seconds: f64,
     /// Bursts with a message answered before an earlier message of the
     /// conversation was.
     pub later_part_first: u64,
@@ -113,6 +122,11 @@ impl Summary for IngestReport {
             ("answered once, whole", Cell::Count(self.bursts_passed)),
             ("lost", Cell::Count(self.lost_bursts)),
             ("split", Cell::Count(self.split_bursts)),
+            (
+                "split at a gap longer than the window",
+                Cell::Count(self.split_at_long_gaps),
+            ),
+            ("window", Cell::Text(format!("{} s", self.window_seconds))),
             ("later part first", Cell::Count(self.later_part_first)),
             ("resent", Cell::Count(self.resent_bursts)),
             ("replies", Cell::Count(self.replies)),
@@ -166,6 +180,7 @@ struct Bursts {
     passed: u64,
     lost: u64,
     split: u64,
+    split_at_long_gaps: u64,
     later_first: u64,
     resent: u64,
     answered_twice: u64,
@@ -204,7 +219,6 @@ pub(super) fn tally(
             b.unattributed_examples
                 .note(|| format!("{}: {n} replies quote none of its messages", o.contact));
         }
-        let longest_gap = o.gaps.iter().max().copied().unwrap_or_default();
         for (i, burst) in attribution.bursts.iter().enumerate() {
             let name = || format!("{} burst {}", o.contact, i + 1);
             if burst.passed() {
@@ -216,16 +230,25 @@ pub(super) fn tally(
                 b.lost_examples
                     .note(|| format!("{}: message {positions} never answered", name()));
             }
-            if burst.first_answers > 1 {
-                b.split += 1;
-                b.split_examples.note(|| {
-                    format!(
-                        "{}: answered by {} replies (longest gap in the conversation {} ms)",
-                        name(),
-                        burst.first_answers,
-                        longest_gap.as_millis()
-                    )
-                });
+            let times = o
+                .message_times
+                .get(i)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match classify(&burst.first_replies, times, shared.window) {
+                Split::Whole => {}
+                Split::AtLongGaps => b.split_at_long_gaps += 1,
+                Split::Violation(boundary) => {
+                    b.split += 1;
+                    b.split_examples.note(|| {
+                        format!(
+                            "{}: answered by {} replies, {}",
+                            name(),
+                            burst.first_answers,
+                            boundary.line()
+                        )
+                    });
+                }
             }
             if let Some((m, reply, (eb, em), earlier_reply)) = burst.later_first {
                 b.later_first += 1;
@@ -275,7 +298,7 @@ pub(super) fn tally(
         ),
         (
             b.split,
-            "bursts split: answered by two or more replies",
+            "bursts split: answered by two or more replies at a gap within the window",
             &b.split_examples,
         ),
         (
@@ -324,6 +347,8 @@ pub(super) fn tally(
         bursts_passed: b.passed,
         lost_bursts: b.lost,
         split_bursts: b.split,
+        split_at_long_gaps: b.split_at_long_gaps,
+        window_seconds: shared.window.as_secs_f64(),
         later_part_first: b.later_first,
         resent_bursts: b.resent,
         messages_answered_twice: b.answered_twice,
