@@ -327,6 +327,12 @@ pub(super) async fn open_batches(
 /// persistence, a FLUSHALL) or never got (a crash between a webhook's commit and
 /// its append). Left to the reconciler they would get a reply of their own after
 /// this one, answering the later messages first (docs/design.md, invariant 14).
+/// On its first claim it also takes the newer ones stored before it was due: the
+/// claim took every message Redis had, and one stored before the window closed
+/// would have moved the deadline had it reached Redis, so it is of the same burst
+/// but its webhook found Redis down (PostgreSQL only); left behind, it would get
+/// a reply of its own and split the burst. (A resumed batch's due time is its
+/// lease's end, so it takes only older ones; claim.lua merges what is due.)
 /// And it keeps what its row already owns (a batch that took older messages and
 /// was resumed before it committed again claims only its Redis entries).
 ///
@@ -390,7 +396,7 @@ pub(super) async fn commit_batches(
          ), free AS MATERIALIZED (
              SELECT * FROM input WHERE b NOT IN (SELECT b FROM behind)
          ), newest AS MATERIALIZED (
-             SELECT i.b, i.c, i.a, i.ct, m.platform_timestamp AS ts, m.id
+             SELECT i.b, i.c, i.a, i.ct, i.cl, i.d, m.platform_timestamp AS ts, m.id
              FROM free i JOIN conversation_messages m ON m.id = i.ids[cardinality(i.ids)]
          ), wanted AS (
              SELECT i.b, x.id FROM free i, unnest(i.ids) AS x(id)
@@ -407,7 +413,8 @@ pub(super) async fn commit_batches(
                  SELECT m.id FROM conversation_messages m
                  WHERE m.channel = n.c AND m.account_id = n.a AND m.contact_id = n.ct
                    AND m.direction = 'in' AND m.answerable AND m.batch_id IS NULL
-                   AND (m.platform_timestamp, m.id) < (n.ts, n.id)
+                   AND ((m.platform_timestamp, m.id) < (n.ts, n.id)
+                        OR (n.cl = 1 AND m.webhook_received_at < n.d))
                  OFFSET 0) o
          ), taken AS (
              UPDATE conversation_messages m SET batch_id = w.b

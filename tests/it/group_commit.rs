@@ -50,6 +50,8 @@ async fn messages(store: &Store, tag: &str, n: usize) -> Vec<i64> {
     stored.into_iter().rev().map(|e| e.unwrap().id).collect()
 }
 
+/// A claim of `message_ids`, due before any message here was stored: its commit
+/// takes none of its conversation's newer messages.
 fn new_batch(id: &str, message_ids: &[i64], claims: i64) -> NewBatch {
     let now = UnixMs::now();
     NewBatch {
@@ -59,7 +61,7 @@ fn new_batch(id: &str, message_ids: &[i64], claims: i64) -> NewBatch {
         claims,
         supersedes: 0,
         started_ms: now,
-        due_ms: now,
+        due_ms: UnixMs(0),
         claimed_ms: now,
     }
 }

@@ -42,8 +42,21 @@ async fn commit(store: &Store, id: &str, contact: &str, ids: &[i64]) -> Vec<i64>
     commit_outcome(store, id, contact, ids).await.owned()
 }
 
-/// Commits batch `id` of `contact` for `ids` (platform order).
+/// Commits batch `id` of `contact` for `ids` (platform order), on its first
+/// claim, due before any message here was stored.
 async fn commit_outcome(store: &Store, id: &str, contact: &str, ids: &[i64]) -> CommitOutcome {
+    commit_due_at(store, id, contact, ids, UnixMs(0)).await
+}
+
+/// Commits batch `id` of `contact` for `ids` (platform order), on its first
+/// claim, due at `due`.
+async fn commit_due_at(
+    store: &Store,
+    id: &str,
+    contact: &str,
+    ids: &[i64],
+    due: UnixMs,
+) -> CommitOutcome {
     let now = UnixMs::now();
     let batch = NewBatch {
         id: id.into(),
@@ -52,7 +65,7 @@ async fn commit_outcome(store: &Store, id: &str, contact: &str, ids: &[i64]) -> 
         claims: 1,
         supersedes: 0,
         started_ms: now,
-        due_ms: now,
+        due_ms: due,
         claimed_ms: now,
     };
     store.begin_sending(&batch, ids, "reply").await.unwrap()
@@ -159,6 +172,63 @@ async fn a_batch_does_not_take_newer_messages() {
 
     assert_eq!(owned, [m1]);
     assert_eq!(status(&store, "b").await, "sending");
+    assert_eq!(owner(&store, m2).await, None);
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_batch_takes_newer_messages_stored_before_it_was_due() {
+    let db = TestDb::new();
+    let store = store(&db, 1).await;
+    let m1 = stored(&store, "ana", "m1", T).await;
+    // Stored while its webhook found Redis down: the claim did not see it.
+    let m2 = stored(&store, "ana", "m2", T + 1_000).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let owned = commit_due_at(&store, "b", "ana", &[m1], UnixMs::now()).await;
+
+    assert_eq!(owned.owned(), [m1, m2]);
+    assert_eq!(status(&store, "b").await, "generating", "to generate again");
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_batch_does_not_take_newer_messages_stored_after_it_was_due() {
+    let db = TestDb::new();
+    let store = store(&db, 1).await;
+    let m1 = stored(&store, "ana", "m1", T).await;
+    let due = UnixMs::now();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let m2 = stored(&store, "ana", "m2", T + 1_000).await;
+
+    let owned = commit_due_at(&store, "b", "ana", &[m1], due).await;
+
+    assert_eq!(owned.owned(), [m1]);
+    assert_eq!(owner(&store, m2).await, None);
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_resumed_batch_does_not_take_newer_messages() {
+    let db = TestDb::new();
+    let store = store(&db, 1).await;
+    let m1 = stored(&store, "ana", "m1", T).await;
+    let m2 = stored(&store, "ana", "m2", T + 1_000).await;
+    let now = UnixMs::now();
+    let resumed = NewBatch {
+        id: "b".into(),
+        conversation: conversation("ana"),
+        message_ids: vec![m1],
+        claims: 2,
+        supersedes: 0,
+        started_ms: now,
+        due_ms: now,
+        claimed_ms: now,
+    };
+
+    let owned = store.begin_sending(&resumed, &[m1], "reply").await.unwrap();
+
+    assert_eq!(owned.owned(), [m1], "its due time is its lease's end");
     assert_eq!(owner(&store, m2).await, None);
     store.pool().close().await;
 }

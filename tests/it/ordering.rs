@@ -170,6 +170,26 @@ async fn a_message_stored_but_never_appended_is_answered_in_order_with_the_burst
     app.stop().await;
 }
 
+#[tokio::test]
+async fn the_last_message_of_a_burst_stored_while_its_webhook_found_redis_down_joins_it() {
+    let bot = FakeBot::start().await;
+    let app = spawn_app_with(|c| use_bot(c, &bot)).await;
+    let ts = now_secs() - 60;
+    post(&app, "wamid.d1", ts, "hi").await;
+    // Another instance, its Redis breaker open, stored the next one only in
+    // PostgreSQL, within d1's window.
+    stored_only(&app.store, "wamid.d2", ts + 1, "about my order").await;
+
+    let reply = the_only_reply(&app).await;
+
+    let request = request_answered_by(&bot, &reply);
+    assert_eq!(asked(&request), ["wamid.d1", "wamid.d2"]);
+    let all = ["wamid.d1", "wamid.d2"];
+    assert_one_sent_batch_owns(&app, &all).await;
+    assert_history_in_order(&app, &all).await;
+    app.stop().await;
+}
+
 /// The reconciler put the older messages back in Redis while the burst's batch
 /// was generating: they wait as the next batch. The reply takes them; that batch
 /// must not be claimed afterwards only to own nothing (a wasted request).

@@ -160,6 +160,8 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
     })
     .await;
     let ts = now_secs() - 60;
+    // Due before the messages came: neither batch takes the other's newer one.
+    let due = lull::time::UnixMs::now();
     // The one answered elsewhere is the older: a batch answering the newer would
     // take the older too (invariant 14).
     for (id, text) in [
@@ -187,7 +189,7 @@ async fn messages_a_batch_kept_for_itself_are_answered_after_redis_lost_its_data
             claims: 1,
             supersedes: 0,
             started_ms: now,
-            due_ms: now,
+            due_ms: due,
             claimed_ms: now,
         }
     };
