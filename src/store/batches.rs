@@ -378,23 +378,21 @@ pub(super) async fn commit_batches(
     };
     let rows: Vec<OwnedRow> = sqlx::query_as(
         "WITH input AS (
-             SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at, rm::jsonb AS rm
+             SELECT b, t, m::bigint[] AS ids, c, a, ct, cl, su, f, d, at, rm::jsonb AS rm, o.id AS older
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::int[], $8::int[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
                          $12::text[])
                   AS u(b, t, m, c, a, ct, cl, su, f, d, at, rm)
-         ), behind AS MATERIALIZED (
-             SELECT i.b, o.id AS older
-             FROM input i CROSS JOIN LATERAL (
+             LEFT JOIN LATERAL (
                  SELECT r.id FROM reply_batches r
-                 WHERE r.channel = i.c AND r.account_id = i.a AND r.contact_id = i.ct
-                   AND r.status IN ('generating', 'sending') AND r.id <> i.b
+                 WHERE r.channel = u.c AND r.account_id = u.a AND r.contact_id = u.ct
+                   AND r.status IN ('generating', 'sending') AND r.id <> u.b
                    AND (r.status = 'sending' OR EXISTS (
                        SELECT 1 FROM conversation_messages m
                        WHERE m.id = ANY(r.message_ids) AND m.batch_id = r.id))
-                 ORDER BY r.claimed_at LIMIT 1) o
+                 ORDER BY r.claimed_at LIMIT 1) o ON true
          ), free AS MATERIALIZED (
-             SELECT * FROM input WHERE b NOT IN (SELECT b FROM behind)
+             SELECT * FROM input WHERE older IS NULL
          ), newest AS MATERIALIZED (
              SELECT i.b, i.c, i.a, i.ct, i.cl, i.d, m.platform_timestamp AS ts, m.id
              FROM free i JOIN conversation_messages m ON m.id = i.ids[cardinality(i.ids)]
@@ -459,7 +457,7 @@ pub(super) async fn commit_batches(
          RETURNING r.id AS batch_id, r.message_ids AS owned, NULL::text AS behind
          ) SELECT * FROM written
            UNION ALL
-           SELECT b, '{}'::bigint[], older FROM behind",
+           SELECT b, '{}'::bigint[], older FROM input WHERE older IS NOT NULL",
     )
     .bind(column(|c| c.batch.id.as_str()))
     .bind(column(|c| &c.text))
